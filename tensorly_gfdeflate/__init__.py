@@ -1,0 +1,24 @@
+"""Symmetric tensor decomposition by over-parametrized gradient flow, beside tensor power deflation."""
+
+from .flow import VARIANTS, gradient_flow_cp
+from .measures import components_recovered, match_components, relative_error
+from .operators import SampleMoments
+from .power_method import PowerTrace, power_deflation_cp
+from .synthetic import random_symmetric_cp
+from .trace import FlowEvent, FlowTrace
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "gradient_flow_cp",
+    "power_deflation_cp",
+    "SampleMoments",
+    "random_symmetric_cp",
+    "relative_error",
+    "components_recovered",
+    "match_components",
+    "FlowTrace",
+    "FlowEvent",
+    "PowerTrace",
+    "VARIANTS",
+]

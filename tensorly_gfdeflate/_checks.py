@@ -1,0 +1,81 @@
+"""Argument checks shared by the public entry points.
+
+Every check raises at the public boundary with a message that names the
+argument and says how to fix it.
+"""
+
+import numbers
+
+import numpy as np
+
+__all__ = [
+    "check_random_state",
+    "check_positive",
+    "check_nonnegative",
+    "check_int",
+    "check_choice",
+]
+
+
+def check_random_state(random_state):
+    """Return a :class:`numpy.random.RandomState` that is never numpy's global one.
+
+    ``None`` gives a fresh generator seeded from the operating system, unlike
+    :func:`sklearn.utils.check_random_state`, which hands back the global
+    singleton: drawing from that would change the caller's random stream.
+    """
+    if random_state is None:
+        return np.random.RandomState()
+    if isinstance(random_state, np.random.RandomState):
+        return random_state
+    if isinstance(random_state, numbers.Integral) and not isinstance(random_state, bool):
+        if not 0 <= random_state < 2**32:
+            raise ValueError(
+                f"random_state={random_state} is out of range: pass an int in [0, 2**32)."
+            )
+        return np.random.RandomState(int(random_state))
+    raise TypeError(
+        "random_state must be None, an int or a numpy.random.RandomState, "
+        f"got {type(random_state).__name__}."
+    )
+
+
+def _check_real(name, value):
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a real number, got {value!r}.")
+    if not np.isfinite(value):
+        raise ValueError(f"{name} must be finite, got {value!r}.")
+    return float(value)
+
+
+def check_positive(name, value):
+    """Return ``value`` as a float, or raise unless it is a finite number > 0."""
+    value = _check_real(name, value)
+    if value <= 0:
+        raise ValueError(f"{name} must be > 0, got {value!r}.")
+    return value
+
+
+def check_nonnegative(name, value):
+    """Return ``value`` as a float, or raise unless it is a finite number >= 0."""
+    value = _check_real(name, value)
+    if value < 0:
+        raise ValueError(f"{name} must be >= 0, got {value!r}.")
+    return value
+
+
+def check_int(name, value, minimum):
+    """Return ``value`` as an int, or raise unless it is an integer >= ``minimum``."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an integer >= {minimum}, got {value!r}.")
+    if value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}.")
+    return int(value)
+
+
+def check_choice(name, value, choices):
+    """Return ``value``, or raise unless it is one of ``choices``."""
+    if not isinstance(value, str) or value not in choices:
+        allowed = ", ".join(repr(c) for c in choices)
+        raise ValueError(f"{name} must be one of {allowed}; got {value!r}.")
+    return value

@@ -1,0 +1,74 @@
+"""The over-parametrized model ``T(W) = sum_j s_j |w_j|^2 b_j^(x)l`` and its loss gradient.
+
+Everything the flow needs at a point ``W`` comes from one operator call on the
+unit directions ``B`` and the ``m x m`` Gram matrix ``B^T B``: the gradient,
+the loss and the relative residual, in ``O(operator + m^2 d)``.
+"""
+
+from dataclasses import dataclass
+
+import numpy as np
+import tensorly as tl
+
+__all__ = ["FlowPoint", "flow_point", "split_columns"]
+
+_TINY = 1e-30
+
+
+def split_columns(W):
+    """Column norms ``n`` and unit directions ``B = W / n`` of ``W``."""
+    norms = tl.sqrt(tl.sum(W * W, axis=0))
+    return norms, W / tl.clip(norms, _TINY)
+
+
+@dataclass
+class FlowPoint:
+    """The model at one point ``W``: what a step, a stop rule and a read-out look at.
+
+    ``growth_rate`` is ``d log|w_j| / dt = 2 s_j (T* - T(W))(b_j^l) - lambda``.
+    """
+
+    norms: object
+    directions: object
+    mass: object
+    gradient: object
+    growth_rate: object
+    loss: float
+    residual: float
+
+
+def flow_point(target, W, signs, regularization):
+    """Gradient, loss and relative residual of ``1/2 |T(W) - T*|^2 + lambda/2 |W|^2``.
+
+    ``target`` is the (normalized) operator ``T*``, ``signs`` the fixed ``s_j``.
+    """
+    order = target.order
+    norms, directions = split_columns(W)
+    mass = signs * norms**2
+    gram = tl.dot(tl.transpose(directions), directions)
+    gram_pow = gram ** (order - 1)
+    target_contraction = target.contract(directions)
+    residual_contraction = (
+        tl.dot(directions, tl.reshape(mass, (-1, 1)) * gram_pow) - target_contraction
+    )
+    residual_value = tl.sum(directions * residual_contraction, axis=0)
+    gradient = tl.reshape(signs * norms, (1, -1)) * (
+        (2 - order) * residual_value * directions + order * residual_contraction
+    )
+    if regularization:
+        gradient = gradient + regularization * W
+
+    model_sq = tl.sum(tl.reshape(mass, (-1, 1)) * gram_pow * gram * tl.reshape(mass, (1, -1)))
+    cross = tl.sum(mass * tl.sum(directions * target_contraction, axis=0))
+    residual_sq = float(model_sq) - 2.0 * float(cross) + target.norm_sq
+    loss = 0.5 * residual_sq + 0.5 * regularization * float(tl.sum(norms**2))
+    residual = np.sqrt(max(residual_sq, 0.0) / target.norm_sq)
+    return FlowPoint(
+        norms=norms,
+        directions=directions,
+        mass=mass,
+        gradient=gradient,
+        growth_rate=-2.0 * signs * residual_value - regularization,
+        loss=loss,
+        residual=float(residual),
+    )

@@ -1,0 +1,381 @@
+"""Symmetric tensors as operators: the only view of the target the solvers use.
+
+A solver never indexes the target. It asks for the batched contraction
+``T(v^{l-1}, I)`` of the columns of a ``d x m`` matrix, for the evaluation
+``T(v^l)``, and for the squared Frobenius norm. Three forms implement that:
+a dense array, a symmetric CP tensor and the moment tensor of a data matrix.
+The last two never build the ``d^l`` array.
+"""
+
+import numbers
+
+import numpy as np
+import tensorly as tl
+from tensorly.cp_tensor import CPTensor
+
+from ._checks import check_int
+
+__all__ = [
+    "SymmetricOperator",
+    "DenseOperator",
+    "CPOperator",
+    "SampleMoments",
+    "ResidualOperator",
+    "as_operator",
+    "normalize",
+    "cp_contract",
+    "cp_norm_sq",
+]
+
+# Above this many samples the norm of a moment tensor is estimated from a
+# fixed subsample instead of the full n x n Gram matrix (see SampleMoments).
+_EXACT_NORM_SAMPLES = 4096
+# Rows per block in moment contractions: bounds the n x m temporaries.
+_MOMENT_BLOCK_ENTRIES = 2**22
+
+
+def cp_contract(weights, vectors, V, order):
+    """``sum_k weights_k <u_k, v>^(order-1) u_k`` for every column ``v`` of ``V``."""
+    inner = tl.dot(tl.transpose(vectors), V) ** (order - 1)
+    return tl.dot(vectors, tl.reshape(weights, (-1, 1)) * inner)
+
+
+def cp_norm_sq(weights, vectors, order):
+    """Squared Frobenius norm of ``sum_k weights_k u_k^(x)order``."""
+    gram = tl.dot(tl.transpose(vectors), vectors) ** order
+    return tl.sum(tl.reshape(weights, (-1, 1)) * gram * tl.reshape(weights, (1, -1)))
+
+
+def _dtype_name(tensor):
+    return str(tl.context(tensor)["dtype"]).replace("torch.", "")
+
+
+def _check_float_tensor(name, tensor):
+    dtype = _dtype_name(tensor)
+    if "float" not in dtype or "complex" in dtype:
+        raise TypeError(
+            f"{name} has dtype {dtype}; pass a real floating-point array "
+            f"(for example {name}.astype(float))."
+        )
+    if tl.shape(tensor) and not np.isfinite(float(tl.sum(tensor * 0.0))):
+        raise ValueError(f"{name} contains NaN or inf; remove or impute those entries.")
+
+
+def _as_backend_tensor(name, value):
+    """The backend tensor for ``value``, converting numpy arrays and lists."""
+    if tl.is_tensor(value):
+        return value
+    array = np.asarray(value)
+    if array.dtype == object or not (
+        np.issubdtype(array.dtype, np.number) or array.dtype == bool
+    ):
+        raise TypeError(
+            f"{name} must be a numeric array or a tensor, got {type(value).__name__}."
+        )
+    if not np.issubdtype(array.dtype, np.floating):
+        raise TypeError(
+            f"{name} has dtype {array.dtype}; pass a real floating-point array "
+            f"(for example np.asarray({name}, dtype=float))."
+        )
+    return tl.tensor(array)
+
+
+def _symmetry_tolerance(tensor):
+    eps = 1e-7 if "32" in _dtype_name(tensor) or "16" in _dtype_name(tensor) else 1e-16
+    return np.sqrt(eps) * float(tl.max(tl.abs(tensor)))
+
+
+class SymmetricOperator:
+    """A symmetric tensor of order ``order`` and dimension ``dim``, seen through contractions.
+
+    Subclasses implement :meth:`contract` and :meth:`_compute_norm_sq`.
+    """
+
+    order: int
+    dim: int
+
+    @property
+    def shape(self):
+        return (self.dim,) * self.order
+
+    @property
+    def context(self):
+        """``tl.context`` of the tensors this operator computes with."""
+        return self._context
+
+    def contract(self, V):
+        """``T(v^{l-1}, I)`` for each column ``v`` of the ``dim x m`` matrix ``V``."""
+        raise NotImplementedError
+
+    def evaluate(self, V):
+        """``T(v^l)`` for each column ``v`` of ``V`` (a length-``m`` vector)."""
+        return tl.sum(V * self.contract(V), axis=0)
+
+    @property
+    def norm_sq(self):
+        """Squared Frobenius norm (exact, or the documented estimate for moments)."""
+        if not hasattr(self, "_norm_sq"):
+            self._norm_sq = float(self._compute_norm_sq())
+        return self._norm_sq
+
+    def _compute_norm_sq(self):
+        raise NotImplementedError
+
+    def rescaled(self, factor):
+        """This operator times the positive number ``factor``."""
+        return _ScaledOperator(self, factor)
+
+    def minus(self, weights, vectors):
+        """This tensor minus ``sum_k weights_k vectors_k^(x)l``, still as an operator."""
+        return ResidualOperator(self, weights, vectors)
+
+
+class _ScaledOperator(SymmetricOperator):
+    def __init__(self, base, factor):
+        self.base, self.factor = base, float(factor)
+        self.order, self.dim, self._context = base.order, base.dim, base.context
+
+    def contract(self, V):
+        return self.factor * self.base.contract(V)
+
+    def _compute_norm_sq(self):
+        return self.factor**2 * self.base.norm_sq
+
+
+class ResidualOperator(SymmetricOperator):
+    """``base - sum_k weights_k vectors_k^(x)l``: implicit deflation of any operator."""
+
+    def __init__(self, base, weights, vectors):
+        self.base, self.weights, self.vectors = base, weights, vectors
+        self.order, self.dim, self._context = base.order, base.dim, base.context
+
+    def contract(self, V):
+        return self.base.contract(V) - cp_contract(self.weights, self.vectors, V, self.order)
+
+    def _compute_norm_sq(self):
+        cross = tl.sum(self.weights * self.base.evaluate(self.vectors))
+        model = cp_norm_sq(self.weights, self.vectors, self.order)
+        return max(self.base.norm_sq - 2 * float(cross) + float(model), 0.0)
+
+
+class DenseOperator(SymmetricOperator):
+    """A dense symmetric array of shape ``(d,) * l``.
+
+    The contraction is one GEMM of the ``(d^{l-1}, d)`` unfolding with ``V``
+    followed by ``l - 2`` cheap contractions with ``V``.
+    """
+
+    def __init__(self, tensor, name="tensor"):
+        tensor = _as_backend_tensor(name, tensor)
+        shape = tuple(tl.shape(tensor))
+        if len(shape) < 2:
+            raise ValueError(
+                f"{name} must have order >= 2 (a square matrix or higher), got shape {shape}."
+            )
+        if len(set(shape)) != 1:
+            raise ValueError(
+                f"{name} must be cubical (all dimensions equal) to be symmetric, "
+                f"got shape {shape}."
+            )
+        if shape[0] == 0:
+            raise ValueError(f"{name} is empty (shape {shape}); pass a non-empty tensor.")
+        _check_float_tensor(name, tensor)
+        self.order, self.dim = len(shape), shape[0]
+        self._check_symmetric(name, tensor)
+        self.tensor = tensor
+        self._context = tl.context(tensor)
+        self._unfolded = tl.reshape(tensor, (-1, self.dim))
+
+    def _check_symmetric(self, name, tensor):
+        # A transposition and a cyclic shift generate every permutation of the modes.
+        swap = [1, 0] + list(range(2, self.order))
+        shift = list(range(1, self.order)) + [0]
+        tolerance = _symmetry_tolerance(tensor)
+        for axes in (swap, shift):
+            gap = float(tl.max(tl.abs(tensor - tl.transpose(tensor, axes))))
+            if gap > tolerance:
+                raise ValueError(
+                    f"{name} is not symmetric: it differs from its transpose {tuple(axes)} "
+                    f"by up to {gap:.3g}. Symmetrize it (average over all permutations of "
+                    "its modes) or decompose it with a non-symmetric method."
+                )
+
+    def contract(self, V):
+        m = tl.shape(V)[1]
+        partial = tl.dot(self._unfolded, V)
+        for _ in range(self.order - 2):
+            partial = tl.sum(tl.reshape(partial, (-1, self.dim, m)) * V, axis=1)
+        return partial
+
+    def _compute_norm_sq(self):
+        return tl.sum(self.tensor**2)
+
+    def to_dense(self):
+        return self.tensor
+
+
+class CPOperator(SymmetricOperator):
+    """A symmetric CP tensor ``sum_i a_i u_i^(x)l`` (all factors identical), never densified."""
+
+    def __init__(self, cp_tensor, name="tensor"):
+        weights, factors = cp_tensor
+        if not isinstance(factors, (list, tuple)) or len(factors) < 2:
+            raise ValueError(
+                f"{name} must be a CP tensor with at least 2 factors (order >= 2)."
+            )
+        factors = [_as_backend_tensor(f"{name} factors", f) for f in factors]
+        first = factors[0]
+        if len(tl.shape(first)) != 2 or 0 in tl.shape(first):
+            raise ValueError(
+                f"{name} factors must be non-empty 2-D (dim x rank) arrays, "
+                f"got shape {tuple(tl.shape(first))}."
+            )
+        _check_float_tensor(f"{name} factors", first)
+        tolerance = _symmetry_tolerance(first)
+        for k, factor in enumerate(factors[1:], start=1):
+            if tuple(tl.shape(factor)) != tuple(tl.shape(first)):
+                raise ValueError(
+                    f"{name} factors must all have the same shape for a symmetric CP tensor; "
+                    f"factor 0 has {tuple(tl.shape(first))}, factor {k} has "
+                    f"{tuple(tl.shape(factor))}."
+                )
+            if float(tl.max(tl.abs(factor - first))) > tolerance:
+                raise ValueError(
+                    f"{name} is not a symmetric CP tensor: factor {k} differs from factor 0. "
+                    "Pass the same factor matrix for every mode, e.g. (weights, [U] * order)."
+                )
+        rank = tl.shape(first)[1]
+        if weights is None:
+            weights = tl.ones(rank, **tl.context(first))
+        weights = _as_backend_tensor(f"{name} weights", weights)
+        if tuple(tl.shape(weights)) != (rank,):
+            raise ValueError(
+                f"{name} weights must have shape ({rank},) to match the factors, "
+                f"got {tuple(tl.shape(weights))}."
+            )
+        _check_float_tensor(f"{name} weights", weights)
+        self.weights, self.factor = weights, first
+        self.order, self.dim = len(factors), tl.shape(first)[0]
+        self._context = tl.context(first)
+
+    def contract(self, V):
+        return cp_contract(self.weights, self.factor, V, self.order)
+
+    def _compute_norm_sq(self):
+        return cp_norm_sq(self.weights, self.factor, self.order)
+
+    def to_dense(self):
+        return tl.cp_to_tensor((self.weights, [self.factor] * self.order))
+
+
+class SampleMoments(SymmetricOperator):
+    """The order-``l`` moment tensor ``M_l = (1/n) sum_s x_s^(x)l`` of the rows of ``X``.
+
+    Never densified: ``M_l(v^{l-1}, I) = X^T (X v)^{l-1} / n`` costs
+    ``O(n d m)`` for ``m`` vectors, computed over blocks of rows so that memory
+    stays bounded for millions of samples. The moments are raw (not centred):
+    centre ``X`` first if you want central moments.
+
+    Parameters
+    ----------
+    X : array of shape (n_samples, n_features)
+        The data, one sample per row, in any tensorly backend.
+    order : int >= 2
+        The order ``l`` of the moment tensor.
+
+    Notes
+    -----
+    The squared Frobenius norm ``|M_l|^2 = (1/n^2) sum_{s,t} <x_s, x_t>^l`` is
+    exact for ``n <= 4096``. Above that, the diagonal ``s = t`` is summed exactly
+    and the off-diagonal mean is estimated from 4096 rows drawn once with a fixed
+    seed (an unbiased U-statistic), so the estimate is deterministic and scales
+    exactly with ``X``. It only sets the normalization of the solvers and the
+    denominator of reported relative errors; no factor depends on it.
+    """
+
+    def __init__(self, X, order):
+        X = _as_backend_tensor("X", X)
+        if len(tl.shape(X)) != 2:
+            raise ValueError(
+                f"X must be a 2-D (n_samples, n_features) array, got shape {tuple(tl.shape(X))}."
+            )
+        n, d = tl.shape(X)
+        if d == 0:
+            raise ValueError("X has no features (0 columns); pass at least one feature.")
+        if n < 2:
+            raise ValueError(f"X must have at least 2 samples (rows) to form moments, got {n}.")
+        _check_float_tensor("X", X)
+        if isinstance(order, numbers.Integral) and not isinstance(order, bool) and order < 2:
+            raise ValueError(f"order must be an integer >= 2, got {order!r}.")
+        self.order = check_int("order", order, 2)
+        self.X, self.n_samples, self.dim = X, n, d
+        self._context = tl.context(X)
+
+    def __repr__(self):
+        return f"SampleMoments(X of shape {(self.n_samples, self.dim)}, order={self.order})"
+
+    def _blocks(self, m):
+        size = max(1, _MOMENT_BLOCK_ENTRIES // max(m, 1))
+        for start in range(0, self.n_samples, size):
+            yield self.X[start : start + size]
+
+    def contract(self, V):
+        total = None
+        for block in self._blocks(tl.shape(V)[1]):
+            part = tl.dot(tl.transpose(block), tl.dot(block, V) ** (self.order - 1))
+            total = part if total is None else total + part
+        return total / self.n_samples
+
+    def _compute_norm_sq(self):
+        n, X, order = self.n_samples, self.X, self.order
+        if n <= _EXACT_NORM_SAMPLES:
+            return tl.sum(tl.dot(X, tl.transpose(X)) ** order) / n**2
+        diagonal = 0.0
+        for block in self._blocks(1):
+            diagonal += float(tl.sum(tl.sum(block**2, axis=1) ** order))
+        rows = np.sort(np.random.RandomState(0).choice(n, _EXACT_NORM_SAMPLES, replace=False))
+        sub = X[rows.tolist()]
+        gram = tl.dot(sub, tl.transpose(sub)) ** order
+        k = _EXACT_NORM_SAMPLES
+        off_mean = (float(tl.sum(gram)) - float(tl.sum(tl.diag(gram)))) / (k * (k - 1))
+        return (diagonal + off_mean * n * (n - 1)) / n**2
+
+    def to_dense(self):
+        """The dense ``(d,) * l`` moment tensor; only for small problems and tests."""
+        outer = self.X
+        for _ in range(self.order - 1):
+            outer = tl.reshape(outer[:, :, None] * self.X[:, None, :], (self.n_samples, -1))
+        return tl.reshape(tl.sum(outer, axis=0) / self.n_samples, self.shape)
+
+
+def normalize(operator, name="tensor"):
+    """``(operator / s, s)`` with ``s`` the Frobenius norm: the solvers work at unit scale.
+
+    Working at unit scale makes step sizes and thresholds meaningful for any
+    input scale, and makes ``solve(c * T)`` return ``c`` times the weights.
+    """
+    norm_sq = operator.norm_sq
+    if not np.isfinite(norm_sq):
+        raise ValueError(
+            f"{name}'s Frobenius norm overflows the floating-point range; "
+            "divide it by a constant first."
+        )
+    if norm_sq <= 0:
+        raise ValueError(f"{name} is zero: there is nothing to decompose.")
+    scale = float(np.sqrt(norm_sq))
+    return operator.rescaled(1.0 / scale), scale
+
+
+def as_operator(tensor, name="tensor"):
+    """The operator for a dense array, a symmetric CP tensor or a :class:`SampleMoments`."""
+    if isinstance(tensor, SymmetricOperator):
+        return tensor
+    if isinstance(tensor, CPTensor) or (
+        isinstance(tensor, tuple) and len(tensor) == 2 and isinstance(tensor[1], (list, tuple))
+    ):
+        return CPOperator(tensor, name=name)
+    if tensor is None:
+        raise TypeError(
+            f"{name} must be a dense symmetric array, a CPTensor or a SampleMoments, got None."
+        )
+    return DenseOperator(tensor, name=name)

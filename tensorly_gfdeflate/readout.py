@@ -1,0 +1,101 @@
+"""From model components to a CP decomposition; shared by both solvers.
+
+Grouping of aligned components (the merge variant's epoch step and the read-out),
+least-squares re-fit of the weights, sign convention, sorting, and the final
+``CPTensor`` in the input's backend.
+"""
+
+import numpy as np
+import tensorly as tl
+from tensorly.cp_tensor import CPTensor
+
+from .model import split_columns
+
+__all__ = ["group_aligned", "refit_weights", "canonical_signs", "to_cp_tensor", "read_out"]
+
+# Two unit directions are "the same component" when |<b_j, b_k>| >= 1 - ALIGNMENT_TOL.
+ALIGNMENT_TOL = 1e-3
+
+
+def group_aligned(directions, mass, order, tol=ALIGNMENT_TOL):
+    """Groups of slots whose directions agree, largest |mass| first in each group.
+
+    Only slots of the same sign are grouped, so a group's summed mass keeps the
+    sign of its leader. For odd orders ``b`` and ``-b`` are different components
+    (``<b_j, b_k> >= 1 - tol`` is required); for even orders they are the same.
+
+    Returns a list of index lists; every slot of ``mass`` appears in exactly one.
+    """
+    mass = np.asarray(tl.to_numpy(mass), dtype=float)
+    gram = tl.to_numpy(tl.dot(tl.transpose(directions), directions))
+    alignment = gram if order % 2 else np.abs(gram)
+    same = (alignment >= 1.0 - tol) & (np.sign(mass)[:, None] == np.sign(mass)[None, :])
+    unassigned = np.ones(len(mass), dtype=bool)
+    groups = []
+    for leader in np.argsort(-np.abs(mass), kind="stable"):
+        if not unassigned[leader]:
+            continue
+        members = np.flatnonzero(same[leader] & unassigned)
+        members = [leader] + [k for k in members if k != leader]
+        unassigned[members] = False
+        groups.append(members)
+    return groups
+
+
+def refit_weights(target, vectors):
+    """Least-squares weights for fixed unit directions: ``(V^T V)^{(l)} c = [T*(v_k^l)]_k``.
+
+    The elementwise power of the Gram matrix is positive semi-definite; a
+    tiny ridge keeps the solve defined when two directions nearly coincide.
+    """
+    order = target.order
+    gram = tl.dot(tl.transpose(vectors), vectors) ** order
+    rhs = target.evaluate(vectors)
+    k = tl.shape(gram)[0]
+    ridge = 1e-12 * float(tl.max(tl.abs(gram))) + 1e-300
+    return tl.solve(gram + ridge * tl.eye(k, **tl.context(gram)), rhs)
+
+
+def canonical_signs(weights, vectors, order):
+    """For odd orders ``c v^l = (-c)(-v)^l``: flip so that every weight is positive."""
+    if order % 2 == 0:
+        return weights, vectors
+    flip = tl.sign(weights) + (weights == 0)
+    return weights * flip, vectors * tl.reshape(flip, (1, -1))
+
+
+def to_cp_tensor(weights, vectors, order, scale):
+    """``CPTensor`` sorted by |weight| descending, weights times ``scale``; and the permutation."""
+    weights, vectors = canonical_signs(weights, vectors, order)
+    permutation = np.argsort(-np.abs(tl.to_numpy(weights)), kind="stable").tolist()
+    weights = weights[permutation] * scale
+    vectors = vectors[:, permutation]
+    return CPTensor((weights, [vectors] * order)), permutation
+
+
+def read_out(target, W, signs, rank, drop_threshold, debias):
+    """Weights, unit directions and slot groups of the components the model has fitted.
+
+    Drops slots of |mass| below ``drop_threshold``, merges aligned slots (summing
+    their signed mass), keeps the ``rank`` largest groups, and optionally re-fits
+    the weights by least squares, which removes the ``lambda / 2`` shrinkage.
+    """
+    norms, directions = split_columns(W)
+    mass = signs * norms**2
+    kept = np.flatnonzero(np.abs(tl.to_numpy(mass)) >= drop_threshold).tolist()
+    if not kept:
+        return None, None, []
+    groups = group_aligned(directions[:, kept], mass[kept], target.order)
+    groups = [[kept[i] for i in group] for group in groups]
+    mass_np = tl.to_numpy(mass)
+    group_mass = np.array([mass_np[group].sum() for group in groups])
+    order = np.argsort(-np.abs(group_mass), kind="stable")
+    if rank is not None:
+        order = order[:rank]
+    groups = [groups[i] for i in order]
+    vectors = directions[:, [group[0] for group in groups]]
+    if debias:
+        weights = refit_weights(target, vectors)
+    else:
+        weights = tl.tensor(group_mass[order], **tl.context(W))
+    return weights, vectors, groups

@@ -1,0 +1,76 @@
+"""Random draws: unit vectors for the solvers, symmetric CP tensors for tests and examples.
+
+All randomness is drawn in numpy from a ``RandomState`` the caller controls and
+converted to the backend afterwards, so every backend sees the same numbers.
+"""
+
+import numpy as np
+import tensorly as tl
+from tensorly.cp_tensor import CPTensor
+
+from ._checks import check_int, check_random_state
+
+__all__ = ["random_unit_vectors", "random_symmetric_cp"]
+
+
+def random_unit_vectors(dim, count, rng, context=None):
+    """``dim x count`` matrix of independent columns uniform on the unit sphere."""
+    draws = rng.standard_normal((dim, count))
+    draws /= np.linalg.norm(draws, axis=0, keepdims=True)
+    return tl.tensor(draws, **(context or {}))
+
+
+def random_symmetric_cp(dim, rank, order, *, weights=None, orthogonal=True, random_state=None):
+    """A random symmetric CP tensor ``sum_i a_i u_i^(x)order`` with unit ``u_i``.
+
+    Parameters
+    ----------
+    dim : int >= 1
+        Dimension ``d`` of each mode.
+    rank : int >= 1
+        Number of components ``r``; at most ``dim`` when ``orthogonal``.
+    order : int >= 2
+        Order ``l`` of the tensor.
+    weights : array-like of shape (rank,), optional
+        The weights ``a_i``. Default: geometric from 1 down to 0.1 (1 alone when
+        ``rank == 1``), the spread used throughout the package's experiments.
+    orthogonal : bool, default=True
+        Orthonormal components (from the QR factorization of a Gaussian matrix)
+        or independent uniform unit vectors.
+    random_state : None, int or numpy.random.RandomState
+        Seed or generator; numpy's global random state is never used.
+
+    Returns
+    -------
+    CPTensor
+        ``(weights, [U] * order)`` in the current tensorly backend, ``U`` of
+        shape ``(dim, rank)``, weights in the order given.
+
+    Examples
+    --------
+    >>> from tensorly_gfdeflate import random_symmetric_cp
+    >>> cp = random_symmetric_cp(10, 3, 4, random_state=0)
+    >>> cp.weights
+    array([1.        , 0.31622777, 0.1       ])
+    """
+    dim = check_int("dim", dim, 1)
+    rank = check_int("rank", rank, 1)
+    order = check_int("order", order, 2)
+    if orthogonal and rank > dim:
+        raise ValueError(
+            f"rank={rank} orthogonal components do not fit in dim={dim}: "
+            "lower rank or pass orthogonal=False."
+        )
+    rng = check_random_state(random_state)
+    if weights is None:
+        weights = np.geomspace(1.0, 0.1, rank) if rank > 1 else np.ones(1)
+    weights = np.asarray(weights, dtype=float)
+    if weights.shape != (rank,) or not np.all(np.isfinite(weights)):
+        raise ValueError(
+            f"weights must be {rank} finite numbers (one per component), got {weights!r}."
+        )
+    if orthogonal:
+        factor, _ = np.linalg.qr(rng.standard_normal((dim, rank)))
+    else:
+        factor = tl.to_numpy(random_unit_vectors(dim, rank, rng))
+    return CPTensor((tl.tensor(weights), [tl.tensor(factor)] * order))

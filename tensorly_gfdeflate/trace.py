@@ -1,0 +1,132 @@
+"""The record of a gradient-flow run: what researchers look at to see the deflation."""
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+__all__ = ["FlowEvent", "FlowTrace", "SlotLineage", "discovery_times"]
+
+
+@dataclass(frozen=True)
+class FlowEvent:
+    """Something the flow did besides an Euler step.
+
+    ``kind`` is ``"redraw"`` (``slots`` re-drawn at the initial scale),
+    ``"merge"`` (``slots[1:]`` merged into ``slots[0]``) or ``"step_reduced"``
+    (the step size was halved after a diverging step; ``slots`` is empty).
+    """
+
+    time: float
+    kind: str
+    slots: tuple
+
+
+@dataclass
+class FlowTrace:
+    """History of a :func:`~tensorly_gfdeflate.gradient_flow_cp` run.
+
+    Masses and residuals are in units of the target's Frobenius norm ``scale``:
+    the weight carried by slot ``j`` at snapshot ``k`` is
+    ``scale * signs[j] * norms[k, j] ** 2``.
+
+    Attributes
+    ----------
+    times : ndarray of shape (n_snapshots,)
+        Flow time of each snapshot (one per accepted Euler step, and the start).
+    loss : ndarray of shape (n_snapshots,)
+        Regularized loss on the normalized target.
+    residual : ndarray of shape (n_snapshots,)
+        Relative residual ``|T(W) - T*| / |T*|``.
+    norms : ndarray of shape (n_snapshots, width)
+        Column norms ``|w_j|`` of the model.
+    signs : ndarray of shape (width,)
+        The fixed signs ``s_j``.
+    events : list of FlowEvent
+        Re-draws, merges and step reductions, in time order.
+    discovery_time : ndarray of shape (n_components,)
+        For each returned component, the earliest time at which the mass of the
+        slots that end in it reached half its final value (history before a
+        slot's last re-draw does not count).
+    component_slots : list of list of int
+        The slots read out into each returned component.
+    stop_reason : str
+        ``"tolerance"``, ``"nothing_to_fit"``, ``"stalled"``, ``"callback"`` or
+        ``"max_time"``.
+    step_size : float
+        The step size in use at the end (smaller than the initial one after a
+        divergence back-off).
+    scale : float
+        Frobenius norm of the target (the unit of masses and losses).
+    refine_steps : int
+        Euler steps of the refinement stage after read-out.
+    final_error : float
+        Relative reconstruction error of the returned decomposition.
+    """
+
+    times: np.ndarray
+    loss: np.ndarray
+    residual: np.ndarray
+    norms: np.ndarray
+    signs: np.ndarray
+    events: list = field(default_factory=list)
+    discovery_time: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    component_slots: list = field(default_factory=list)
+    stop_reason: str = ""
+    step_size: float = float("nan")
+    scale: float = 1.0
+    refine_steps: int = 0
+    final_error: float = float("nan")
+
+    @property
+    def converged(self):
+        """Whether the flow stopped on its own rather than at the horizon or a callback."""
+        return self.stop_reason in ("tolerance", "nothing_to_fit", "stalled")
+
+    @property
+    def n_steps(self):
+        return len(self.times) - 1
+
+    @property
+    def mass(self):
+        """Signed mass ``scale * s_j |w_j|^2`` per snapshot and slot."""
+        return self.scale * self.signs * self.norms**2
+
+
+class SlotLineage:
+    """Which stretches of which slots' histories make up each slot's current mass.
+
+    A merge hands the absorbed slots' stretches to the leader; a re-draw starts
+    a slot afresh. Stretches are ``(slot, first, stop)`` snapshot ranges,
+    ``stop = None`` while open.
+    """
+
+    def __init__(self, width):
+        self.stretches = [[(j, 0, None)] for j in range(width)]
+
+    def merge(self, leader, absorbed, snapshot):
+        for slot in absorbed:
+            self.stretches[leader] += [
+                (s, first, snapshot if stop is None else stop)
+                for s, first, stop in self.stretches[slot]
+            ]
+
+    def redraw(self, slots, snapshot):
+        for slot in slots:
+            self.stretches[slot] = [(slot, snapshot, None)]
+
+
+def discovery_times(times, norms, signs, lineage, component_slots):
+    """Discovery time of each component from the slot history (see :class:`FlowTrace`)."""
+    mass = signs * norms**2
+    result = np.full(len(component_slots), np.nan)
+    for c, slots in enumerate(component_slots):
+        path = np.zeros(len(times))
+        for slot in slots:
+            for source, first, stop in lineage.stretches[slot]:
+                path[first:stop] += mass[first:stop, source]
+        final = path[-1]
+        if final == 0:
+            continue
+        reached = np.flatnonzero(path / final >= 0.5)
+        result[c] = times[reached[0]] if len(reached) else np.nan
+    return result
