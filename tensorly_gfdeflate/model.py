@@ -47,19 +47,23 @@ def flow_point(target, W, signs, regularization):
     mass = signs * norms**2
     gram = tl.dot(tl.transpose(directions), directions)
     gram_pow = gram ** (order - 1)
+    # <T(W), b_j^l> = sum_k mass_k G_kj^l and <T*, b_j^l> come from m x m and
+    # length-m arithmetic, so the d x m work is the two contractions alone.
+    model_values = tl.dot(mass, gram_pow * gram)
     target_contraction = target.contract(directions)
+    target_values = tl.sum(directions * target_contraction, axis=0)
+    residual_value = model_values - target_values
     residual_contraction = (
         tl.dot(directions, tl.reshape(mass, (-1, 1)) * gram_pow) - target_contraction
     )
-    residual_value = tl.sum(directions * residual_contraction, axis=0)
-    gradient = tl.reshape(signs * norms, (1, -1)) * (
-        (2 - order) * residual_value * directions + order * residual_contraction
+    # grad_j = s_j n_j [(2 - l) R(b_j^l) b_j + l R(b_j^{l-1}, I)] + lambda w_j, with
+    # n_j b_j = w_j: one scaling of W and one of the residual contraction.
+    gradient = W * ((2 - order) * signs * residual_value + regularization) + (
+        residual_contraction * (order * signs * norms)
     )
-    if regularization:
-        gradient = gradient + regularization * W
 
-    model_sq = tl.sum(tl.reshape(mass, (-1, 1)) * gram_pow * gram * tl.reshape(mass, (1, -1)))
-    cross = tl.sum(mass * tl.sum(directions * target_contraction, axis=0))
+    model_sq = tl.sum(mass * model_values)
+    cross = tl.sum(mass * target_values)
     residual_sq = float(model_sq) - 2.0 * float(cross) + target.norm_sq
     loss = 0.5 * residual_sq + 0.5 * regularization * float(tl.sum(norms**2))
     residual = np.sqrt(max(residual_sq, 0.0) / target.norm_sq)

@@ -161,8 +161,9 @@ class ResidualOperator(SymmetricOperator):
 class DenseOperator(SymmetricOperator):
     """A dense symmetric array of shape ``(d,) * l``.
 
-    The contraction is one GEMM of the ``(d^{l-1}, d)`` unfolding with ``V``
-    followed by ``l - 2`` cheap contractions with ``V``.
+    The contraction is one GEMM of ``V^T`` with the ``(d, d^{l-1})`` unfolding,
+    which gives ``T(v_j, I, ..., I)`` as row ``j``, followed by ``l - 2``
+    batched matrix-vector products that each read the previous result once.
     """
 
     def __init__(self, tensor, name="tensor"):
@@ -184,7 +185,7 @@ class DenseOperator(SymmetricOperator):
         self._check_symmetric(name, tensor)
         self.tensor = tensor
         self._context = tl.context(tensor)
-        self._unfolded = tl.reshape(tensor, (-1, self.dim))
+        self._unfolded = tl.reshape(tensor, (self.dim, -1))
 
     def _check_symmetric(self, name, tensor):
         # A transposition and a cyclic shift generate every permutation of the modes.
@@ -201,11 +202,16 @@ class DenseOperator(SymmetricOperator):
                 )
 
     def contract(self, V):
+        # Row j of each partial result holds column j's contraction, contiguous
+        # in memory, so every further mode is one batched GEMV over the rows
+        # (a broadcast multiply-and-sum over a middle axis costs as much as the GEMM).
         m = tl.shape(V)[1]
-        partial = tl.dot(self._unfolded, V)
+        rows = tl.transpose(V)
+        partial = tl.dot(rows, self._unfolded)
+        columns = tl.reshape(rows, (m, self.dim, 1))
         for _ in range(self.order - 2):
-            partial = tl.sum(tl.reshape(partial, (-1, self.dim, m)) * V, axis=1)
-        return partial
+            partial = tl.matmul(tl.reshape(partial, (m, -1, self.dim)), columns)
+        return tl.transpose(tl.reshape(partial, (m, self.dim)))
 
     def _compute_norm_sq(self):
         return tl.sum(self.tensor**2)
