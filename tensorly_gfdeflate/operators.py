@@ -27,11 +27,9 @@ __all__ = [
     "cp_norm_sq",
 ]
 
-# Up to this many samples the norm of a moment tensor comes from the n x n Gram matrix.
+# Above this many samples the norm of a moment tensor is estimated from a
+# fixed subsample instead of the full n x n Gram matrix (see SampleMoments).
 _EXACT_NORM_SAMPLES = 4096
-# Beyond that it is accumulated exactly from the dense unfolding while this costs
-# at most n d^l = this many multiply-adds; else estimated (see SampleMoments).
-_EXACT_NORM_WORK = 2 * 10**11
 # Rows per block in moment contractions: bounds the n x m temporaries.
 _MOMENT_BLOCK_ENTRIES = 2**22
 
@@ -294,16 +292,11 @@ class SampleMoments(SymmetricOperator):
     Notes
     -----
     The squared Frobenius norm ``|M_l|^2 = (1/n^2) sum_{s,t} <x_s, x_t>^l`` is
-    exact for ``n <= 4096`` (from the Gram matrix), and for larger ``n`` while
-    accumulating the ``(d, d^{l-1})`` unfolding of ``M_l`` costs at most
-    ``n d^l = 2 10^11`` multiply-adds (``n = 10^6, d = 50, l = 3`` does, in
-    seconds). Above that, the diagonal ``s = t`` is summed exactly and the
-    off-diagonal mean is estimated from 4096 rows drawn once with a fixed seed
-    (an unbiased U-statistic), so the estimate is deterministic and scales
-    exactly with ``X``; its relative error can reach a few percent for
-    heavy-tailed data. The norm sets the solvers' normalization, the relative
-    residual the flow's tolerance is checked against, and the denominator of
-    reported relative errors.
+    exact for ``n <= 4096``. Above that, the diagonal ``s = t`` is summed exactly
+    and the off-diagonal mean is estimated from 4096 rows drawn once with a fixed
+    seed (an unbiased U-statistic), so the estimate is deterministic and scales
+    exactly with ``X``. It only sets the normalization of the solvers and the
+    denominator of reported relative errors; no factor depends on it.
     """
 
     def __init__(self, X, order):
@@ -343,8 +336,6 @@ class SampleMoments(SymmetricOperator):
         n, X, order = self.n_samples, self.X, self.order
         if n <= _EXACT_NORM_SAMPLES:
             return tl.sum(tl.dot(X, tl.transpose(X)) ** order) / n**2
-        if n * self.dim**order <= _EXACT_NORM_WORK:
-            return self._dense_norm_sq()
         diagonal = 0.0
         for block in self._blocks(1):
             diagonal += float(tl.sum(tl.sum(block**2, axis=1) ** order))
@@ -354,21 +345,6 @@ class SampleMoments(SymmetricOperator):
         k = _EXACT_NORM_SAMPLES
         off_mean = (float(tl.sum(gram)) - float(tl.sum(tl.diag(gram)))) / (k * (k - 1))
         return (diagonal + off_mean * n * (n - 1)) / n**2
-
-    def _dense_norm_sq(self):
-        """``|M_l|^2`` from the ``(d, d^{l-1})`` unfolding ``(1/n) X^T (X (x) ... (x) X)``.
-
-        The row-wise Kronecker products are formed one block of rows at a
-        time, so the work is one well-shaped GEMM per block.
-        """
-        unfolded = None
-        for block in self._blocks(self.dim ** (self.order - 1)):
-            rows = block
-            for _ in range(self.order - 2):
-                rows = tl.reshape(block[:, :, None] * rows[:, None, :], (tl.shape(block)[0], -1))
-            part = tl.dot(tl.transpose(block), rows)
-            unfolded = part if unfolded is None else unfolded + part
-        return tl.sum(unfolded**2) / self.n_samples**2
 
     def to_dense(self):
         """The dense ``(d,) * l`` moment tensor; only for small problems and tests."""
