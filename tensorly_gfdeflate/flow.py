@@ -48,7 +48,7 @@ _PLATEAU_DROP = 1e-2
 _STALL_DROP = 1e-6
 # Power iterations spent looking for a residual direction worth fitting.
 _PROBE_ITERATIONS = 30
-# The refinement stops once 100 steps improve the residual by less than this fraction.
+# The refinement stops once 100 steps improve the loss by less than this fraction.
 _REFINE_STALL = 1e-3
 _REFINE_MAX_STEPS = 20000
 
@@ -184,6 +184,15 @@ def _slots_still_pooling(point, order, min_mass):
     return bool(np.any(alignment >= 1.0 - ALIGNMENT_TOL))
 
 
+def _count_fitted(point, order, min_mass):
+    """Number of distinct components carried by slots of |mass| >= ``min_mass``."""
+    fitted = np.flatnonzero(np.abs(tl.to_numpy(point.mass)) >= min_mass).tolist()
+    if not fitted:
+        return 0
+    return len(group_aligned(point.directions[:, fitted], point.mass[fitted], order,
+                             ALIGNMENT_TOL))
+
+
 def _largest_fittable_weight(target, point, signs, rng):
     """The largest residual weight ``R(v^l)`` (signed as the slots allow) along a probed direction.
 
@@ -216,7 +225,7 @@ def _run_flow(integrator, settings, rng, callback, verbose):
     epoch = 0
     while True:
         point = integrator.point
-        if point.residual <= s["tol"]:
+        if point.residual <= s["tol"] and not target.norm_is_estimate:
             return "tolerance", lineage
         if integrator.time >= s["max_time"]:
             return "max_time", lineage
@@ -231,10 +240,14 @@ def _run_flow(integrator, settings, rng, callback, verbose):
                     f"components>{s['reinit_threshold']:g}: "
                     f"{int(np.sum(norms >= s['reinit_threshold']))}"
                 )
-            if (
-                drop < _PLATEAU_DROP
-                and not _slots_still_pooling(point, order, fit_threshold)
-                and _largest_fittable_weight(target, point, integrator.signs, rng) <= fit_threshold
+            settled = drop < _PLATEAU_DROP and not _slots_still_pooling(
+                point, order, s["drop_threshold"])
+            if settled and s["rank"] is not None and (
+                _count_fitted(point, order, s["drop_threshold"]) >= s["rank"]
+            ):
+                return "rank_reached", lineage
+            if settled and (
+                _largest_fittable_weight(target, point, integrator.signs, rng) <= fit_threshold
             ):
                 return "nothing_to_fit", lineage
             if s["variant"] == "vanilla":
@@ -271,12 +284,13 @@ def _refine(target, weights, vectors, step_size, tol):
     signs = tl.sign(weights) + (weights == 0)
     W = vectors * tl.reshape(tl.sqrt(tl.abs(weights)), (1, -1))
     integrator = _Integrator(target, W, signs, 0.0, step_size)
+    trusted_residual = not target.norm_is_estimate
     for step in range(_REFINE_MAX_STEPS):
-        if integrator.point.residual <= tol:
+        if trusted_residual and integrator.point.residual <= tol:
             break
-        if step >= 100 and integrator.residuals[-101] - integrator.residuals[-1] < (
-            _REFINE_STALL * integrator.residuals[-1]
-        ):
+        # Loss differences are exact even when |T*|^2 is only estimated.
+        losses = integrator.losses
+        if step >= 100 and losses[-101] - losses[-1] < _REFINE_STALL * abs(losses[-1]):
             break
         integrator.step()
     point = integrator.point
@@ -295,13 +309,18 @@ def _check_settings(operator, rank, width, variant, regularization, init_scale,
         regularization = 0.0 if variant == "vanilla" else 1e-3
     if step_size is None:
         step_size = 0.3
+    regularization = check_nonnegative("regularization", regularization)
+    reinit_threshold = check_positive("reinit_threshold", reinit_threshold)
     return dict(
         rank=rank,
         width=width,
         variant=variant,
-        regularization=check_nonnegative("regularization", regularization),
+        regularization=regularization,
         init_scale=check_positive("init_scale", init_scale),
-        reinit_threshold=check_positive("reinit_threshold", reinit_threshold),
+        reinit_threshold=reinit_threshold,
+        # A fitted component carries mass a - lambda/2; slots below lambda are
+        # residual noise or half-discovered directions, not components.
+        drop_threshold=max(reinit_threshold**2, regularization),
         epoch_time=check_positive("epoch_time", epoch_time),
         epoch_growth=check_nonnegative("epoch_growth", epoch_growth),
         step_size=check_positive("step_size", step_size),
@@ -408,8 +427,12 @@ def gradient_flow_cp(
     The flow stops when the residual is below ``tol``; or when, at an epoch
     boundary, the loss fell by less than 1% over the epoch and power
     iterations on the residual find no direction of weight above
-    ``max(regularization, tol)``; or (vanilla) when nothing moves any more; or
-    at ``max_time``.
+    ``max(regularization, tol)`` (or, with ``rank`` given, once ``rank``
+    components are fitted); or (vanilla) when nothing moves any more; or at
+    ``max_time``. On moment tensors of data, sampling noise leaves residual
+    directions of weight about ``1/sqrt(n_samples)``: give ``rank``, or a
+    ``regularization`` above that level, or the flow fits noise until
+    ``max_time``.
 
     Examples
     --------
@@ -441,11 +464,8 @@ def gradient_flow_cp(
             stacklevel=2,
         )
 
-    # A fitted component carries mass a - lambda/2; slots below lambda are residual
-    # noise or half-discovered directions, not components.
-    drop_threshold = max(s["reinit_threshold"] ** 2, s["regularization"])
     weights, vectors, groups = read_out(
-        target, integrator.W, signs_t, s["rank"], drop_threshold, debias)
+        target, integrator.W, signs_t, s["rank"], s["drop_threshold"], debias)
     refine_steps = 0
     if weights is None:
         warnings.warn("gradient_flow_cp fitted no component; returning an empty CPTensor.",
