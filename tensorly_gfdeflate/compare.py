@@ -129,11 +129,16 @@ class Comparison(list):
         return pandas.DataFrame(self.to_dicts(), columns=[name for name, _, _ in _COLUMNS])
 
     def table(self):
-        """A plain-text table, one line per record; ``-`` where a value does not apply."""
-        rows = [[title for _, title, _ in _COLUMNS]]
+        """A plain-text table, one line per record; ``-`` where a value does not apply.
+
+        Columns that apply to no record (recovery without a truth) are left out.
+        """
+        columns = [(name, title, fmt) for name, title, fmt in _COLUMNS
+                   if any(getattr(record, name) is not None for record in self)]
+        rows = [[title for _, title, _ in columns]]
         for record in self:
             row = []
-            for name, _, fmt in _COLUMNS:
+            for name, _, fmt in columns:
                 value = getattr(record, name)
                 if value is None or (isinstance(value, float) and np.isnan(value)):
                     row.append("-")
@@ -142,7 +147,7 @@ class Comparison(list):
                 else:
                     row.append(fmt.format(value))
             rows.append(row)
-        widths = [max(len(row[k]) for row in rows) for k in range(len(_COLUMNS))]
+        widths = [max(len(row[k]) for row in rows) for k in range(len(columns))]
         lines = [
             "  ".join(cell.ljust(w) if k == 0 else cell.rjust(w)
                       for k, (cell, w) in enumerate(zip(row, widths)))
@@ -155,14 +160,13 @@ class Comparison(list):
         return self.table()
 
 
-def _dense_for_reference(operator):
+def _check_dense_size(operator, methods):
     entries = operator.dim**operator.order
-    if entries > _MAX_DENSE_ENTRIES:
+    if "tensorly_power" in methods and entries > _MAX_DENSE_ENTRIES:
         raise ValueError(
             f"method 'tensorly_power' needs the dense tensor ({entries:.2e} entries, more than "
             f"{_MAX_DENSE_ENTRIES:.0e}); leave it out of methods for a target this large."
         )
-    return operator.to_dense()
 
 
 def _tensorly_power(operator, rank, seed):
@@ -174,7 +178,7 @@ def _tensorly_power(operator, rank, seed):
     """
     from tensorly.decomposition import symmetric_parafac_power_iteration
 
-    dense = _dense_for_reference(operator)
+    dense = operator.to_dense()
     saved = np.random.get_state()
     try:
         np.random.seed(seed)
@@ -327,6 +331,7 @@ def compare(tensor, methods=METHODS, *, rank=None, truth=None, n_runs=1,
     """
     operator = as_operator(tensor)
     methods = _check_methods(methods)
+    _check_dense_size(operator, methods)
     method_options = _check_options(method_options, methods)
     if truth is not None:
         truth_operator = as_operator(truth, name="truth")

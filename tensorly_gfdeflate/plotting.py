@@ -10,7 +10,7 @@ import tensorly as tl
 from .measures import match_components
 from .trace import SlotLineage
 
-__all__ = ["plot_deflation", "plot_discovery"]
+__all__ = ["plot_deflation", "plot_discovery", "plot_overview"]
 
 # A flow component stands for a reference component when it points along it this closely.
 _MATCH_COSINE = 0.99
@@ -255,3 +255,34 @@ def plot_discovery(trace, weights, *, ax=None):
     ax.set_title("Discovery time against 1 / weight", fontsize=9)
     ax.legend(fontsize=8, loc="upper left")
     return ax.figure
+
+
+def plot_overview(trace, truth=None, *, decomposition, power=None):
+    """One figure with :func:`plot_deflation` on the left and :func:`plot_discovery` on the right.
+
+    Parameters
+    ----------
+    trace : FlowTrace
+        From ``gradient_flow_cp(..., return_trace=True)``.
+    truth : CPTensor, optional
+        The true decomposition.
+    decomposition : CPTensor
+        The CPTensor returned with ``trace``.
+    power : tuple (CPTensor, PowerTrace), optional
+        From ``power_deflation_cp(..., return_trace=True)`` on the same target.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        The figure (what ``gfdeflate compare --plot`` writes).
+    """
+    plt = _pyplot()
+    figure = plt.figure(figsize=(14, 6.5), layout="constrained")
+    grid = figure.add_gridspec(2, 2, width_ratios=[2, 1], height_ratios=[2, 1])
+    mass_ax = figure.add_subplot(grid[0, 0])
+    residual_ax = figure.add_subplot(grid[1, 0], sharex=mass_ax)
+    mass_ax.tick_params(labelbottom=False)
+    plot_deflation(trace, truth, decomposition=decomposition, power=power,
+                   axes=(mass_ax, residual_ax))
+    plot_discovery(trace, decomposition.weights, ax=figure.add_subplot(grid[:, 1]))
+    return figure
