@@ -4,7 +4,7 @@ from .compare import Comparison, ComparisonRecord, compare
 from .flow import VARIANTS, gradient_flow_cp
 from .measures import components_recovered, match_components, relative_error
 from .operators import SampleMoments
-from .plotting import plot_deflation, plot_discovery
+from .plotting import plot_deflation, plot_discovery, plot_overview
 from .power_method import PowerTrace, power_deflation_cp
 from .synthetic import random_symmetric_cp
 from .trace import FlowEvent, FlowTrace
@@ -28,4 +28,5 @@ __all__ = [
     "ComparisonRecord",
     "plot_deflation",
     "plot_discovery",
+    "plot_overview",
 ]
