@@ -77,6 +77,7 @@ fig, ax = plt.subplots(figsize=(6, 3.5), layout="constrained")
 ax.semilogy(np.arange(1, 6), power_trace.residual, "o-", label="power method, after k deflations")
 ax.axhline(flow_trace.final_error, color="tab:green", linestyle="--",
            label=f"gradient flow, returned ({flow_trace.final_error:.1e})")
+ax.set_xticks(range(1, 6))
 ax.set_xlabel("components extracted k")
 ax.set_ylabel("relative residual")
 ax.legend(fontsize=8)

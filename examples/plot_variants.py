@@ -30,7 +30,7 @@ from tensorly_gfdeflate import (
 )
 
 truth = random_symmetric_cp(20, 10, 4, random_state=0)
-settings = dict(width=10, debias=False, step_size=0.25, max_time=3000)
+settings = dict(width=10, debias=False, step_size=0.25, max_time=1000)
 
 # %%
 # One run of each variant
