@@ -163,8 +163,6 @@ def _synthetic_problem(args):
     weights = args.weights
     orthogonal = True if args.orthogonal is None else args.orthogonal
     noise = 0.0 if args.noise is None else args.noise
-    if not noise >= 0:
-        raise ValueError(f"--noise must be >= 0, got {noise}")
     rng = np.random.RandomState(args.seed)
     truth = random_symmetric_cp(dim, rank, order, weights=weights, orthogonal=orthogonal,
                                 random_state=rng)
@@ -183,18 +181,10 @@ def _synthetic_problem(args):
     return tensor, truth, description
 
 
-def _file_problem(args, methods):
+def _file_problem(args):
+    """``(operator, None, description)`` for the tensor in ``--tensor``."""
     from .operators import as_operator
 
-    given = [flag for flag, value in (("--dim", args.dim), ("--order", args.order),
-                                      ("--weights", args.weights), ("--noise", args.noise),
-                                      ("--orthogonal", args.orthogonal)) if value is not None]
-    if given:
-        raise ValueError(f"{', '.join(given)} (synthetic problem) cannot be combined with "
-                         "--tensor")
-    if args.rank is None and any(m != "gradient_flow" for m in methods):
-        raise ValueError("--rank is required with --tensor for the power methods "
-                         "(or run --methods gradient_flow alone, with automatic rank)")
     try:
         array = np.load(args.tensor, allow_pickle=False)
     except FileNotFoundError:
@@ -233,6 +223,18 @@ def _write_plot(path, result, truth):
         plt.close(figure)
 
 
+def _check_tensor_flags(args):
+    given = [flag for flag, value in (("--dim", args.dim), ("--order", args.order),
+                                      ("--weights", args.weights), ("--noise", args.noise),
+                                      ("--orthogonal", args.orthogonal)) if value is not None]
+    if given:
+        raise ValueError(f"{', '.join(given)} (synthetic problem) cannot be combined with "
+                         "--tensor")
+    if args.rank is None and any(m != "gradient_flow" for m in args.methods):
+        raise ValueError("--rank is required with --tensor for the power methods "
+                         "(or run --methods gradient_flow alone, with automatic rank)")
+
+
 def _check_compare_flags(args):
     """Catch flag mistakes before any work, naming the flag (the library names its arguments)."""
     minimums = (("--dim", args.dim, 1), ("--rank", args.rank, 1), ("--order", args.order, 2),
@@ -240,7 +242,11 @@ def _check_compare_flags(args):
     for flag, value, minimum in minimums:
         if value is not None and value < minimum:
             raise ValueError(f"{flag} must be >= {minimum}, got {value}")
-    if args.orthogonal is not False and args.tensor is None:
+    if args.noise is not None and not args.noise >= 0:
+        raise ValueError(f"--noise must be >= 0, got {args.noise}")
+    if args.tensor is not None:
+        _check_tensor_flags(args)
+    elif args.orthogonal is not False:
         dim, rank, _ = _synthetic_sizes(args)
         if rank > dim:
             raise ValueError(f"{rank} orthogonal components do not fit in dimension {dim}: "
@@ -262,14 +268,16 @@ def _run_compare(args, out):
 
     _check_compare_flags(args)
     if args.tensor is not None:
-        tensor, truth, description = _file_problem(args, args.methods)
+        tensor, truth, description = _file_problem(args)
     else:
         tensor, truth, description = _synthetic_problem(args)
     options = {} if args.width is None else {"gradient_flow": {"width": args.width}}
     show_progress = sys.stderr.isatty() if args.progress is None else args.progress
+    bar = ProgressBar(sys.stderr) if show_progress else None
+    if bar is not None:
+        bar(0, args.runs * len(args.methods), "starting")
     result = compare(tensor, args.methods, rank=args.rank, truth=truth, n_runs=args.runs,
-                     random_state=args.seed, method_options=options,
-                     progress=ProgressBar(sys.stderr) if show_progress else None)
+                     random_state=args.seed, method_options=options, progress=bar)
     out(f"Problem: {description}")
     out("")
     out(result.table())

@@ -277,7 +277,7 @@ def plot_overview(trace, truth=None, *, decomposition, power=None):
         The figure (what ``gfdeflate compare --plot`` writes).
     """
     plt = _pyplot()
-    figure = plt.figure(figsize=(14, 6.5), layout="constrained")
+    figure = plt.figure(figsize=(13, 6.5), layout="constrained")
     grid = figure.add_gridspec(2, 2, width_ratios=[2, 1], height_ratios=[2, 1])
     mass_ax = figure.add_subplot(grid[0, 0])
     residual_ax = figure.add_subplot(grid[1, 0], sharex=mass_ax)
