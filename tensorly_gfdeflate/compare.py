@@ -20,7 +20,7 @@ from .measures import components_recovered, match_components, relative_error
 from .operators import CPOperator, as_operator
 from .power_method import power_deflation_cp
 
-__all__ = ["METHODS", "ComparisonRecord", "Comparison", "compare"]
+__all__ = ["METHODS", "ComparisonRecord", "Comparison", "compare", "order_agreement"]
 
 METHODS = ("gradient_flow", "power_deflation", "tensorly_power")
 
