@@ -1,8 +1,10 @@
 """Symmetric tensor decomposition by over-parametrized gradient flow, beside tensor power deflation."""
 
+from .compare import Comparison, ComparisonRecord, compare
 from .flow import VARIANTS, gradient_flow_cp
 from .measures import components_recovered, match_components, relative_error
 from .operators import SampleMoments
+from .plotting import plot_deflation, plot_discovery, plot_overview
 from .power_method import PowerTrace, power_deflation_cp
 from .synthetic import random_symmetric_cp
 from .trace import FlowEvent, FlowTrace
@@ -21,4 +23,10 @@ __all__ = [
     "FlowEvent",
     "PowerTrace",
     "VARIANTS",
+    "compare",
+    "Comparison",
+    "ComparisonRecord",
+    "plot_deflation",
+    "plot_discovery",
+    "plot_overview",
 ]
