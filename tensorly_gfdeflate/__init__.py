@@ -1,5 +1,7 @@
 """Symmetric tensor decomposition by over-parametrized gradient flow, beside tensor power deflation."""
 
+from .cumulants import SampleCumulants
+from .estimators import GradientFlowCP, PowerDeflationCP
 from .flow import VARIANTS, gradient_flow_cp
 from .measures import components_recovered, match_components, relative_error
 from .operators import SampleMoments
@@ -13,6 +15,9 @@ __all__ = [
     "gradient_flow_cp",
     "power_deflation_cp",
     "SampleMoments",
+    "SampleCumulants",
+    "GradientFlowCP",
+    "PowerDeflationCP",
     "random_symmetric_cp",
     "relative_error",
     "components_recovered",
