@@ -3,6 +3,7 @@
 from .cumulants import SampleCumulants
 from .estimators import GradientFlowCP, PowerDeflationCP
 from .flow import VARIANTS, gradient_flow_cp
+from .moment_decomposition import MomentDecomposition
 from .measures import components_recovered, match_components, relative_error
 from .operators import SampleMoments
 from .power_method import PowerTrace, power_deflation_cp
@@ -18,6 +19,7 @@ __all__ = [
     "SampleCumulants",
     "GradientFlowCP",
     "PowerDeflationCP",
+    "MomentDecomposition",
     "random_symmetric_cp",
     "relative_error",
     "components_recovered",
