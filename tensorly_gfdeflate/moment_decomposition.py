@@ -124,7 +124,10 @@ class MomentDecomposition(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Bas
     direction (``sqrt(24 / n_samples)`` for the whitened kurtosis), are left
     unfitted, so that the flow stops once the signal is fitted instead of
     fitting noise (and is not run when that floor exceeds every weight the
-    tensor can have). Directions in which no source stands out of the noise are
+    tensor can have). Without whitening the floor is that of the
+    largest-variance direction, which is conservative for components in
+    low-variance directions: lower it through ``solver_options``
+    (``regularization``, relative to the tensor's norm) if they are missed. Directions in which no source stands out of the noise are
     completed by an orthonormal basis of the remaining whitened space (their
     ``weights_`` are near zero). The power method extracts ``n_components``
     components.
