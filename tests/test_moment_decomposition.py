@@ -186,6 +186,20 @@ def test_solver_options_reach_the_solver(blind_source_separation):
     assert options == {"n_restarts": 2}  # not modified
 
 
+def test_components_left_unfitted_are_completed_by_the_orthogonal_complement(
+        blind_source_separation):
+    # A noise floor of 0.6 (relative weight) leaves only the square wave (0.77) fitted.
+    X, sources = blind_source_separation
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        model = MomentDecomposition(solver_options={"regularization": 1.2},
+                                    random_state=0).fit(X)
+    assert model.decomposer_.n_components_ == 1 and model.n_components_ == 3
+    recovered = model.transform(X)
+    assert abs(np.corrcoef(recovered[:, 0], sources[:, 1])[0, 1]) >= 0.99
+    np.testing.assert_allclose(recovered.T @ recovered / len(X), np.eye(3), atol=1e-8)
+
+
 def test_data_with_no_detectable_structure_gives_the_whitened_basis():
     # Gaussian data: no cumulant stands out of the noise, so the flow fits nothing
     # and the components complete an orthonormal whitened basis.
