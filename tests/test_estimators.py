@@ -1,4 +1,4 @@
-"""GradientFlowCP and PowerDeflationCP: the solvers behind TensorLy's and scikit-learn's protocols."""
+"""GradientFlowCP and PowerDeflationCP: the solvers behind TensorLy's and scikit-learn's APIs."""
 
 import inspect
 import pickle
@@ -76,7 +76,8 @@ def test_flow_fitted_attributes(truth):
     assert estimator.fit(truth, None) is estimator
     assert isinstance(estimator.trace_, FlowTrace)
     trace = estimator.trace_
-    # n_iter_ counts the Euler steps: the flow's (each advancing time by the step) and the refinement's.
+    # n_iter_ counts the Euler steps: the flow's (each advancing time by one step)
+    # and the refinement's.
     flow_steps = estimator.n_iter_ - trace.refine_steps
     assert flow_steps * trace.step_size == pytest.approx(trace.times[-1])
     assert estimator.score(truth) > -1e-5
