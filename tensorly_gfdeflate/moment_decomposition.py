@@ -242,7 +242,7 @@ class MomentDecomposition(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Bas
             raise TypeError(
                 f"solver_options must be a dict of solver parameters or None, "
                 f"got {type(options).__name__}.")
-        reserved = {"rank": "n_components", "random_state": "random_state"} & options.keys()
+        reserved = {"rank", "random_state"} & options.keys()
         if reserved:
             raise ValueError(
                 f"solver_options must not set {sorted(reserved)}: use MomentDecomposition's "
