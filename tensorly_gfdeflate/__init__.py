@@ -1,7 +1,10 @@
 """Symmetric tensor decomposition by over-parametrized gradient flow, beside tensor power deflation."""
 
-from .compare import Comparison, ComparisonRecord, compare
+from .comparison import Comparison, ComparisonRecord, compare
+from .cumulants import SampleCumulants
+from .estimators import GradientFlowCP, PowerDeflationCP
 from .flow import VARIANTS, gradient_flow_cp
+from .moment_decomposition import MomentDecomposition
 from .measures import components_recovered, match_components, relative_error
 from .operators import SampleMoments
 from .plotting import plot_deflation, plot_discovery, plot_overview
@@ -15,6 +18,10 @@ __all__ = [
     "gradient_flow_cp",
     "power_deflation_cp",
     "SampleMoments",
+    "SampleCumulants",
+    "GradientFlowCP",
+    "PowerDeflationCP",
+    "MomentDecomposition",
     "random_symmetric_cp",
     "relative_error",
     "components_recovered",

@@ -74,7 +74,7 @@ def _float_list(text):
 
 
 def _method_list(text):
-    from .compare import METHODS
+    from .comparison import METHODS
 
     methods = [item.strip() for item in text.split(",") if item.strip()]
     unknown = [m for m in methods if m not in METHODS]
@@ -86,7 +86,7 @@ def _method_list(text):
 
 def build_parser():
     """The argument parser of the ``gfdeflate`` command."""
-    from .compare import METHODS
+    from .comparison import METHODS
 
     parser = _Parser(
         prog=_PROG,
@@ -264,7 +264,7 @@ def _check_compare_flags(args):
 
 
 def _run_compare(args, out):
-    from .compare import compare
+    from .comparison import compare
 
     _check_compare_flags(args)
     if args.tensor is not None:

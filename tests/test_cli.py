@@ -112,8 +112,7 @@ def test_tensor_file_errors(capsys, tmp_path):
 def test_library_warnings_become_one_line(capsys, monkeypatch):
     from sklearn.exceptions import ConvergenceWarning
 
-    # The package exports the function compare, which hides the module of that name.
-    compare_module = importlib.import_module("tensorly_gfdeflate.compare")
+    compare_module = importlib.import_module("tensorly_gfdeflate.comparison")
     solve = compare_module.gradient_flow_cp
 
     def warning_solver(*args, **kwargs):

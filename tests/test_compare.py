@@ -6,7 +6,7 @@ import tensorly as tl
 from tensorly.cp_tensor import CPTensor
 
 from tensorly_gfdeflate import compare, random_symmetric_cp, relative_error
-from tensorly_gfdeflate.compare import METHODS, Comparison, order_agreement
+from tensorly_gfdeflate.comparison import METHODS, Comparison, order_agreement
 
 WEIGHTS = [1.0, 0.5, 0.2]
 
