@@ -46,6 +46,8 @@ _MAX_BACK_OFFS = 30
 _PLATEAU_DROP = 1e-2
 # Vanilla "nothing moves": loss decrease below this over an epoch, and no slot grew 2x.
 _STALL_DROP = 1e-6
+# Random starts (at least) when looking for a residual direction worth fitting.
+_PROBE_RANDOM_STARTS = 16
 # Power iterations spent looking for a residual direction worth fitting.
 _PROBE_ITERATIONS = 30
 # The refinement stops once 100 steps improve the loss by less than this fraction.
@@ -197,14 +199,15 @@ def _largest_fittable_weight(target, point, signs, rng):
     """The largest residual weight ``R(v^l)`` (signed as the slots allow) along a probed direction.
 
     The directions are the model's own (the small ones have spent an epoch
-    aligning with the residual) plus as many random ones, power-iterated on
-    the residual ``T* - T(W)``.
+    aligning with the residual) plus random ones, power-iterated on the
+    residual ``T* - T(W)``. The lambda-shrinkage left on fitted components
+    attracts many random starts, so there are never fewer than
+    ``_PROBE_RANDOM_STARTS`` of them.
     """
     residual = target.minus(point.mass, point.directions)
     m = tl.shape(point.directions)[1]
-    starts = tl.concatenate(
-        [point.directions, random_unit_vectors(target.dim, m, rng, target.context)], axis=1
-    )
+    extra = random_unit_vectors(target.dim, max(m, _PROBE_RANDOM_STARTS), rng, target.context)
+    starts = tl.concatenate([point.directions, extra], axis=1)
     probes, _ = power_iterate(residual, starts, _PROBE_ITERATIONS, 1e-8)
     values = tl.to_numpy(residual.evaluate(probes))
     both_signs = target.order % 2 == 1 or np.any(np.asarray(signs) < 0)
@@ -303,7 +306,9 @@ def _check_settings(operator, rank, width, variant, regularization, init_scale,
     if rank is not None:
         rank = check_int("rank", rank, 1)
     if width is None:
-        width = 2 * rank if rank is not None else min(operator.dim, 50)
+        # Spare slots: an odd-order slot can start on the wrong side of every
+        # component and stall, and merges need free slots to re-draw.
+        width = max(2 * rank, 8) if rank is not None else min(operator.dim, 50)
     width = check_int("width", width, 1)
     if regularization is None:
         regularization = 0.0 if variant == "vanilla" else 1e-3
@@ -318,9 +323,8 @@ def _check_settings(operator, rank, width, variant, regularization, init_scale,
         regularization=regularization,
         init_scale=check_positive("init_scale", init_scale),
         reinit_threshold=reinit_threshold,
-        # A fitted component carries mass a - lambda/2; slots below lambda are
-        # residual noise or half-discovered directions, not components.
-        drop_threshold=max(reinit_threshold**2, regularization),
+        # Slots the re-draw rule treats as noise are not components.
+        drop_threshold=reinit_threshold**2,
         epoch_time=check_positive("epoch_time", epoch_time),
         epoch_growth=check_nonnegative("epoch_growth", epoch_growth),
         step_size=check_positive("step_size", step_size),
@@ -366,7 +370,7 @@ def gradient_flow_cp(
         Keep the ``rank`` largest components. ``None``: every component the
         flow fitted (automatic rank, set by ``regularization``).
     width : int >= 1, optional
-        Number ``m`` of model components. Default: ``2 * rank``, or
+        Number ``m`` of model components. Default: ``max(2 * rank, 8)``, or
         ``min(dim, 50)`` when ``rank`` is None. The flow fits at most ``width``
         components.
     variant : {"merge", "paper", "vanilla"}, default="merge"
@@ -465,7 +469,8 @@ def gradient_flow_cp(
         )
 
     weights, vectors, groups = read_out(
-        target, integrator.W, signs_t, s["rank"], s["drop_threshold"], debias)
+        target, integrator.W, signs_t, s["rank"], s["drop_threshold"], debias,
+        min_weight=s["regularization"] / 2)
     refine_steps = 0
     if weights is None:
         warnings.warn("gradient_flow_cp fitted no component; returning an empty CPTensor.",
