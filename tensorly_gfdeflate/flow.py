@@ -22,7 +22,15 @@ from ._checks import (
 from .model import flow_point
 from .operators import as_operator, normalize
 from .power_method import power_iterate
-from .readout import canonical_signs, group_aligned, read_out, refit_weights, to_cp_tensor
+from .readout import (
+    ALIGNMENT_TOL,
+    canonical_signs,
+    group_aligned,
+    pooled_directions,
+    read_out,
+    refit_weights,
+    to_cp_tensor,
+)
 from .synthetic import random_unit_vectors
 from .trace import FlowEvent, FlowTrace, SlotLineage, discovery_times
 
@@ -30,17 +38,19 @@ __all__ = ["gradient_flow_cp", "VARIANTS"]
 
 VARIANTS = ("vanilla", "paper", "merge")
 
-# A loss this many times the loss at W = 0 means the Euler steps are diverging.
-_DIVERGENCE_FACTOR = 10.0
+# Rounding slack on "the loss rose", relative to the loss at W = 0.
+_LOSS_SLACK = 1e-9
 # Step-size halvings allowed before giving up on a diverging run.
-_MAX_BACK_OFFS = 12
+_MAX_BACK_OFFS = 30
 # The relative loss decrease over an epoch under which the flow looks for what is left.
 _PLATEAU_DROP = 1e-2
 # Vanilla "nothing moves": loss decrease below this over an epoch, and no slot grew 2x.
 _STALL_DROP = 1e-6
+# Random starts (at least) when looking for a residual direction worth fitting.
+_PROBE_RANDOM_STARTS = 16
 # Power iterations spent looking for a residual direction worth fitting.
 _PROBE_ITERATIONS = 30
-# The refinement stops once 100 steps improve the residual by less than this fraction.
+# The refinement stops once 100 steps improve the loss by less than this fraction.
 _REFINE_STALL = 1e-3
 _REFINE_MAX_STEPS = 20000
 
@@ -55,7 +65,7 @@ class _Integrator:
         self.events = []
         self.W = W
         self.point = flow_point(target, W, signs, regularization)
-        self.loss_ceiling = _DIVERGENCE_FACTOR * max(self.point.loss, 0.5 * target.norm_sq)
+        self.loss_slack = _LOSS_SLACK * max(self.point.loss, 0.5 * target.norm_sq)
         self.times, self.losses, self.residuals, self.norms = [], [], [], []
         self._record()
 
@@ -66,10 +76,14 @@ class _Integrator:
         self.norms.append(tl.to_numpy(self.point.norms))
 
     def step(self):
-        """One Euler step; on divergence, stay at the last good point and halve the step."""
+        """One Euler step; if it overshoots, stay at the last good point and halve the step.
+
+        Below ``2 / curvature`` an Euler step never raises the loss, so a rise
+        (beyond rounding) or a non-finite loss means the step is too large.
+        """
         W = self.W - self.step_size * self.point.gradient
         point = flow_point(self.target, W, self.signs, self.regularization)
-        if np.isfinite(point.loss) and point.loss <= self.loss_ceiling:
+        if np.isfinite(point.loss) and point.loss <= self.point.loss + self.loss_slack:
             self.W, self.point = W, point
             self.time += self.step_size
             self._record()
@@ -82,13 +96,14 @@ class _Integrator:
             )
         self.step_size /= 2
         self.events.append(FlowEvent(self.time, "step_reduced", ()))
-        warnings.warn(
-            f"step_size={self.initial_step:.3g} made the flow diverge at t={self.time:.4g}; "
-            f"backed off to the last good point and continued with step_size="
-            f"{self.step_size:.3g}. Pass a smaller step_size to avoid this.",
-            RuntimeWarning,
-            stacklevel=4,
-        )
+        if self.back_offs == 1:
+            warnings.warn(
+                f"step_size={self.initial_step:.3g} overshoots: the loss rose at "
+                f"t={self.time:.4g}. Backed off to the last good point and halved the step "
+                "(trace.step_size has the final one). Pass a smaller step_size to avoid this.",
+                RuntimeWarning,
+                stacklevel=4,
+            )
 
     def replace(self, W):
         """Move to ``W`` (an epoch intervention) without taking a step."""
@@ -132,34 +147,67 @@ def _redraw(W, slots, init_scale, rng, context):
 
 
 def _merge_aligned(W, point, order):
-    """Each group of aligned slots collapses into its largest slot, carrying the summed mass.
+    """Each group of aligned slots collapses into its leader's slot.
 
-    Returns the new ``W`` and the groups of more than one slot.
+    The merged slot carries the group's summed mass along its mass-weighted mean
+    direction. Returns the new ``W`` and the groups of more than one slot.
     """
-    groups = [g for g in group_aligned(point.directions, point.mass, order) if len(g) > 1]
+    groups = [g for g in group_aligned(point.directions, point.mass, order, ALIGNMENT_TOL)
+              if len(g) > 1]
     if not groups:
         return W, []
-    norms = tl.to_numpy(point.norms)
     mass = tl.to_numpy(point.mass)
-    factor = np.ones(len(norms))
-    for leader, *absorbed in groups:
-        factor[leader] = np.sqrt(abs(mass[[leader, *absorbed]].sum())) / norms[leader]
-        factor[absorbed] = 0.0
-    return W * tl.tensor(factor, **tl.context(W)), groups
+    keep = np.ones(len(mass))
+    placement = np.zeros((len(groups), len(mass)))
+    for g, (leader, *absorbed) in enumerate(groups):
+        keep[[leader, *absorbed]] = 0.0
+        placement[g, leader] = np.sqrt(abs(mass[[leader, *absorbed]].sum()))
+    context = tl.context(W)
+    merged = tl.dot(pooled_directions(point.directions, mass, groups),
+                    tl.tensor(placement, **context))
+    return W * tl.tensor(keep, **context) + merged, groups
+
+
+def _slots_still_pooling(point, order, min_mass):
+    """Whether two fitted slots share a component without having merged yet.
+
+    Such slots drift together at a rate set by the regularizer alone (pooling
+    lowers the penalty ``sum |mass|``); stopping before they meet reads out a
+    split component, which the refinement then turns into a wrong decomposition.
+    """
+    mass = np.abs(tl.to_numpy(point.mass))
+    fitted = np.flatnonzero(mass >= min_mass)
+    if len(fitted) < 2:
+        return False
+    directions = point.directions[:, fitted.tolist()]
+    gram = tl.to_numpy(tl.dot(tl.transpose(directions), directions))
+    alignment = gram if order % 2 else np.abs(gram)
+    np.fill_diagonal(alignment, 0.0)
+    return bool(np.any(alignment >= 1.0 - ALIGNMENT_TOL))
+
+
+def _count_fitted(point, order, min_mass):
+    """Number of distinct components carried by slots of |mass| >= ``min_mass``."""
+    fitted = np.flatnonzero(np.abs(tl.to_numpy(point.mass)) >= min_mass).tolist()
+    if not fitted:
+        return 0
+    return len(group_aligned(point.directions[:, fitted], point.mass[fitted], order,
+                             ALIGNMENT_TOL))
 
 
 def _largest_fittable_weight(target, point, signs, rng):
     """The largest residual weight ``R(v^l)`` (signed as the slots allow) along a probed direction.
 
     The directions are the model's own (the small ones have spent an epoch
-    aligning with the residual) plus as many random ones, power-iterated on
-    the residual ``T* - T(W)``.
+    aligning with the residual) plus random ones, power-iterated on the
+    residual ``T* - T(W)``. The lambda-shrinkage left on fitted components
+    attracts many random starts, so there are never fewer than
+    ``_PROBE_RANDOM_STARTS`` of them.
     """
     residual = target.minus(point.mass, point.directions)
     m = tl.shape(point.directions)[1]
-    starts = tl.concatenate(
-        [point.directions, random_unit_vectors(target.dim, m, rng, target.context)], axis=1
-    )
+    extra = random_unit_vectors(target.dim, max(m, _PROBE_RANDOM_STARTS), rng, target.context)
+    starts = tl.concatenate([point.directions, extra], axis=1)
     probes, _ = power_iterate(residual, starts, _PROBE_ITERATIONS, 1e-8)
     values = tl.to_numpy(residual.evaluate(probes))
     both_signs = target.order % 2 == 1 or np.any(np.asarray(signs) < 0)
@@ -180,7 +228,7 @@ def _run_flow(integrator, settings, rng, callback, verbose):
     epoch = 0
     while True:
         point = integrator.point
-        if point.residual <= s["tol"]:
+        if point.residual <= s["tol"] and not target.norm_is_estimate:
             return "tolerance", lineage
         if integrator.time >= s["max_time"]:
             return "max_time", lineage
@@ -195,7 +243,13 @@ def _run_flow(integrator, settings, rng, callback, verbose):
                     f"components>{s['reinit_threshold']:g}: "
                     f"{int(np.sum(norms >= s['reinit_threshold']))}"
                 )
-            if drop < _PLATEAU_DROP and (
+            settled = drop < _PLATEAU_DROP and not _slots_still_pooling(
+                point, order, s["drop_threshold"])
+            if settled and s["rank"] is not None and (
+                _count_fitted(point, order, s["drop_threshold"]) >= s["rank"]
+            ):
+                return "rank_reached", lineage
+            if settled and (
                 _largest_fittable_weight(target, point, integrator.signs, rng) <= fit_threshold
             ):
                 return "nothing_to_fit", lineage
@@ -233,12 +287,13 @@ def _refine(target, weights, vectors, step_size, tol):
     signs = tl.sign(weights) + (weights == 0)
     W = vectors * tl.reshape(tl.sqrt(tl.abs(weights)), (1, -1))
     integrator = _Integrator(target, W, signs, 0.0, step_size)
+    trusted_residual = not target.norm_is_estimate
     for step in range(_REFINE_MAX_STEPS):
-        if integrator.point.residual <= tol:
+        if trusted_residual and integrator.point.residual <= tol:
             break
-        if step >= 100 and integrator.residuals[-101] - integrator.residuals[-1] < (
-            _REFINE_STALL * integrator.residuals[-1]
-        ):
+        # Loss differences are exact even when |T*|^2 is only estimated.
+        losses = integrator.losses
+        if step >= 100 and losses[-101] - losses[-1] < _REFINE_STALL * abs(losses[-1]):
             break
         integrator.step()
     point = integrator.point
@@ -251,19 +306,25 @@ def _check_settings(operator, rank, width, variant, regularization, init_scale,
     if rank is not None:
         rank = check_int("rank", rank, 1)
     if width is None:
-        width = 2 * rank if rank is not None else min(operator.dim, 50)
+        # Spare slots: an odd-order slot can start on the wrong side of every
+        # component and stall, and merges need free slots to re-draw.
+        width = max(2 * rank, 8) if rank is not None else min(operator.dim, 50)
     width = check_int("width", width, 1)
     if regularization is None:
         regularization = 0.0 if variant == "vanilla" else 1e-3
     if step_size is None:
-        step_size = min(0.5, 2.0 / operator.order)
+        step_size = 0.3
+    regularization = check_nonnegative("regularization", regularization)
+    reinit_threshold = check_positive("reinit_threshold", reinit_threshold)
     return dict(
         rank=rank,
         width=width,
         variant=variant,
-        regularization=check_nonnegative("regularization", regularization),
+        regularization=regularization,
         init_scale=check_positive("init_scale", init_scale),
-        reinit_threshold=check_positive("reinit_threshold", reinit_threshold),
+        reinit_threshold=reinit_threshold,
+        # Slots the re-draw rule treats as noise are not components.
+        drop_threshold=reinit_threshold**2,
         epoch_time=check_positive("epoch_time", epoch_time),
         epoch_growth=check_nonnegative("epoch_growth", epoch_growth),
         step_size=check_positive("step_size", step_size),
@@ -309,7 +370,7 @@ def gradient_flow_cp(
         Keep the ``rank`` largest components. ``None``: every component the
         flow fitted (automatic rank, set by ``regularization``).
     width : int >= 1, optional
-        Number ``m`` of model components. Default: ``2 * rank``, or
+        Number ``m`` of model components. Default: ``max(2 * rank, 8)``, or
         ``min(dim, 50)`` when ``rank`` is None. The flow fits at most ``width``
         components.
     variant : {"merge", "paper", "vanilla"}, default="merge"
@@ -334,7 +395,7 @@ def gradient_flow_cp(
         ``gamma``: each epoch is ``1 + gamma`` times longer than the last.
     step_size : float > 0, optional
         Euler step ``eta`` on the unit-norm target. Default:
-        ``min(0.5, 2 / order)``. A diverging step is halved (RuntimeWarning).
+        0.3. A diverging step is halved (RuntimeWarning).
     max_time : float > 0, default=5000.0
         Time horizon; reaching it raises a ConvergenceWarning.
     tol : float > 0, default=1e-6
@@ -370,8 +431,12 @@ def gradient_flow_cp(
     The flow stops when the residual is below ``tol``; or when, at an epoch
     boundary, the loss fell by less than 1% over the epoch and power
     iterations on the residual find no direction of weight above
-    ``max(regularization, tol)``; or (vanilla) when nothing moves any more; or
-    at ``max_time``.
+    ``max(regularization, tol)`` (or, with ``rank`` given, once ``rank``
+    components are fitted); or (vanilla) when nothing moves any more; or at
+    ``max_time``. On moment tensors of data, sampling noise leaves residual
+    directions of weight about ``1/sqrt(n_samples)``: give ``rank``, or a
+    ``regularization`` above that level, or the flow fits noise until
+    ``max_time``.
 
     Examples
     --------
@@ -404,7 +469,8 @@ def gradient_flow_cp(
         )
 
     weights, vectors, groups = read_out(
-        target, integrator.W, signs_t, s["rank"], s["reinit_threshold"] ** 2, debias)
+        target, integrator.W, signs_t, s["rank"], s["drop_threshold"], debias,
+        min_weight=s["regularization"] / 2)
     refine_steps = 0
     if weights is None:
         warnings.warn("gradient_flow_cp fitted no component; returning an empty CPTensor.",

@@ -27,9 +27,11 @@ __all__ = [
     "cp_norm_sq",
 ]
 
-# Above this many samples the norm of a moment tensor is estimated from a
-# fixed subsample instead of the full n x n Gram matrix (see SampleMoments).
+# The norm of a moment tensor is exact when the n x n Gram matrix is small
+# (n <= _EXACT_NORM_SAMPLES) or when building the dense moments is cheap
+# (n * d^l <= _EXACT_NORM_FLOPS); otherwise it is estimated (see SampleMoments).
 _EXACT_NORM_SAMPLES = 4096
+_EXACT_NORM_FLOPS = 2e9
 # Rows per block in moment contractions: bounds the n x m temporaries.
 _MOMENT_BLOCK_ENTRIES = 2**22
 
@@ -57,7 +59,8 @@ def _check_float_tensor(name, tensor):
             f"{name} has dtype {dtype}; pass a real floating-point array "
             f"(for example {name}.astype(float))."
         )
-    if tl.shape(tensor) and not np.isfinite(float(tl.sum(tensor * 0.0))):
+    # max propagates NaN, and |inf| is inf: one pass catches both, without warnings.
+    if tl.shape(tensor) and not np.isfinite(float(tl.max(tl.abs(tensor)))):
         raise ValueError(f"{name} contains NaN or inf; remove or impute those entries.")
 
 
@@ -121,6 +124,10 @@ class SymmetricOperator:
     def _compute_norm_sq(self):
         raise NotImplementedError
 
+    #: True when norm_sq is a statistical estimate (large SampleMoments): relative
+    #: residuals are then approximate, and no solver stops on them.
+    norm_is_estimate = False
+
     def rescaled(self, factor):
         """This operator times the positive number ``factor``."""
         return _ScaledOperator(self, factor)
@@ -134,6 +141,7 @@ class _ScaledOperator(SymmetricOperator):
     def __init__(self, base, factor):
         self.base, self.factor = base, float(factor)
         self.order, self.dim, self._context = base.order, base.dim, base.context
+        self.norm_is_estimate = base.norm_is_estimate
 
     def contract(self, V):
         return self.factor * self.base.contract(V)
@@ -148,6 +156,7 @@ class ResidualOperator(SymmetricOperator):
     def __init__(self, base, weights, vectors):
         self.base, self.weights, self.vectors = base, weights, vectors
         self.order, self.dim, self._context = base.order, base.dim, base.context
+        self.norm_is_estimate = base.norm_is_estimate
 
     def contract(self, V):
         return self.base.contract(V) - cp_contract(self.weights, self.vectors, V, self.order)
@@ -292,11 +301,14 @@ class SampleMoments(SymmetricOperator):
     Notes
     -----
     The squared Frobenius norm ``|M_l|^2 = (1/n^2) sum_{s,t} <x_s, x_t>^l`` is
-    exact for ``n <= 4096``. Above that, the diagonal ``s = t`` is summed exactly
-    and the off-diagonal mean is estimated from 4096 rows drawn once with a fixed
-    seed (an unbiased U-statistic), so the estimate is deterministic and scales
-    exactly with ``X``. It only sets the normalization of the solvers and the
-    denominator of reported relative errors; no factor depends on it.
+    exact for ``n <= 4096`` (the Gram matrix) or ``n d^l <= 2e9`` (the dense
+    moments, built block by block and discarded). Above both, the diagonal
+    ``s = t`` is summed exactly and the off-diagonal mean is estimated from 4096
+    rows drawn once with a fixed seed (an unbiased U-statistic, relative error
+    of order a few percent), so the estimate is deterministic and scales exactly
+    with ``X``; ``norm_is_estimate`` is then True. It sets the normalization of
+    the solvers and the denominator of reported relative errors; solvers do not
+    stop on a residual measured against it.
     """
 
     def __init__(self, X, order):
@@ -332,17 +344,40 @@ class SampleMoments(SymmetricOperator):
             total = part if total is None else total + part
         return total / self.n_samples
 
+    @property
+    def norm_is_estimate(self):
+        return (self.n_samples > _EXACT_NORM_SAMPLES
+                and self.n_samples * self.dim**self.order > _EXACT_NORM_FLOPS)
+
     def _compute_norm_sq(self):
-        n, X, order = self.n_samples, self.X, self.order
-        if n <= _EXACT_NORM_SAMPLES:
-            return tl.sum(tl.dot(X, tl.transpose(X)) ** order) / n**2
+        if self.n_samples <= _EXACT_NORM_SAMPLES:
+            gram = tl.dot(self.X, tl.transpose(self.X))
+            return tl.sum(gram**self.order) / self.n_samples**2
+        if not self.norm_is_estimate:
+            return tl.sum(self._unfolded_moments() ** 2)
+        return self._estimated_norm_sq()
+
+    def _unfolded_moments(self):
+        """The ``d x d^{l-1}`` unfolding of the moment tensor, accumulated over row blocks."""
+        total = None
+        for block in self._blocks(self.dim ** (self.order - 1)):
+            rows = tl.shape(block)[0]
+            outer = block
+            for _ in range(self.order - 2):
+                outer = tl.reshape(outer[:, :, None] * block[:, None, :], (rows, -1))
+            part = tl.dot(tl.transpose(block), outer)
+            total = part if total is None else total + part
+        return total / self.n_samples
+
+    def _estimated_norm_sq(self):
+        """Exact diagonal ``sum_s |x_s|^{2l}`` plus a U-statistic of the off-diagonal mean."""
+        n, X, order, k = self.n_samples, self.X, self.order, _EXACT_NORM_SAMPLES
         diagonal = 0.0
         for block in self._blocks(1):
             diagonal += float(tl.sum(tl.sum(block**2, axis=1) ** order))
-        rows = np.sort(np.random.RandomState(0).choice(n, _EXACT_NORM_SAMPLES, replace=False))
+        rows = np.sort(np.random.RandomState(0).choice(n, k, replace=False))
         sub = X[rows.tolist()]
         gram = tl.dot(sub, tl.transpose(sub)) ** order
-        k = _EXACT_NORM_SAMPLES
         off_mean = (float(tl.sum(gram)) - float(tl.sum(tl.diag(gram)))) / (k * (k - 1))
         return (diagonal + off_mean * n * (n - 1)) / n**2
 
