@@ -65,7 +65,10 @@ class _Integrator:
         self.events = []
         self.W = W
         self.point = flow_point(target, W, signs, regularization)
-        self.loss_slack = _LOSS_SLACK * max(self.point.loss, 0.5 * target.norm_sq)
+        # Single precision rounds the loss far above _LOSS_SLACK: a 'rise' of that
+        # size is noise, and backing off on it would shrink the step forever.
+        slack = max(_LOSS_SLACK, 100 * float(tl.eps(tl.context(W)["dtype"])))
+        self.loss_slack = slack * max(self.point.loss, 0.5 * target.norm_sq)
         self.times, self.losses, self.residuals, self.norms = [], [], [], []
         self._record()
 
