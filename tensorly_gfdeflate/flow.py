@@ -139,13 +139,20 @@ def _resolve_signs(signs, width, order):
     return values
 
 
-def _redraw(W, slots, init_scale, rng, context):
-    """Columns ``slots`` of ``W`` replaced by fresh directions of norm ``init_scale``."""
+def _redraw(W, slots, init_scale, rng, context, seeds=None):
+    """Columns ``slots`` of ``W`` replaced by fresh directions of norm ``init_scale``.
+
+    The first slots start on the columns of ``seeds`` (if given), the others
+    on uniform random directions.
+    """
     d, m = tl.shape(W)
     keep = np.ones(m)
     keep[slots] = 0.0
     fresh = np.zeros((d, m))
     fresh[:, slots] = init_scale * tl.to_numpy(random_unit_vectors(d, len(slots), rng))
+    if seeds is not None:
+        seeded = slots[: tl.shape(seeds)[1]]
+        fresh[:, seeded] = init_scale * tl.to_numpy(seeds[:, : len(seeded)])
     return W * tl.tensor(keep, **context) + tl.tensor(fresh, **context)
 
 
@@ -198,7 +205,7 @@ def _count_fitted(point, order, min_mass):
                              ALIGNMENT_TOL))
 
 
-def _largest_fittable_weight(target, point, signs, rng):
+def _probe_residual(target, point, signs, rng, threshold):
     """The largest residual weight ``R(v^l)`` (signed as the slots allow) along a probed direction.
 
     The directions are the model's own (the small ones have spent an epoch
@@ -206,6 +213,12 @@ def _largest_fittable_weight(target, point, signs, rng):
     residual ``T* - T(W)``. The lambda-shrinkage left on fitted components
     attracts many random starts, so there are never fewer than
     ``_PROBE_RANDOM_STARTS`` of them.
+
+    Also returns the distinct probed directions of weight above ``threshold``
+    that a ``+1`` slot can fit, best first: re-drawn slots of the merge variant
+    start there. In high dimension a uniform direction needs flow time of
+    order ``d^{(l-2)/2} / a`` to align with a component of weight ``a`` (and
+    epochs shorter than that re-draw it first); a probed one is aligned already.
     """
     residual = target.minus(point.mass, point.directions)
     m = tl.shape(point.directions)[1]
@@ -214,7 +227,18 @@ def _largest_fittable_weight(target, point, signs, rng):
     probes, _ = power_iterate(residual, starts, _PROBE_ITERATIONS, 1e-8)
     values = tl.to_numpy(residual.evaluate(probes))
     both_signs = target.order % 2 == 1 or np.any(np.asarray(signs) < 0)
-    return float(np.max(np.abs(values) if both_signs else values))
+    largest = float(np.max(np.abs(values) if both_signs else values))
+    if target.order % 2:
+        # c v^l = (-c)(-v)^l: point every probe at its positive weight.
+        flip = np.where(values < 0, -1.0, 1.0)
+        probes = probes * tl.tensor(flip, **target.context)
+        values = values * flip
+    worth = [int(j) for j in np.argsort(-values, kind="stable") if values[j] > threshold]
+    if not worth:
+        return largest, None
+    groups = group_aligned(probes[:, worth], tl.tensor(values[worth], **target.context),
+                           target.order, ALIGNMENT_TOL)
+    return largest, probes[:, [worth[group[0]] for group in groups]]
 
 
 def _run_flow(integrator, settings, rng, callback, verbose):
@@ -252,10 +276,12 @@ def _run_flow(integrator, settings, rng, callback, verbose):
                 _count_fitted(point, order, s["drop_threshold"]) >= s["rank"]
             ):
                 return "rank_reached", lineage
-            if settled and (
-                _largest_fittable_weight(target, point, integrator.signs, rng) <= fit_threshold
-            ):
-                return "nothing_to_fit", lineage
+            seeds = None
+            if settled:
+                largest, seeds = _probe_residual(target, point, integrator.signs, rng,
+                                                 fit_threshold)
+                if largest <= fit_threshold:
+                    return "nothing_to_fit", lineage
             if s["variant"] == "vanilla":
                 grew = np.any(norms**2 >= 2 * epoch_norms**2)
                 if drop < _STALL_DROP and not grew:
@@ -271,7 +297,8 @@ def _run_flow(integrator, settings, rng, callback, verbose):
                     norms = np.sqrt(np.sum(tl.to_numpy(W) ** 2, axis=0))
                 small = np.flatnonzero(norms < s["reinit_threshold"]).tolist()
                 if small:
-                    W = _redraw(W, small, s["init_scale"], rng, context)
+                    W = _redraw(W, small, s["init_scale"], rng, context,
+                                seeds if s["variant"] == "merge" else None)
                     integrator.events.append(FlowEvent(integrator.time, "redraw", tuple(small)))
                     lineage.redraw(small, len(integrator.times) - 1)
                 integrator.replace(W)
@@ -381,7 +408,9 @@ def gradient_flow_cp(
         ``"paper"``: the paper's modified flow, re-drawing components of norm
         below ``reinit_threshold`` at each epoch boundary. ``"merge"``: as
         ``"paper"``, and aligned components are first merged into the largest
-        so that the freed slots can discover the remaining directions.
+        so that the freed slots can discover the remaining directions; when
+        the epoch's power probe of the residual ran, re-drawn slots start on
+        the directions it found (the rest uniformly at random).
     regularization : float >= 0, optional
         ``lambda``, relative to the target's Frobenius norm. A component of
         weight ``a`` is fitted only if ``a > lambda / 2`` (times the norm).
