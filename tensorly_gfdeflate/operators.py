@@ -170,8 +170,9 @@ class ResidualOperator(SymmetricOperator):
 class DenseOperator(SymmetricOperator):
     """A dense symmetric array of shape ``(d,) * l``.
 
-    The contraction is one GEMM of ``V^T`` with the ``(d, d^{l-1})`` unfolding,
-    which gives ``T(v_j, I, ..., I)`` as row ``j``, followed by ``l - 2``
+    The contraction is one GEMM of the Khatri-Rao power ``v^(x)q`` of the
+    columns (``q = l // 2``) with the square-ish ``(d^q, d^{l-q})`` unfolding,
+    which gives ``T(v_j^q, I, ..., I)`` as row ``j``, followed by ``l - q - 1``
     batched matrix-vector products that each read the previous result once.
     """
 
@@ -194,7 +195,8 @@ class DenseOperator(SymmetricOperator):
         self._check_symmetric(name, tensor)
         self.tensor = tensor
         self._context = tl.context(tensor)
-        self._unfolded = tl.reshape(tensor, (self.dim, -1))
+        self._split = self.order // 2
+        self._unfolded = tl.reshape(tensor, (self.dim**self._split, -1))
 
     def _check_symmetric(self, name, tensor):
         # A transposition and a cyclic shift generate every permutation of the modes.
@@ -211,14 +213,20 @@ class DenseOperator(SymmetricOperator):
                 )
 
     def contract(self, V):
-        # Row j of each partial result holds column j's contraction, contiguous
-        # in memory, so every further mode is one batched GEMV over the rows
-        # (a broadcast multiply-and-sum over a middle axis costs as much as the GEMM).
+        # A square-ish unfolding makes the one big GEMM well shaped (an inner
+        # dimension of d alone runs it well below peak) and its output only
+        # d^{l-q} x m. Row j of each partial result holds column j's
+        # contraction, contiguous in memory, so every further mode is one
+        # batched GEMV (a broadcast multiply-and-sum over a middle axis would
+        # cost as much as the GEMM).
         m = tl.shape(V)[1]
         rows = tl.transpose(V)
-        partial = tl.dot(rows, self._unfolded)
+        power = rows
+        for _ in range(self._split - 1):
+            power = tl.reshape(power[:, :, None] * rows[:, None, :], (m, -1))
+        partial = tl.dot(power, self._unfolded)
         columns = tl.reshape(rows, (m, self.dim, 1))
-        for _ in range(self.order - 2):
+        for _ in range(self.order - self._split - 1):
             partial = tl.matmul(tl.reshape(partial, (m, -1, self.dim)), columns)
         return tl.transpose(tl.reshape(partial, (m, self.dim)))
 
