@@ -16,10 +16,13 @@ Sections (issue 4):
 
 Usage::
 
-    python benchmarks/run.py                  # sections 1-4, a few minutes on 2 cores
-    python benchmarks/run.py --quick          # smoke run, under a minute
-    python benchmarks/run.py --sections 5     # the defaults sweep
+    python benchmarks/run.py --blas-threads 1               # sections 1-4, about 3 minutes
+    python benchmarks/run.py --quick --blas-threads 1       # smoke run, about 10 s
+    python benchmarks/run.py --sections 5 --blas-threads 1  # the defaults sweep, about 6 minutes
     python benchmarks/run.py --sections 1 4 --repeat 5 --output my_results.txt
+
+On a shared machine pass ``--blas-threads 1``: OpenBLAS's second thread then
+waits for a busy core at every small GEMM and runs many times slower.
 """
 
 import argparse
