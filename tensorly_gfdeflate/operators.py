@@ -80,6 +80,21 @@ def _as_backend_tensor(name, value):
     return tl.tensor(array)
 
 
+def _power_of_two_below(value):
+    """The largest power of two ``<= value`` (1.0 for zero or non-finite ``value``).
+
+    Dividing by it is exact in floating point, so a prescaled ``c * T`` with
+    ``c`` a power of two is bit-for-bit the prescaled ``T``.
+    """
+    if not (value > 0 and np.isfinite(value)):
+        return 1.0
+    return float(np.ldexp(1.0, np.frexp(value)[1] - 1))
+
+
+def _max_abs(tensor):
+    return float(tl.max(tl.abs(tensor)))
+
+
 def _symmetry_tolerance(tensor):
     eps = 1e-7 if "32" in _dtype_name(tensor) or "16" in _dtype_name(tensor) else 1e-16
     return np.sqrt(eps) * float(tl.max(tl.abs(tensor)))
@@ -88,7 +103,7 @@ def _symmetry_tolerance(tensor):
 class SymmetricOperator:
     """A symmetric tensor of order ``order`` and dimension ``dim``, seen through contractions.
 
-    Subclasses implement :meth:`contract` and :meth:`_compute_norm_sq`.
+    Subclasses implement :meth:`contract` and :meth:`_norm_parts`.
     """
 
     order: int
@@ -114,11 +129,27 @@ class SymmetricOperator:
     @property
     def norm_sq(self):
         """Squared Frobenius norm (exact, or the documented estimate for moments)."""
-        if not hasattr(self, "_norm_sq"):
-            self._norm_sq = float(self._compute_norm_sq())
-        return self._norm_sq
+        magnitude, unit_norm_sq = self._cached_norm_parts()
+        return magnitude**2 * unit_norm_sq
 
-    def _compute_norm_sq(self):
+    @property
+    def norm(self):
+        """Frobenius norm, without the overflow or underflow of squaring extreme entries."""
+        magnitude, unit_norm_sq = self._cached_norm_parts()
+        return magnitude * float(np.sqrt(unit_norm_sq))
+
+    def _cached_norm_parts(self):
+        if not hasattr(self, "_norm_parts_cache"):
+            magnitude, unit_norm_sq = self._norm_parts()
+            self._norm_parts_cache = (float(magnitude), float(unit_norm_sq))
+        return self._norm_parts_cache
+
+    def _norm_parts(self):
+        """``(m, |T / m|^2)`` with ``m`` a power of two at the scale of the entries.
+
+        Squaring at unit scale keeps the norm of ``1e+150 * T`` or
+        ``1e-150 * T`` (or of a float32 tensor at ``1e+20``) representable.
+        """
         raise NotImplementedError
 
     def rescaled(self, factor):
@@ -138,8 +169,9 @@ class _ScaledOperator(SymmetricOperator):
     def contract(self, V):
         return self.factor * self.base.contract(V)
 
-    def _compute_norm_sq(self):
-        return self.factor**2 * self.base.norm_sq
+    def _norm_parts(self):
+        magnitude, unit_norm_sq = self.base._cached_norm_parts()
+        return self.factor * magnitude, unit_norm_sq
 
 
 class ResidualOperator(SymmetricOperator):
@@ -152,10 +184,10 @@ class ResidualOperator(SymmetricOperator):
     def contract(self, V):
         return self.base.contract(V) - cp_contract(self.weights, self.vectors, V, self.order)
 
-    def _compute_norm_sq(self):
+    def _norm_parts(self):
         cross = tl.sum(self.weights * self.base.evaluate(self.vectors))
         model = cp_norm_sq(self.weights, self.vectors, self.order)
-        return max(self.base.norm_sq - 2 * float(cross) + float(model), 0.0)
+        return 1.0, max(self.base.norm_sq - 2 * float(cross) + float(model), 0.0)
 
 
 class DenseOperator(SymmetricOperator):
@@ -207,8 +239,9 @@ class DenseOperator(SymmetricOperator):
             partial = tl.sum(tl.reshape(partial, (-1, self.dim, m)) * V, axis=1)
         return partial
 
-    def _compute_norm_sq(self):
-        return tl.sum(self.tensor**2)
+    def _norm_parts(self):
+        magnitude = _power_of_two_below(_max_abs(self.tensor))
+        return magnitude, tl.sum((self.tensor / magnitude) ** 2)
 
     def to_dense(self):
         return self.tensor
@@ -261,8 +294,12 @@ class CPOperator(SymmetricOperator):
     def contract(self, V):
         return cp_contract(self.weights, self.factor, V, self.order)
 
-    def _compute_norm_sq(self):
-        return cp_norm_sq(self.weights, self.factor, self.order)
+    def _norm_parts(self):
+        weight_scale = _power_of_two_below(_max_abs(self.weights))
+        factor_scale = _power_of_two_below(_max_abs(self.factor))
+        magnitude = weight_scale * factor_scale**self.order
+        unit = cp_norm_sq(self.weights / weight_scale, self.factor / factor_scale, self.order)
+        return magnitude, unit
 
     def to_dense(self):
         return tl.cp_to_tensor((self.weights, [self.factor] * self.order))
@@ -326,19 +363,23 @@ class SampleMoments(SymmetricOperator):
             total = part if total is None else total + part
         return total / self.n_samples
 
-    def _compute_norm_sq(self):
-        n, X, order = self.n_samples, self.X, self.order
+    def _norm_parts(self):
+        # Rows are prescaled by a power of two s: the moment tensor scales by s^order.
+        n, order = self.n_samples, self.order
+        row_scale = _power_of_two_below(_max_abs(self.X))
+        magnitude = row_scale**order
+        X = self.X / row_scale
         if n <= _EXACT_NORM_SAMPLES:
-            return tl.sum(tl.dot(X, tl.transpose(X)) ** order) / n**2
+            return magnitude, tl.sum(tl.dot(X, tl.transpose(X)) ** order) / n**2
         diagonal = 0.0
         for block in self._blocks(1):
-            diagonal += float(tl.sum(tl.sum(block**2, axis=1) ** order))
+            diagonal += float(tl.sum(tl.sum((block / row_scale) ** 2, axis=1) ** order))
         rows = np.sort(np.random.RandomState(0).choice(n, _EXACT_NORM_SAMPLES, replace=False))
         sub = X[rows.tolist()]
         gram = tl.dot(sub, tl.transpose(sub)) ** order
         k = _EXACT_NORM_SAMPLES
         off_mean = (float(tl.sum(gram)) - float(tl.sum(tl.diag(gram)))) / (k * (k - 1))
-        return (diagonal + off_mean * n * (n - 1)) / n**2
+        return magnitude, (diagonal + off_mean * n * (n - 1)) / n**2
 
     def to_dense(self):
         """The dense ``(d,) * l`` moment tensor; only for small problems and tests."""
@@ -354,15 +395,14 @@ def normalize(operator, name="tensor"):
     Working at unit scale makes step sizes and thresholds meaningful for any
     input scale, and makes ``solve(c * T)`` return ``c`` times the weights.
     """
-    norm_sq = operator.norm_sq
-    if not np.isfinite(norm_sq):
+    scale = operator.norm
+    if not np.isfinite(scale):
         raise ValueError(
             f"{name}'s Frobenius norm overflows the floating-point range; "
             "divide it by a constant first."
         )
-    if norm_sq <= 0:
+    if scale <= 0:
         raise ValueError(f"{name} is zero: there is nothing to decompose.")
-    scale = float(np.sqrt(norm_sq))
     return operator.rescaled(1.0 / scale), scale
 
 
