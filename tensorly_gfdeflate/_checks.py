@@ -14,6 +14,7 @@ __all__ = [
     "check_nonnegative",
     "check_int",
     "check_choice",
+    "check_bool",
 ]
 
 
@@ -79,3 +80,13 @@ def check_choice(name, value, choices):
         allowed = ", ".join(repr(c) for c in choices)
         raise ValueError(f"{name} must be one of {allowed}; got {value!r}.")
     return value
+
+
+def check_bool(name, value):
+    """Return ``value`` as a bool, or raise unless it is True or False.
+
+    A string such as ``"no"`` would otherwise silently count as True.
+    """
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be True or False, got {value!r}.")
+    return bool(value)

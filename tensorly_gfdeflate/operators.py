@@ -57,7 +57,8 @@ def _check_float_tensor(name, tensor):
             f"{name} has dtype {dtype}; pass a real floating-point array "
             f"(for example {name}.astype(float))."
         )
-    if tl.shape(tensor) and not np.isfinite(float(tl.sum(tensor * 0.0))):
+    # max |entry| is NaN or inf exactly when an entry is, and raises no RuntimeWarning.
+    if tl.shape(tensor) and 0 not in tl.shape(tensor) and not np.isfinite(_max_abs(tensor)):
         raise ValueError(f"{name} contains NaN or inf; remove or impute those entries.")
 
 
@@ -65,7 +66,13 @@ def _as_backend_tensor(name, value):
     """The backend tensor for ``value``, converting numpy arrays and lists."""
     if tl.is_tensor(value):
         return value
-    array = np.asarray(value)
+    try:
+        array = np.asarray(value)
+    except ValueError:
+        raise TypeError(
+            f"{name} must be a numeric array or a tensor; got a ragged nested sequence "
+            "(rows of different lengths). Pass a rectangular array."
+        ) from None
     if array.dtype == object or not (
         np.issubdtype(array.dtype, np.number) or array.dtype == bool
     ):
@@ -340,7 +347,10 @@ class SampleMoments(SymmetricOperator):
         if d == 0:
             raise ValueError("X has no features (0 columns); pass at least one feature.")
         if n < 2:
-            raise ValueError(f"X must have at least 2 samples (rows) to form moments, got {n}.")
+            raise ValueError(
+                f"X must have at least 2 samples (rows) to form moments, got {n}; "
+                "if your samples are the columns, pass X.T."
+            )
         _check_float_tensor("X", X)
         if isinstance(order, numbers.Integral) and not isinstance(order, bool) and order < 2:
             raise ValueError(f"order must be an integer >= 2, got {order!r}.")
@@ -402,7 +412,10 @@ def normalize(operator, name="tensor"):
             "divide it by a constant first."
         )
     if scale <= 0:
-        raise ValueError(f"{name} is zero: there is nothing to decompose.")
+        raise ValueError(
+            f"{name} is zero (or below the floating-point range): there is nothing to "
+            "decompose. Check that the intended array was passed."
+        )
     return operator.rescaled(1.0 / scale), scale
 
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import tensorly as tl
 
-from ._checks import check_int, check_positive, check_random_state
+from ._checks import check_bool, check_int, check_positive, check_random_state
 from .operators import as_operator, normalize
 from .readout import canonical_signs, to_cp_tensor
 from .synthetic import random_unit_vectors
@@ -139,6 +139,8 @@ def power_deflation_cp(
     n_restarts = check_int("n_restarts", n_restarts, 1)
     n_iter_max = check_int("n_iter_max", n_iter_max, 1)
     tol = check_positive("tol", tol)
+    return_trace = check_bool("return_trace", return_trace)
+    verbose = check_bool("verbose", verbose)
     rng = check_random_state(random_state)
     target, scale = normalize(operator)
 
