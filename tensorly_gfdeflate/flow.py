@@ -13,6 +13,7 @@ import tensorly as tl
 from sklearn.exceptions import ConvergenceWarning
 
 from ._checks import (
+    check_bool,
     check_choice,
     check_int,
     check_nonnegative,
@@ -102,12 +103,14 @@ class _Integrator:
 def _resolve_signs(signs, width, order):
     if signs is None:
         return np.ones(width)
-    if isinstance(signs, str):
-        check_choice("signs", signs, ("mixed",))
+    if isinstance(signs, str) and signs == "mixed":
         if order % 2:
             return np.ones(width)
         return np.where(np.arange(width) % 2 == 0, 1.0, -1.0)
-    values = np.asarray(signs, dtype=float).ravel()
+    try:
+        values = np.asarray(signs, dtype=float).ravel()
+    except (TypeError, ValueError):
+        values = np.zeros(0)
     if values.shape != (width,) or not np.all(np.isin(values, (-1.0, 1.0))):
         raise ValueError(
             f"signs must be None, 'mixed' or {width} values (one per width slot), "
@@ -223,8 +226,20 @@ def _run_flow(integrator, settings, rng, callback, verbose):
             epoch_loss = integrator.point.loss
             epoch_norms = tl.to_numpy(integrator.point.norms)
         integrator.step()
-        if callback is not None and callback(integrator) is True:
+        if callback is not None and _call_back(callback, integrator) is True:
             return "callback", lineage
+
+
+def _call_back(callback, integrator):
+    """The user's callback; its exception propagates unchanged, with a note naming it."""
+    try:
+        return callback(integrator)
+    except Exception as error:
+        error.add_note(
+            f"raised by the callback passed to gradient_flow_cp, at flow time "
+            f"t={integrator.time:.4g}; the run was abandoned. Fix or remove callback."
+        )
+        raise
 
 
 def _refine(target, weights, vectors, step_size, tol):
@@ -253,6 +268,11 @@ def _check_settings(operator, rank, width, variant, regularization, init_scale,
     if width is None:
         width = 2 * rank if rank is not None else min(operator.dim, 50)
     width = check_int("width", width, 1)
+    if rank is not None and width < rank:
+        raise ValueError(
+            f"width={width} must be >= rank={rank}: the flow fits at most width components; "
+            "increase width (default 2 * rank) or lower rank."
+        )
     if regularization is None:
         regularization = 0.0 if variant == "vanilla" else 1e-3
     if step_size is None:
@@ -386,6 +406,9 @@ def gradient_flow_cp(
                         reinit_threshold, epoch_time, epoch_growth, step_size, max_time, tol)
     if callback is not None and not callable(callback):
         raise TypeError(f"callback must be callable or None, got {type(callback).__name__}.")
+    debias = check_bool("debias", debias)
+    return_trace = check_bool("return_trace", return_trace)
+    verbose = check_bool("verbose", verbose)
     slot_signs = _resolve_signs(signs, s["width"], operator.order)
     rng = check_random_state(random_state)
     target, scale = normalize(operator)
