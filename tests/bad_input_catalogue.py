@@ -275,6 +275,27 @@ def _escape(text):
     return text.replace("*", r"\*").replace("|", r"\|")
 
 
+_SAFEGUARDS = [
+    "Numerical safeguards (tested in ``tests/test_divergence.py`` and ``tests/test_scales.py``):",
+    "",
+    "* **Extreme scales.** The Frobenius norm is computed at the scale of the entries",
+    "  (divided by a power of two near the largest entry before squaring), so ``1e-300 * T``",
+    "  to ``1e+300 * T``, and float32 tensors near ``1e+-20``, are solved like ``T``:",
+    "  weights scaled, factors unchanged, bit for bit when the factor is a power of two.",
+    "* **float32.** Results keep the input's dtype. The flow's residual is resolved down to",
+    "  ``4 sqrt(eps)`` (1.4e-3 in float32): a smaller ``tol`` is never met there and the",
+    "  other stop rules end the run; power iterations stop once restarts move by less than",
+    "  ``16 eps``.",
+    "* **Too large a step.** ``gradient_flow_cp`` undoes a step that blows the loss up or",
+    "  moves a component by more than twice its length, halves the step when the loss keeps",
+    "  rising (a 2-cycle), warns (``RuntimeWarning``) and records a ``step_reduced`` event;",
+    "  after 12 halvings it raises a ``FloatingPointError`` that says to lower ``step_size``.",
+    "* **Vanishing residuals.** ``power_deflation_cp`` with ``rank`` above the true rank",
+    "  leaves restarts whose contraction is exactly zero where they are and returns weight 0.",
+    "",
+]
+
+
 def render_table():
     """The reStructuredText page: one table row per case, with the message it produces."""
     lines = [
@@ -306,6 +327,7 @@ def render_table():
     ]
     rows = [case for index, case in enumerate(CASES)
             if index == 0 or case.code != CASES[index - 1].code]
+    lines += _SAFEGUARDS
     section = None
     for number, case in enumerate(rows, start=1):
         if case.section != section:

@@ -73,7 +73,7 @@ def _assert_same_factors(first, second, order, atol):
     np.testing.assert_allclose(first, second, atol=atol)
 
 
-@pytest.mark.parametrize("c", [1e-150, 1e150, 3.0])
+@pytest.mark.parametrize("c", [1e-300, 1e-150, 1e150, 1e300, 3.0])
 @pytest.mark.parametrize("form", ["dense", "cp", "moments"])
 @pytest.mark.parametrize("solver", sorted(SOLVERS))
 def test_extreme_scale_scales_the_weights_only(solver, form, c):
