@@ -91,6 +91,8 @@ _DENSE = [
     ("empty", "np.zeros((0, 0, 0))", np.zeros((0, 0, 0)), ValueError, r"tensor is empty"),
     ("zero-tensor", "np.zeros((3, 3, 3))", np.zeros((3, 3, 3)), ValueError,
      r"tensor is zero"),
+    ("norm-overflow", "np.full((3, 3, 3), 1e308)", np.full((3, 3, 3), 1e308), ValueError,
+     r"tensor's Frobenius norm overflows.*divide it by a constant"),
 ]
 
 _CP = [

@@ -86,3 +86,16 @@ def test_random_symmetric_cp_is_deterministic():
     first = random_symmetric_cp(7, 3, 4, orthogonal=False, random_state=4)
     second = random_symmetric_cp(7, 3, 4, orthogonal=False, random_state=4)
     _assert_identical(first, second)
+
+
+def test_moment_norm_estimate_for_many_samples_uses_its_own_generator():
+    # Above 4096 samples the norm is estimated from a fixed subsample.
+    X = np.random.RandomState(12).standard_normal((5000, 3))
+    np.random.seed(3)
+    before = np.random.get_state()
+    first = SampleMoments(X, 3).norm_sq
+    after = np.random.get_state()
+    np.testing.assert_array_equal(after[1], before[1])
+    assert after[2] == before[2]
+    np.random.seed(4)
+    assert SampleMoments(X, 3).norm_sq == first
