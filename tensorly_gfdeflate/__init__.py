@@ -1,8 +1,13 @@
 """Symmetric tensor decomposition by over-parametrized gradient flow, beside tensor power deflation."""
 
+from .comparison import Comparison, ComparisonRecord, compare
+from .cumulants import SampleCumulants
+from .estimators import GradientFlowCP, PowerDeflationCP
 from .flow import VARIANTS, gradient_flow_cp
+from .moment_decomposition import MomentDecomposition
 from .measures import components_recovered, match_components, relative_error
 from .operators import SampleMoments
+from .plotting import plot_deflation, plot_discovery, plot_overview
 from .power_method import PowerTrace, power_deflation_cp
 from .synthetic import random_symmetric_cp
 from .trace import FlowEvent, FlowTrace
@@ -13,6 +18,10 @@ __all__ = [
     "gradient_flow_cp",
     "power_deflation_cp",
     "SampleMoments",
+    "SampleCumulants",
+    "GradientFlowCP",
+    "PowerDeflationCP",
+    "MomentDecomposition",
     "random_symmetric_cp",
     "relative_error",
     "components_recovered",
@@ -21,4 +30,10 @@ __all__ = [
     "FlowEvent",
     "PowerTrace",
     "VARIANTS",
+    "compare",
+    "Comparison",
+    "ComparisonRecord",
+    "plot_deflation",
+    "plot_discovery",
+    "plot_overview",
 ]

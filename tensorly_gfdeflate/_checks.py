@@ -85,8 +85,11 @@ def check_choice(name, value, choices):
 def check_bool(name, value):
     """Return ``value`` as a bool, or raise unless it is True or False.
 
-    A string such as ``"no"`` would otherwise silently count as True.
+    A string such as ``"no"`` would otherwise silently count as True. The
+    integers 0 and 1 pass, as scikit-learn's ``verbose=0`` does.
     """
-    if not isinstance(value, (bool, np.bool_)):
-        raise TypeError(f"{name} must be True or False, got {value!r}.")
-    return bool(value)
+    if isinstance(value, (bool, np.bool_)) or (
+        isinstance(value, numbers.Integral) and value in (0, 1)
+    ):
+        return bool(value)
+    raise TypeError(f"{name} must be True or False, got {value!r}.")

@@ -27,9 +27,11 @@ __all__ = [
     "cp_norm_sq",
 ]
 
-# Above this many samples the norm of a moment tensor is estimated from a
-# fixed subsample instead of the full n x n Gram matrix (see SampleMoments).
+# The norm of a moment tensor is exact when the n x n Gram matrix is small
+# (n <= _EXACT_NORM_SAMPLES) or when building the dense moments is cheap
+# (n * d^l <= _EXACT_NORM_FLOPS); otherwise it is estimated (see SampleMoments).
 _EXACT_NORM_SAMPLES = 4096
+_EXACT_NORM_FLOPS = 2e9
 # Rows per block in moment contractions: bounds the n x m temporaries.
 _MOMENT_BLOCK_ENTRIES = 2**22
 
@@ -57,7 +59,7 @@ def _check_float_tensor(name, tensor):
             f"{name} has dtype {dtype}; pass a real floating-point array "
             f"(for example {name}.astype(float))."
         )
-    # max |entry| is NaN or inf exactly when an entry is, and raises no RuntimeWarning.
+    # max propagates NaN, and |inf| is inf: one pass catches both, without warnings.
     if tl.shape(tensor) and 0 not in tl.shape(tensor) and not np.isfinite(_max_abs(tensor)):
         raise ValueError(f"{name} contains NaN or inf; remove or impute those entries.")
 
@@ -110,7 +112,8 @@ def _symmetry_tolerance(tensor):
 class SymmetricOperator:
     """A symmetric tensor of order ``order`` and dimension ``dim``, seen through contractions.
 
-    Subclasses implement :meth:`contract` and :meth:`_norm_parts`.
+    Subclasses implement :meth:`contract` and :meth:`_compute_norm_sq`, or
+    :meth:`_norm_parts` to square at the scale of the entries.
     """
 
     order: int
@@ -156,8 +159,16 @@ class SymmetricOperator:
 
         Squaring at unit scale keeps the norm of ``1e+150 * T`` or
         ``1e-150 * T`` (or of a float32 tensor at ``1e+20``) representable.
+        The default squares at the tensor's own scale.
         """
+        return 1.0, self._compute_norm_sq()
+
+    def _compute_norm_sq(self):
         raise NotImplementedError
+
+    #: True when norm_sq is a statistical estimate (large SampleMoments): relative
+    #: residuals are then approximate, and no solver stops on them.
+    norm_is_estimate = False
 
     def rescaled(self, factor):
         """This operator times the positive number ``factor``."""
@@ -172,6 +183,7 @@ class _ScaledOperator(SymmetricOperator):
     def __init__(self, base, factor):
         self.base, self.factor = base, float(factor)
         self.order, self.dim, self._context = base.order, base.dim, base.context
+        self.norm_is_estimate = base.norm_is_estimate
 
     def contract(self, V):
         return self.factor * self.base.contract(V)
@@ -187,6 +199,7 @@ class ResidualOperator(SymmetricOperator):
     def __init__(self, base, weights, vectors):
         self.base, self.weights, self.vectors = base, weights, vectors
         self.order, self.dim, self._context = base.order, base.dim, base.context
+        self.norm_is_estimate = base.norm_is_estimate
 
     def contract(self, V):
         return self.base.contract(V) - cp_contract(self.weights, self.vectors, V, self.order)
@@ -330,11 +343,14 @@ class SampleMoments(SymmetricOperator):
     Notes
     -----
     The squared Frobenius norm ``|M_l|^2 = (1/n^2) sum_{s,t} <x_s, x_t>^l`` is
-    exact for ``n <= 4096``. Above that, the diagonal ``s = t`` is summed exactly
-    and the off-diagonal mean is estimated from 4096 rows drawn once with a fixed
-    seed (an unbiased U-statistic), so the estimate is deterministic and scales
-    exactly with ``X``. It only sets the normalization of the solvers and the
-    denominator of reported relative errors; no factor depends on it.
+    exact for ``n <= 4096`` (the Gram matrix) or ``n d^l <= 2e9`` (the dense
+    moments, built block by block and discarded). Above both, the diagonal
+    ``s = t`` is summed exactly and the off-diagonal mean is estimated from 4096
+    rows drawn once with a fixed seed (an unbiased U-statistic, relative error
+    of order a few percent), so the estimate is deterministic and scales exactly
+    with ``X``; ``norm_is_estimate`` is then True. It sets the normalization of
+    the solvers and the denominator of reported relative errors; solvers do not
+    stop on a residual measured against it.
     """
 
     def __init__(self, X, order):
@@ -373,23 +389,50 @@ class SampleMoments(SymmetricOperator):
             total = part if total is None else total + part
         return total / self.n_samples
 
+    @property
+    def norm_is_estimate(self):
+        return (self.n_samples > _EXACT_NORM_SAMPLES
+                and self.n_samples * self.dim**self.order > _EXACT_NORM_FLOPS)
+
     def _norm_parts(self):
         # Rows are prescaled by a power of two s: the moment tensor scales by s^order.
-        n, order = self.n_samples, self.order
         row_scale = _power_of_two_below(_max_abs(self.X))
-        magnitude = row_scale**order
-        X = self.X / row_scale
-        if n <= _EXACT_NORM_SAMPLES:
-            return magnitude, tl.sum(tl.dot(X, tl.transpose(X)) ** order) / n**2
+        return row_scale**self.order, self._compute_norm_sq(row_scale)
+
+    def _compute_norm_sq(self, row_scale=1.0):
+        """``|M_l|^2`` of the rows divided by ``row_scale``."""
+        if self.n_samples <= _EXACT_NORM_SAMPLES:
+            X = self.X / row_scale
+            gram = tl.dot(X, tl.transpose(X))
+            return tl.sum(gram**self.order) / self.n_samples**2
+        if not self.norm_is_estimate:
+            return tl.sum(self._unfolded_moments(row_scale) ** 2)
+        return self._estimated_norm_sq(row_scale)
+
+    def _unfolded_moments(self, row_scale=1.0):
+        """The ``d x d^{l-1}`` unfolding of the moment tensor, accumulated over row blocks."""
+        total = None
+        for block in self._blocks(self.dim ** (self.order - 1)):
+            block = block / row_scale
+            rows = tl.shape(block)[0]
+            outer = block
+            for _ in range(self.order - 2):
+                outer = tl.reshape(outer[:, :, None] * block[:, None, :], (rows, -1))
+            part = tl.dot(tl.transpose(block), outer)
+            total = part if total is None else total + part
+        return total / self.n_samples
+
+    def _estimated_norm_sq(self, row_scale=1.0):
+        """Exact diagonal ``sum_s |x_s|^{2l}`` plus a U-statistic of the off-diagonal mean."""
+        n, order, k = self.n_samples, self.order, _EXACT_NORM_SAMPLES
         diagonal = 0.0
         for block in self._blocks(1):
             diagonal += float(tl.sum(tl.sum((block / row_scale) ** 2, axis=1) ** order))
-        rows = np.sort(np.random.RandomState(0).choice(n, _EXACT_NORM_SAMPLES, replace=False))
-        sub = X[rows.tolist()]
+        rows = np.sort(np.random.RandomState(0).choice(n, k, replace=False))
+        sub = self.X[rows.tolist()] / row_scale
         gram = tl.dot(sub, tl.transpose(sub)) ** order
-        k = _EXACT_NORM_SAMPLES
         off_mean = (float(tl.sum(gram)) - float(tl.sum(tl.diag(gram)))) / (k * (k - 1))
-        return magnitude, (diagonal + off_mean * n * (n - 1)) / n**2
+        return (diagonal + off_mean * n * (n - 1)) / n**2
 
     def to_dense(self):
         """The dense ``(d,) * l`` moment tensor; only for small problems and tests."""

@@ -50,8 +50,8 @@ class FlowTrace:
     component_slots : list of list of int
         The slots read out into each returned component.
     stop_reason : str
-        ``"tolerance"``, ``"nothing_to_fit"``, ``"stalled"``, ``"callback"`` or
-        ``"max_time"``.
+        ``"tolerance"``, ``"nothing_to_fit"``, ``"rank_reached"``, ``"stalled"``,
+        ``"callback"`` or ``"max_time"``.
     step_size : float
         The step size in use at the end (smaller than the initial one after a
         divergence back-off).
@@ -80,7 +80,7 @@ class FlowTrace:
     @property
     def converged(self):
         """Whether the flow stopped on its own rather than at the horizon or a callback."""
-        return self.stop_reason in ("tolerance", "nothing_to_fit", "stalled")
+        return self.stop_reason in ("tolerance", "nothing_to_fit", "rank_reached", "stalled")
 
     @property
     def n_steps(self):

@@ -1,0 +1,152 @@
+"""Order-3 and order-4 cumulant tensors of a data matrix, as implicit operators.
+
+For independent sources mixed linearly, ``x = A s``, the cumulant tensor is
+``K_l = sum_i kappa_i a_i^(x)l`` with ``kappa_i`` the sources' order-``l``
+cumulants: a symmetric CP tensor whose factors are the mixing columns.
+Gaussian sources contribute nothing. This is the tensor that independent
+component analysis decomposes.
+"""
+
+import numbers
+
+import numpy as np
+import tensorly as tl
+
+from .operators import _EXACT_NORM_SAMPLES, SampleMoments, SymmetricOperator
+
+__all__ = ["SampleCumulants"]
+
+
+def _int_power(tensor, exponent):
+    """``tensor ** exponent`` by repeated products: numpy's ``**`` with an integer
+    exponent above 2 calls ``pow`` per entry, about 100 times slower."""
+    result = tensor
+    for _ in range(exponent - 1):
+        result = result * tensor
+    return result
+
+
+class SampleCumulants(SymmetricOperator):
+    """The order-3 or order-4 sample cumulant tensor of the rows of ``X``, never densified.
+
+    With ``Y = X - mean(X)`` and ``C = Y^T Y / n`` the sample covariance,
+
+    - order 3: ``K_3 = M_3(Y)``, the third central moment;
+    - order 4: ``K_4 = M_4(Y) - S`` with
+      ``S_ijkl = C_ij C_kl + C_ik C_jl + C_il C_jk``, so that
+      ``K_4(v, v, v, I) = M_4(Y)(v, v, v, I) - 3 (v^T C v) C v``.
+      On whitened data (``C = I``) this is ``M_4(v, v, v, I) - 3 |v|^2 v``.
+
+    A contraction costs one :class:`SampleMoments` contraction plus
+    ``O(d^2 m)``.
+
+    Parameters
+    ----------
+    X : array of shape (n_samples, n_features)
+        The data, one sample per row, in any tensorly backend. It is centred
+        here; whitening (if wanted) is the caller's.
+    order : {3, 4}
+        The order of the cumulant.
+
+    Attributes
+    ----------
+    moments : SampleMoments
+        The central moment tensor ``M_l(Y)``.
+    covariance : tensor of shape (n_features, n_features)
+        ``C = Y^T Y / n``.
+
+    Notes
+    -----
+    The squared Frobenius norm is the double sum
+    ``|K_l|^2 = (1/n^2) sum_{s,t} h(y_s, y_t)`` of the kernel
+    ``h(x, y) = <x^(x)l - S, y^(x)l - S>`` (``S = 0`` for order 3), which for
+    order 4 is ``<x, y>^4 - 3 (x^T C x)^2 - 3 (y^T C y)^2 + |S|^2`` with
+    ``|S|^2 = 3 (tr C^2)^2 + 6 tr C^4``. It is exact for ``n <= 4096``. Above
+    that, the diagonal ``s = t`` is summed exactly and the off-diagonal mean of
+    ``h`` is estimated from 4096 rows drawn once with a fixed seed (an unbiased
+    U-statistic, deterministic, scaling exactly with ``X``). Estimating the
+    mean of ``h`` rather than of ``<x, y>^4`` matters: ``h`` has the Gaussian
+    part ``S`` removed, so the estimate's standard error,
+    about ``2 sqrt(Var_x[K_l(x, ..., x)] / 4096)``, scales with the cumulant
+    itself and not with the much larger fourth moment (measured on 20000
+    whitened samples of bounded sources: about 1% error, against 5-10% when
+    ``|M_4|^2`` is estimated first and ``S`` subtracted after). Heavy tails
+    inflate it (Laplace sources: tens of percent). As for
+    :class:`SampleMoments`, the norm only sets the solvers' normalization and
+    the denominator of relative errors; no factor depends on it.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from tensorly_gfdeflate.cumulants import SampleCumulants
+    >>> rng = np.random.RandomState(0)
+    >>> X = rng.uniform(-np.sqrt(3), np.sqrt(3), size=(100000, 1))  # unit variance
+    >>> round(float(SampleCumulants(X, 4).evaluate(np.ones((1, 1)))[0]), 1)  # excess kurtosis
+    -1.2
+    """
+
+    def __init__(self, X, order):
+        if isinstance(order, bool) or not isinstance(order, numbers.Integral):
+            raise TypeError(f"order must be 3 or 4 (an int) for a cumulant tensor, got {order!r}.")
+        if order not in (3, 4):
+            raise ValueError(f"order must be 3 or 4 for a cumulant tensor, got {order!r}.")
+        moments = SampleMoments(X, order)
+        centred = moments.X - tl.mean(moments.X, axis=0)
+        self.moments = SampleMoments(centred, order)
+        self.covariance = tl.dot(tl.transpose(centred), centred) / moments.n_samples
+        self.order, self.dim = order, moments.dim
+        self._context = tl.context(centred)
+
+    def __repr__(self):
+        return (f"SampleCumulants(X of shape {(self.moments.n_samples, self.dim)}, "
+                f"order={self.order})")
+
+    def contract(self, V):
+        contraction = self.moments.contract(V)
+        if self.order == 3:
+            return contraction
+        CV = tl.dot(self.covariance, V)
+        return contraction - 3.0 * tl.sum(V * CV, axis=0) * CV
+
+    def _gaussian_part_norm_sq(self):
+        C2 = tl.dot(self.covariance, self.covariance)
+        return 3.0 * float(tl.trace(C2)) ** 2 + 6.0 * float(tl.sum(C2 * C2))
+
+    def _kernel_sum(self, rows, quad, gaussian_sq):
+        """``sum_{a,b} h(rows_a, rows_b)``; only the Gram matrix term is ``k x k``."""
+        k = tl.shape(rows)[0]
+        total = float(tl.sum(_int_power(tl.dot(rows, tl.transpose(rows)), self.order)))
+        if self.order == 4:
+            total += -6.0 * k * float(tl.sum(quad**2)) + k**2 * gaussian_sq
+        return total
+
+    def _kernel_diagonal(self, rows, quad, gaussian_sq):
+        """``h(rows_a, rows_a)`` for every row."""
+        diagonal = _int_power(tl.sum(rows * rows, axis=1), self.order)
+        if self.order == 4:
+            diagonal = diagonal - 6.0 * quad**2 + gaussian_sq
+        return diagonal
+
+    def _compute_norm_sq(self):
+        Y, n = self.moments.X, self.moments.n_samples
+        quad = tl.sum(tl.dot(Y, self.covariance) * Y, axis=1)
+        gaussian_sq = self._gaussian_part_norm_sq() if self.order == 4 else 0.0
+        if n <= _EXACT_NORM_SAMPLES:
+            return max(self._kernel_sum(Y, quad, gaussian_sq), 0.0) / n**2
+        diagonal = float(tl.sum(self._kernel_diagonal(Y, quad, gaussian_sq)))
+        rows = np.sort(np.random.RandomState(0).choice(n, _EXACT_NORM_SAMPLES, replace=False))
+        sub, sub_quad = Y[rows.tolist()], quad[rows.tolist()]
+        k = _EXACT_NORM_SAMPLES
+        off_diagonal = self._kernel_sum(sub, sub_quad, gaussian_sq) - float(
+            tl.sum(self._kernel_diagonal(sub, sub_quad, gaussian_sq)))
+        return max(diagonal + off_diagonal / (k * (k - 1)) * n * (n - 1), 0.0) / n**2
+
+    def to_dense(self):
+        """The dense ``(d,) * l`` cumulant tensor; only for small problems and tests."""
+        dense = self.moments.to_dense()
+        if self.order == 3:
+            return dense
+        C = self.covariance
+        return dense - (C[:, :, None, None] * C[None, None, :, :]
+                        + C[:, None, :, None] * C[None, :, None, :]
+                        + C[:, None, None, :] * C[None, :, :, None])

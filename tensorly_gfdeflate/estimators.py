@@ -1,0 +1,286 @@
+"""The two solvers as estimators: TensorLy's ``fit_transform`` and scikit-learn's protocol at once.
+
+``fit_transform(tensor)`` returns the ``CPTensor`` as TensorLy's decomposition
+classes do; ``fit(tensor, y=None)`` returns the estimator and ``score(tensor)``
+is minus the relative reconstruction error, so ``clone``, ``Pipeline`` and
+``GridSearchCV`` work. The tensor plays the part of ``X``: to select parameters
+on one tensor, give ``GridSearchCV`` the single split ``[(idx, idx)]`` with
+``idx = np.arange(d)``; indexing a dense ``(d,) * l`` array along its first axis
+with ``idx`` gives the whole tensor back, so every candidate is fitted and
+scored on the full tensor.
+"""
+
+import numpy as np
+import tensorly as tl
+from sklearn.base import BaseEstimator
+from sklearn.utils.validation import check_is_fitted
+
+from .flow import gradient_flow_cp
+from .measures import relative_error
+from .operators import as_operator
+from .power_method import power_deflation_cp
+
+__all__ = ["GradientFlowCP", "PowerDeflationCP"]
+
+# Stop reasons of the flow that mean it finished its job (rather than ran out of time
+# or was stopped from outside).
+_FLOW_CONVERGED = ("tolerance", "nothing_to_fit", "stalled")
+
+
+class _SymmetricCPEstimator(BaseEstimator):
+    """Shared ``fit`` / ``fit_transform`` / ``score`` of the symmetric CP estimators.
+
+    Subclasses implement ``_decompose(tensor) -> (cp, trace)`` and
+    ``_summarize(trace) -> (n_iter, converged)``.
+    """
+
+    def fit(self, X, y=None):
+        """Decompose the tensor ``X``.
+
+        Parameters
+        ----------
+        X : dense symmetric array, symmetric CPTensor, SampleMoments or SampleCumulants
+            The tensor to decompose (named ``X`` for scikit-learn's meta-estimators).
+        y : None
+            Ignored; present for the scikit-learn API.
+
+        Returns
+        -------
+        self
+        """
+        cp, trace = self._decompose(X)
+        self.decomposition_ = cp
+        self.weights_, self.factor_ = cp.weights, cp.factors[0]
+        self.n_components_ = int(tl.shape(cp.weights)[0])
+        self.trace_ = trace
+        self.n_iter_, self.converged_ = self._summarize(trace)
+        return self
+
+    def fit_transform(self, X, y=None):
+        """Decompose the tensor ``X`` and return its CP decomposition.
+
+        Parameters
+        ----------
+        X : dense symmetric array, symmetric CPTensor, SampleMoments or SampleCumulants
+            The tensor to decompose.
+        y : None
+            Ignored.
+
+        Returns
+        -------
+        CPTensor
+            ``(weights, [factor] * order)``, sorted by |weight| descending.
+        """
+        return self.fit(X).decomposition_
+
+    def score(self, X, y=None):
+        """Minus the relative reconstruction error ``|T_hat - X| / |X|`` (higher is better).
+
+        Parameters
+        ----------
+        X : dense symmetric array, symmetric CPTensor, SampleMoments or SampleCumulants
+            The tensor to compare the fitted decomposition with; same shape as
+            the fitted one.
+        y : None
+            Ignored.
+
+        Returns
+        -------
+        float
+        """
+        check_is_fitted(self)
+        operator = as_operator(X, name="X")
+        fitted_shape = (int(tl.shape(self.factor_)[0]),) * len(self.decomposition_.factors)
+        if tuple(operator.shape) != fitted_shape:
+            raise ValueError(
+                f"X has shape {tuple(operator.shape)} but the decomposition was fitted on a "
+                f"tensor of shape {fitted_shape}; score a tensor of the fitted shape."
+            )
+        return -relative_error(operator, self.decomposition_)
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        # X is a tensor of any order >= 2 (a symmetric matrix is order 2).
+        tags.input_tags.three_d_array = True
+        return tags
+
+
+class GradientFlowCP(_SymmetricCPEstimator):
+    """Symmetric CP decomposition by over-parametrized gradient flow, as an estimator.
+
+    Every parameter is the keyword of the same name of
+    :func:`~tensorly_gfdeflate.gradient_flow_cp`, with the same default; read
+    its documentation for their meaning.
+
+    Parameters
+    ----------
+    rank : int >= 1 or None, default=None
+        Components kept; None: every component the flow fitted.
+    width : int >= 1, optional
+        Number of model components.
+    variant : {"merge", "paper", "vanilla"}, default="merge"
+    regularization : float >= 0, optional
+    init_scale : float > 0, default=1e-3
+    reinit_threshold : float > 0, default=1e-2
+    epoch_time : float > 0, default=20.0
+    epoch_growth : float >= 0, default=0.5
+    step_size : float > 0, optional
+    max_time : float > 0, default=5000.0
+    tol : float > 0, default=1e-6
+    signs : None, "mixed" or array of +-1 of shape (width,)
+    debias : bool, default=True
+    random_state : None, int or numpy.random.RandomState
+    callback : callable, optional
+    verbose : bool, default=False
+
+    Attributes
+    ----------
+    decomposition_ : CPTensor
+        ``(weights_, [factor_] * order)``, sorted by |weight| descending.
+    weights_ : tensor of shape (n_components_,)
+    factor_ : tensor of shape (dim, n_components_)
+        Unit columns.
+    n_components_ : int
+    trace_ : FlowTrace
+        The history of the flow.
+    n_iter_ : int
+        Euler steps taken: those of the flow and those of the refinement.
+    converged_ : bool
+        The flow stopped by itself (tolerance reached, nothing left to fit, or
+        nothing moving), not at ``max_time`` or by the callback.
+
+    See Also
+    --------
+    tensorly_gfdeflate.gradient_flow_cp : the function this estimator calls.
+    PowerDeflationCP : the tensor power method with deflation.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import tensorly as tl
+    >>> from sklearn.model_selection import GridSearchCV
+    >>> from tensorly_gfdeflate import GradientFlowCP, random_symmetric_cp
+    >>> tensor = tl.cp_to_tensor(random_symmetric_cp(6, 2, 3, random_state=0))
+    >>> cp = GradientFlowCP(random_state=0).fit_transform(tensor)
+    >>> [round(float(w), 4) for w in cp.weights]
+    [1.0, 0.1]
+
+    Parameters are selected on the one tensor with the single split
+    ``(idx, idx)``, ``idx = np.arange(d)``: the whole tensor both times.
+
+    >>> idx = np.arange(tensor.shape[0])
+    >>> search = GridSearchCV(GradientFlowCP(random_state=0),
+    ...                       {"regularization": [1e-3, 0.5]}, cv=[(idx, idx)])
+    >>> search.fit(tensor).best_params_
+    {'regularization': 0.001}
+    """
+
+    def __init__(
+        self,
+        rank=None,
+        *,
+        width=None,
+        variant="merge",
+        regularization=None,
+        init_scale=1e-3,
+        reinit_threshold=1e-2,
+        epoch_time=20.0,
+        epoch_growth=0.5,
+        step_size=None,
+        max_time=5000.0,
+        tol=1e-6,
+        signs=None,
+        debias=True,
+        random_state=None,
+        callback=None,
+        verbose=False,
+    ):
+        self.rank = rank
+        self.width = width
+        self.variant = variant
+        self.regularization = regularization
+        self.init_scale = init_scale
+        self.reinit_threshold = reinit_threshold
+        self.epoch_time = epoch_time
+        self.epoch_growth = epoch_growth
+        self.step_size = step_size
+        self.max_time = max_time
+        self.tol = tol
+        self.signs = signs
+        self.debias = debias
+        self.random_state = random_state
+        self.callback = callback
+        self.verbose = verbose
+
+    def _decompose(self, tensor):
+        return gradient_flow_cp(tensor, **self.get_params(deep=False), return_trace=True)
+
+    @staticmethod
+    def _summarize(trace):
+        n_iter = len(trace.times) - 1 + trace.refine_steps
+        return n_iter, trace.stop_reason in _FLOW_CONVERGED
+
+
+class PowerDeflationCP(_SymmetricCPEstimator):
+    """Symmetric CP decomposition by the tensor power method with deflation, as an estimator.
+
+    Every parameter is the argument of the same name of
+    :func:`~tensorly_gfdeflate.power_deflation_cp`, with the same default;
+    ``rank`` is required, as there.
+
+    Parameters
+    ----------
+    rank : int >= 1
+        Number of components to extract.
+    n_restarts : int >= 1, default=10
+    n_iter_max : int >= 1, default=100
+    tol : float > 0, default=1e-10
+    random_state : None, int or numpy.random.RandomState
+    verbose : bool, default=False
+
+    Attributes
+    ----------
+    decomposition_ : CPTensor
+        ``(weights_, [factor_] * order)``, sorted by |weight| descending.
+    weights_ : tensor of shape (n_components_,)
+    factor_ : tensor of shape (dim, n_components_)
+    n_components_ : int
+    trace_ : PowerTrace
+        Extraction order, iterations and residual after each deflation.
+    n_iter_ : int
+        Power iterations in total (restart batches and refinements).
+    converged_ : bool
+        Every extraction's power iterations stopped before ``n_iter_max``
+        (the restart batch or the refinement of the chosen restart).
+
+    See Also
+    --------
+    tensorly_gfdeflate.power_deflation_cp : the function this estimator calls.
+    GradientFlowCP : the over-parametrized gradient flow.
+
+    Examples
+    --------
+    >>> from tensorly_gfdeflate import PowerDeflationCP, random_symmetric_cp
+    >>> truth = random_symmetric_cp(8, 3, 3, random_state=0)
+    >>> estimator = PowerDeflationCP(3, random_state=0).fit(truth)
+    >>> [round(float(w), 6) for w in estimator.weights_], estimator.converged_
+    ([1.0, 0.316228, 0.1], True)
+    """
+
+    def __init__(self, rank, *, n_restarts=10, n_iter_max=100, tol=1e-10, random_state=None,
+                 verbose=False):
+        self.rank = rank
+        self.n_restarts = n_restarts
+        self.n_iter_max = n_iter_max
+        self.tol = tol
+        self.random_state = random_state
+        self.verbose = verbose
+
+    def _decompose(self, tensor):
+        return power_deflation_cp(tensor, **self.get_params(deep=False), return_trace=True)
+
+    def _summarize(self, trace):
+        # An extraction spends at most n_iter_max on its restart batch and as many
+        # on refining the best restart: only an extraction that used both up in
+        # full did not converge.
+        return int(np.sum(trace.n_iter)), bool(np.all(trace.n_iter < 2 * self.n_iter_max))

@@ -1,0 +1,263 @@
+"""MomentDecomposition: scikit-learn's estimator checks, pipelines, and blind source separation."""
+
+import warnings
+
+import numpy as np
+import pytest
+from scipy import signal
+from sklearn.decomposition import FastICA
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import GridSearchCV
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+from sklearn.utils.estimator_checks import check_estimator
+
+from tensorly_gfdeflate import GradientFlowCP, MomentDecomposition, PowerDeflationCP
+
+SOLVERS = ["gradient_flow", "power_deflation"]
+
+
+def _best_correlations(estimated, sources):
+    """For each true source, the largest |correlation| with an estimated one."""
+    k = sources.shape[1]
+    return np.abs(np.corrcoef(sources.T, estimated.T)[:k, k:]).max(axis=1)
+
+
+@pytest.fixture(scope="module")
+def blind_source_separation():
+    """scikit-learn's blind source separation example, with its own seeded generator."""
+    rng = np.random.RandomState(0)
+    time = np.linspace(0, 8, 2000)
+    sources = np.c_[np.sin(2 * time), np.sign(np.sin(3 * time)),
+                    signal.sawtooth(2 * np.pi * time)]
+    sources += 0.2 * rng.standard_normal(sources.shape)
+    sources /= sources.std(axis=0)
+    mixing = np.array([[1, 1, 1], [0.5, 2, 1], [1.5, 1, 2]])
+    return sources @ mixing.T, sources
+
+
+@pytest.fixture(scope="module")
+def mixed_sources():
+    """Three unit-variance sub-Gaussian sources, a well-conditioned non-orthogonal mixing."""
+    rng = np.random.RandomState(0)
+    n = 3000
+    sources = np.c_[np.sign(rng.randn(n)), np.sqrt(3) * rng.uniform(-1, 1, n),
+                    np.sqrt(2) * np.sin(rng.uniform(0, 7, n))]
+    mixing = np.array([[1, 0.6, 0.2], [0.1, 1, 0.5], [0.3, 0.1, 1]])
+    return sources @ mixing.T, sources
+
+
+@pytest.mark.parametrize("solver", SOLVERS)
+def test_scikit_learn_estimator_checks_pass(solver):
+    results = check_estimator(MomentDecomposition(solver=solver, random_state=0),
+                              on_skip=None, on_fail=None)
+    failed = [(r["check_name"], r["exception"]) for r in results if r["status"] == "failed"]
+    assert failed == []
+    skipped = {r["check_name"] for r in results if r["status"] == "skipped"}
+    assert skipped <= {"check_array_api_input"}  # needs SCIPY_ARRAY_API set
+    assert len(results) > 40
+
+
+@pytest.mark.parametrize("solver", SOLVERS)
+def test_blind_source_separation_recovers_every_source_as_fastica_does(
+        solver, blind_source_separation):
+    X, sources = blind_source_separation
+    reference = FastICA(n_components=3, whiten="unit-variance", random_state=0)
+    assert np.all(_best_correlations(reference.fit_transform(X), sources) >= 0.99)
+    model = MomentDecomposition(solver=solver, random_state=0)
+    recovered = model.fit_transform(X)
+    correlations = _best_correlations(recovered, sources)
+    assert np.all(correlations >= 0.99), correlations
+    # Each recovered source matches a different true one.
+    assert len(set(np.abs(np.corrcoef(sources.T, recovered.T)[:3, 3:]).argmax(axis=1))) == 3
+    # Sine, square and sawtooth waves are sub-Gaussian: negative excess kurtosis.
+    assert np.all(model.weights_ < -0.5)
+    np.testing.assert_array_equal(np.argsort(-np.abs(model.weights_)), [0, 1, 2])
+
+
+def test_flow_with_mixed_signs_fits_sub_and_super_gaussian_sources():
+    rng = np.random.RandomState(1)
+    n = 2500
+    sources = np.c_[rng.laplace(size=n) / np.sqrt(2), np.sign(rng.randn(n)),
+                    np.sqrt(3) * rng.uniform(-1, 1, n)]
+    X = sources @ rng.randn(3, 3).T
+    model = MomentDecomposition(random_state=0).fit(X)
+    assert model.decomposer_.n_components_ == 3  # every source fitted, none completed
+    assert np.all(_best_correlations(model.transform(X), sources) >= 0.99)
+    # Laplace: excess kurtosis +3; a +-1 coin: -2; uniform: -1.2 (here: their sample values).
+    standardized = (sources - sources.mean(axis=0)) / sources.std(axis=0)
+    sample_kurtosis = np.mean(standardized**4, axis=0) - 3.0
+    assert np.sign(sample_kurtosis).tolist() == [1.0, -1.0, -1.0]
+    np.testing.assert_allclose(np.sort(model.weights_), np.sort(sample_kurtosis), atol=0.05)
+
+
+def test_without_whitening_the_flow_fits_the_non_orthogonal_mixing(mixed_sources):
+    # The unwhitened cumulant has the mixing columns as non-orthogonal factors:
+    # the flow fits them, deflation by the power method does not.
+    # The default noise floor is set by the largest-variance direction, which is
+    # conservative without whitening: here the weakest component sits on it.
+    X, sources = mixed_sources
+    flow = MomentDecomposition(whiten=False, solver_options={"regularization": 0.3},
+                               random_state=1).fit(X)
+    power = MomentDecomposition(whiten=False, solver="power_deflation", random_state=0).fit(X)
+    assert flow.whitening_ is None
+    assert np.all(_best_correlations(flow.transform(X), sources) >= 0.98)
+    assert np.min(_best_correlations(power.transform(X), sources)) < 0.95
+
+
+def test_order_three_separates_skewed_sources_with_positive_skewness():
+    rng = np.random.RandomState(2)
+    n = 3000
+    sources = np.c_[rng.exponential(size=n), -rng.gamma(4.0, size=n), rng.randn(n)]
+    sources = (sources - sources.mean(axis=0)) / sources.std(axis=0)
+    X = sources @ rng.randn(3, 3).T
+    model = MomentDecomposition(order=3, solver="power_deflation", random_state=0).fit(X)
+    recovered = model.transform(X)
+    assert np.all(_best_correlations(recovered[:, :2], sources[:, :2]) >= 0.99)
+    # Signs are fixed so that every source's skewness is positive (the gamma one flips).
+    np.testing.assert_allclose(model.weights_[:2], [2.0, 1.0], atol=0.25)
+    assert np.all(np.mean(recovered**3, axis=0)[:2] > 0)
+    # The moment of centred data is the order-3 cumulant: the same decomposition.
+    moment = MomentDecomposition(order=3, statistic="moment", solver="power_deflation",
+                                 random_state=0).fit(X)
+    # (The Gaussian third source is noise, whose direction is not stable to rounding.)
+    np.testing.assert_allclose(moment.components_[:2], model.components_[:2], atol=1e-8)
+
+
+def test_fitted_attributes_describe_a_whitened_unmixing(blind_source_separation):
+    X, _ = blind_source_separation
+    model = MomentDecomposition(n_components=2, solver="power_deflation", random_state=0).fit(X)
+    centred = X - model.mean_
+    np.testing.assert_allclose(model.mean_, X.mean(axis=0))
+    assert model.whitening_.shape == model.components_.shape == (2, 3)
+    assert model.mixing_.shape == (3, 2)
+    white = centred @ model.whitening_.T
+    np.testing.assert_allclose(white.T @ white / len(X), np.eye(2), atol=1e-10)
+    sources = model.transform(X)
+    np.testing.assert_allclose(np.mean(sources, axis=0), 0.0, atol=1e-10)
+    np.testing.assert_allclose(np.mean(sources**2, axis=0), 1.0)
+    np.testing.assert_allclose(model.weights_, np.mean(sources**4, axis=0) - 3.0)
+    assert model.n_components_ == 2 and model.n_features_in_ == 3
+    assert isinstance(model.decomposer_, PowerDeflationCP)
+    assert model.n_iter_ == model.decomposer_.n_iter_ > 0
+    # With two of three directions kept, inverse_transform projects onto the mixing's span.
+    projected = model.inverse_transform(sources)
+    np.testing.assert_allclose(model.transform(projected), sources, atol=1e-8)
+
+
+@pytest.mark.parametrize("solver", SOLVERS)
+def test_inverse_transform_undoes_transform(solver, blind_source_separation):
+    X, _ = blind_source_separation
+    model = MomentDecomposition(solver=solver, random_state=0).fit(X[:500])
+    np.testing.assert_allclose(model.inverse_transform(model.transform(X)), X, atol=1e-8)
+    with pytest.raises(ValueError, match="X has 2 columns"):
+        model.inverse_transform(np.ones((4, 2)))
+
+
+def test_same_random_state_same_components(blind_source_separation):
+    X, _ = blind_source_separation
+    first = MomentDecomposition(random_state=3).fit(X[:600]).components_
+    second = MomentDecomposition(random_state=3).fit(X[:600]).components_
+    np.testing.assert_array_equal(first, second)
+
+
+def test_feature_names_and_pandas_output(blind_source_separation):
+    pd = pytest.importorskip("pandas")
+    X, _ = blind_source_separation
+    frame = pd.DataFrame(X[:400], columns=["left", "middle", "right"])
+    model = MomentDecomposition(solver="power_deflation", random_state=0).set_output(
+        transform="pandas")
+    out = model.fit_transform(frame)
+    assert list(model.feature_names_in_) == ["left", "middle", "right"]
+    assert list(out.columns) == ["momentdecomposition0", "momentdecomposition1",
+                                 "momentdecomposition2"]
+    assert list(model.get_feature_names_out()) == list(out.columns)
+
+
+def test_solver_options_reach_the_solver(blind_source_separation):
+    X, _ = blind_source_separation
+    model = MomentDecomposition(solver_options={"variant": "paper", "width": 9},
+                                random_state=0).fit(X[:800])
+    assert isinstance(model.decomposer_, GradientFlowCP)
+    assert model.decomposer_.variant == "paper" and model.decomposer_.width == 9
+    assert model.decomposer_.signs == "mixed" and model.decomposer_.rank == 3
+    options = {"n_restarts": 2}
+    MomentDecomposition(solver="power_deflation", solver_options=options).fit(X[:100])
+    assert options == {"n_restarts": 2}  # not modified
+
+
+def test_components_left_unfitted_are_completed_by_the_orthogonal_complement(
+        blind_source_separation):
+    # A noise floor of 0.6 (relative weight) leaves only the square wave (0.77) fitted.
+    X, sources = blind_source_separation
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        model = MomentDecomposition(solver_options={"regularization": 1.2},
+                                    random_state=0).fit(X)
+    assert model.decomposer_.n_components_ == 1 and model.n_components_ == 3
+    recovered = model.transform(X)
+    assert abs(np.corrcoef(recovered[:, 0], sources[:, 1])[0, 1]) >= 0.99
+    np.testing.assert_allclose(recovered.T @ recovered / len(X), np.eye(3), atol=1e-8)
+
+
+def test_data_with_no_detectable_structure_gives_the_whitened_basis():
+    # Gaussian data: no cumulant stands out of the noise, so the flow fits nothing
+    # and the components complete an orthonormal whitened basis.
+    X = np.random.RandomState(4).randn(200, 3) @ np.diag([1.0, 2.0, 3.0])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        model = MomentDecomposition(random_state=0).fit(X)
+    sources = model.transform(X)
+    np.testing.assert_allclose(sources.T @ sources / len(X), np.eye(3), atol=1e-8)
+    assert np.all(np.abs(model.weights_) < 1.0)
+
+
+def test_pipeline_with_scaler_and_logistic_regression_and_grid_search():
+    rng = np.random.RandomState(5)
+    n = 400
+    sources = np.c_[np.sqrt(3) * rng.uniform(-1, 1, n), np.sign(rng.randn(n)),
+                    rng.laplace(size=n) / np.sqrt(2)]
+    X = sources @ np.array([[1, 1, 1], [0.5, 2, 1], [1.5, 1, 2]]).T
+    y = (sources[:, 0] > 0).astype(int)
+    pipeline = make_pipeline(StandardScaler(), MomentDecomposition(random_state=0),
+                             LogisticRegression())
+    assert pipeline.fit(X, y).score(X, y) > 0.95
+    assert pipeline.predict(X[:5]).shape == (5,)
+    search = GridSearchCV(
+        pipeline,
+        {"momentdecomposition__n_components": [1, 3],
+         "momentdecomposition__solver": SOLVERS},
+        cv=2,
+    ).fit(X, y)
+    # One component cannot carry the first source; all three can, with either solver.
+    assert search.best_params_["momentdecomposition__n_components"] == 3
+    scores = search.cv_results_["mean_test_score"]
+    n_components = search.cv_results_["param_momentdecomposition__n_components"]
+    assert np.all(scores[n_components == 3] > 0.95)
+    assert np.all(scores[n_components == 1] < 0.8)
+
+
+@pytest.mark.parametrize("params, error, match", [
+    ({"order": 5}, ValueError, "order must be 3 or 4"),
+    ({"order": 4.0}, TypeError, "order must be the integer"),
+    ({"statistic": "median"}, ValueError, "statistic"),
+    ({"solver": "als"}, ValueError, "solver"),
+    ({"whiten": "yes"}, TypeError, "whiten"),
+    ({"n_components": 0}, ValueError, "n_components"),
+    ({"n_components": 4}, ValueError, "n_components=4 exceeds the rank 3"),
+    ({"n_components": 4, "whiten": False}, ValueError, "n_components=4 exceeds n_features"),
+    ({"solver_options": "fast"}, TypeError, "solver_options must be a dict"),
+    ({"solver_options": {"rank": 2}}, ValueError, "n_components and random_state instead"),
+    ({"solver_options": {"n_restarts": 2}}, ValueError, r"unknown keys \['n_restarts'\]"),
+    ({"solver_options": {"width": 0}}, ValueError, "width"),
+    ({"random_state": "x"}, TypeError, "random_state"),
+])
+def test_bad_parameters_are_reported_at_fit(params, error, match):
+    X = np.random.RandomState(6).uniform(size=(50, 3))
+    with pytest.raises(error, match=match):
+        MomentDecomposition(**params).fit(X)
+
+
+def test_constant_data_is_rejected():
+    with pytest.raises(ValueError, match="zero variance"):
+        MomentDecomposition().fit(np.ones((10, 3)))
