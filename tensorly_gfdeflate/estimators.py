@@ -137,8 +137,8 @@ class GradientFlowCP(_SymmetricCPEstimator):
     ----------
     decomposition_ : CPTensor
         ``(weights_, [factor_] * order)``, sorted by |weight| descending.
-    weights_ : tensor of shape (n_components_,)
-    factor_ : tensor of shape (dim, n_components_)
+    weights_ : tensor of shape (n_components,)
+    factor_ : tensor of shape (dim, n_components)
         Unit columns.
     n_components_ : int
     trace_ : FlowTrace
@@ -242,8 +242,8 @@ class PowerDeflationCP(_SymmetricCPEstimator):
     ----------
     decomposition_ : CPTensor
         ``(weights_, [factor_] * order)``, sorted by |weight| descending.
-    weights_ : tensor of shape (n_components_,)
-    factor_ : tensor of shape (dim, n_components_)
+    weights_ : tensor of shape (n_components,)
+    factor_ : tensor of shape (dim, n_components)
     n_components_ : int
     trace_ : PowerTrace
         Extraction order, iterations and residual after each deflation.
