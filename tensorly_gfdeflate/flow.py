@@ -35,7 +35,7 @@ from .readout import (
 from .synthetic import random_unit_vectors
 from .trace import FlowEvent, FlowTrace, SlotLineage, discovery_times
 
-__all__ = ["gradient_flow_cp", "VARIANTS"]
+__all__ = ["gradient_flow_cp", "FlowRun", "start_flow", "continue_flow", "VARIANTS"]
 
 VARIANTS = ("vanilla", "paper", "merge")
 
@@ -48,6 +48,8 @@ _MAX_BACK_OFFS = 30
 _PLATEAU_DROP = 1e-2
 # Vanilla "nothing moves": loss decrease below this over an epoch, and no slot grew 2x.
 _STALL_DROP = 1e-6
+# Random starts (at least) when looking for a residual direction worth fitting.
+_PROBE_RANDOM_STARTS = 16
 # Power iterations spent looking for a residual direction worth fitting.
 _PROBE_ITERATIONS = 30
 # The refinement stops once 100 steps improve the loss by less than this fraction.
@@ -106,6 +108,10 @@ class _Integrator:
                 RuntimeWarning,
                 stacklevel=4,
             )
+
+    def retarget(self, target):
+        self.target = target
+        self.point = flow_point(target, self.W, self.signs, self.regularization)
 
     def replace(self, W):
         """Move to ``W`` (an epoch intervention) without taking a step."""
@@ -203,85 +209,191 @@ def _largest_fittable_weight(target, point, signs, rng):
     """The largest residual weight ``R(v^l)`` (signed as the slots allow) along a probed direction.
 
     The directions are the model's own (the small ones have spent an epoch
-    aligning with the residual) plus as many random ones, power-iterated on
-    the residual ``T* - T(W)``.
+    aligning with the residual) plus random ones, power-iterated on the
+    residual ``T* - T(W)``. The lambda-shrinkage left on fitted components
+    attracts many random starts, so there are never fewer than
+    ``_PROBE_RANDOM_STARTS`` of them.
     """
     residual = target.minus(point.mass, point.directions)
     m = tl.shape(point.directions)[1]
-    starts = tl.concatenate(
-        [point.directions, random_unit_vectors(target.dim, m, rng, target.context)], axis=1
-    )
+    extra = random_unit_vectors(target.dim, max(m, _PROBE_RANDOM_STARTS), rng, target.context)
+    starts = tl.concatenate([point.directions, extra], axis=1)
     probes, _ = power_iterate(residual, starts, _PROBE_ITERATIONS, 1e-8)
     values = tl.to_numpy(residual.evaluate(probes))
     both_signs = target.order % 2 == 1 or np.any(np.asarray(signs) < 0)
     return float(np.max(np.abs(values) if both_signs else values))
 
 
-def _run_flow(integrator, settings, rng, callback, verbose):
-    """Integrate until a stop rule fires; returns the stop reason and the slots' lineage."""
-    s = settings
-    target, order, context = integrator.target, integrator.target.order, integrator.target.context
-    width = tl.shape(integrator.W)[1]
-    lineage = SlotLineage(width)
-    epoch_length = s["epoch_time"]
-    boundary = epoch_length
-    epoch_loss = integrator.point.loss
-    epoch_norms = tl.to_numpy(integrator.point.norms)
-    fit_threshold = max(s["regularization"], s["tol"])
-    epoch = 0
-    while True:
-        point = integrator.point
-        if point.residual <= s["tol"] and not target.norm_is_estimate:
-            return "tolerance", lineage
-        if integrator.time >= s["max_time"]:
-            return "max_time", lineage
-        if integrator.time >= boundary:
-            epoch += 1
-            drop = (epoch_loss - point.loss) / max(epoch_loss, 1e-300)
+class FlowRun:
+    """A gradient-flow run that can be continued; what :func:`gradient_flow_cp` drives.
+
+    Holds the model, the epoch schedule, the random generator and the record,
+    so that ``advance(t)`` twice is ``advance(2 t)`` once (``warm_start`` of
+    :class:`~tensorly_gfdeflate.GradientFlowCP`).
+    """
+
+    def __init__(self, operator, settings, slot_signs, rng):
+        self.operator, self.settings, self.rng = operator, settings, rng
+        self.target, self.scale = normalize(operator)
+        self.slot_signs = slot_signs
+        context = self.target.context
+        width = settings["width"]
+        W = settings["init_scale"] * random_unit_vectors(self.target.dim, width, rng, context)
+        self.integrator = _Integrator(self.target, W, tl.tensor(slot_signs, **context),
+                                      settings["regularization"], settings["step_size"])
+        self.lineage = SlotLineage(width)
+        self.epoch = 0
+        self.epoch_length = settings["epoch_time"]
+        self.boundary = self.epoch_length
+        self._start_epoch()
+        self.stop_reason = None
+
+    def retarget(self, operator):
+        """Continue on ``operator`` (same shape) from the current model."""
+        if operator.shape != self.operator.shape:
+            raise ValueError(
+                f"warm_start=True continues a flow on a tensor of shape {self.operator.shape}, "
+                f"got shape {operator.shape}; set warm_start=False to start afresh."
+            )
+        self.operator = operator
+        self.target, self.scale = normalize(operator)
+        self.integrator.retarget(self.target)
+
+    def _start_epoch(self):
+        self.epoch_loss = self.integrator.point.loss
+        self.epoch_norms = tl.to_numpy(self.integrator.point.norms)
+
+    def advance(self, duration, callback=None, verbose=False):
+        """Integrate for up to ``duration`` more time units; returns the stop reason."""
+        horizon = self.integrator.time + duration
+        while True:
+            reason = self._stop_reason(horizon, verbose)
+            if reason is not None:
+                break
+            self.integrator.step()
+            if callback is not None and _call_back(callback, self.integrator) is True:
+                reason = "callback"
+                break
+        self.stop_reason = reason
+        return reason
+
+    def _stop_reason(self, horizon, verbose):
+        """Check the stop rules; at an epoch boundary, also apply the variant's interventions."""
+        point = self.integrator.point
+        if point.residual <= self.settings["tol"] and not self.target.norm_is_estimate:
+            return "tolerance"
+        if self.integrator.time >= horizon:
+            return "max_time"
+        if self.integrator.time < self.boundary:
+            return None
+        self.epoch += 1
+        drop = (self.epoch_loss - point.loss) / max(self.epoch_loss, 1e-300)
+        if verbose:
+            self._report()
+        reason = self._settled_reason(drop)
+        if reason is None:
+            self._intervene()
+            self.epoch_length *= 1.0 + self.settings["epoch_growth"]
+            self.boundary += self.epoch_length
+            self._start_epoch()
+        return reason
+
+    def _settled_reason(self, drop):
+        s, point, order = self.settings, self.integrator.point, self.target.order
+        settled = drop < _PLATEAU_DROP and not _slots_still_pooling(
+            point, order, s["drop_threshold"])
+        if settled and s["rank"] is not None and (
+            _count_fitted(point, order, s["drop_threshold"]) >= s["rank"]
+        ):
+            return "rank_reached"
+        fit_threshold = max(s["regularization"], s["tol"])
+        if settled and (
+            _largest_fittable_weight(self.target, point, self.integrator.signs, self.rng)
+            <= fit_threshold
+        ):
+            return "nothing_to_fit"
+        if s["variant"] == "vanilla":
             norms = tl.to_numpy(point.norms)
-            if verbose:
-                print(
-                    f"[gradient_flow_cp] epoch {epoch} t={integrator.time:.1f} "
-                    f"loss={point.loss:.3e} residual={point.residual:.3e} "
-                    f"components>{s['reinit_threshold']:g}: "
-                    f"{int(np.sum(norms >= s['reinit_threshold']))}"
-                )
-            settled = drop < _PLATEAU_DROP and not _slots_still_pooling(
-                point, order, s["drop_threshold"])
-            if settled and s["rank"] is not None and (
-                _count_fitted(point, order, s["drop_threshold"]) >= s["rank"]
-            ):
-                return "rank_reached", lineage
-            if settled and (
-                _largest_fittable_weight(target, point, integrator.signs, rng) <= fit_threshold
-            ):
-                return "nothing_to_fit", lineage
-            if s["variant"] == "vanilla":
-                grew = np.any(norms**2 >= 2 * epoch_norms**2)
-                if drop < _STALL_DROP and not grew:
-                    return "stalled", lineage
-            else:
-                W = integrator.W
-                if s["variant"] == "merge":
-                    W, groups = _merge_aligned(W, point, order)
-                    for leader, *absorbed in groups:
-                        lineage.merge(leader, absorbed, len(integrator.times) - 1)
-                        integrator.events.append(FlowEvent(
-                            integrator.time, "merge", tuple(int(j) for j in (leader, *absorbed))))
-                    norms = np.sqrt(np.sum(tl.to_numpy(W) ** 2, axis=0))
-                small = np.flatnonzero(norms < s["reinit_threshold"]).tolist()
-                if small:
-                    W = _redraw(W, small, s["init_scale"], rng, context)
-                    integrator.events.append(FlowEvent(integrator.time, "redraw", tuple(small)))
-                    lineage.redraw(small, len(integrator.times) - 1)
-                integrator.replace(W)
-            epoch_length *= 1.0 + s["epoch_growth"]
-            boundary += epoch_length
-            epoch_loss = integrator.point.loss
-            epoch_norms = tl.to_numpy(integrator.point.norms)
-        integrator.step()
-        if callback is not None and _call_back(callback, integrator) is True:
-            return "callback", lineage
+            grew = np.any(norms**2 >= 2 * self.epoch_norms**2)
+            if drop < _STALL_DROP and not grew:
+                return "stalled"
+        return None
+
+    def _intervene(self):
+        """Merge aligned slots (merge variant), then re-draw the small ones (paper, merge)."""
+        s, integrator = self.settings, self.integrator
+        if s["variant"] == "vanilla":
+            return
+        W, snapshot = integrator.W, len(integrator.times) - 1
+        if s["variant"] == "merge":
+            W, groups = _merge_aligned(W, integrator.point, self.target.order)
+            for leader, *absorbed in groups:
+                self.lineage.merge(leader, absorbed, snapshot)
+                integrator.events.append(FlowEvent(
+                    integrator.time, "merge", tuple(int(j) for j in (leader, *absorbed))))
+        norms = np.sqrt(np.sum(tl.to_numpy(W) ** 2, axis=0))
+        small = np.flatnonzero(norms < s["reinit_threshold"]).tolist()
+        if small:
+            W = _redraw(W, small, s["init_scale"], self.rng, self.target.context)
+            integrator.events.append(FlowEvent(integrator.time, "redraw", tuple(small)))
+            self.lineage.redraw(small, snapshot)
+        integrator.replace(W)
+
+    def _report(self):
+        point = self.integrator.point
+        fitted = int(np.sum(tl.to_numpy(point.norms) >= self.settings["reinit_threshold"]))
+        print(
+            f"[gradient_flow_cp] epoch {self.epoch} t={self.integrator.time:.1f} "
+            f"loss={point.loss:.3e} residual={point.residual:.3e} "
+            f"components>{self.settings['reinit_threshold']:g}: {fitted}"
+        )
+
+    def result(self, debias, with_trace):
+        """Read out (and refine) the current model: a CPTensor, and the trace if asked."""
+        s, target, integrator = self.settings, self.target, self.integrator
+        weights, vectors, groups = read_out(
+            target, integrator.W, integrator.signs, s["rank"], s["drop_threshold"], debias,
+            min_weight=s["regularization"] / 2)
+        refine_steps = 0
+        if weights is None:
+            warnings.warn("gradient_flow_cp fitted no component; returning an empty CPTensor.",
+                          ConvergenceWarning, stacklevel=3)
+            weights = tl.zeros(0, **target.context)
+            vectors = tl.zeros((target.dim, 0), **target.context)
+        elif debias:
+            weights, vectors, refine_steps = _refine(
+                target, weights, vectors, integrator.step_size, s["tol"])
+            weights = refit_weights(target, vectors)
+        if s["rank"] is not None and len(groups) < s["rank"]:
+            warnings.warn(
+                f"gradient_flow_cp found {len(groups)} components, fewer than "
+                f"rank={s['rank']}; increase width or max_time.", ConvergenceWarning,
+                stacklevel=3)
+        cp, permutation = to_cp_tensor(weights, vectors, target.order, self.scale)
+        if not with_trace:
+            return cp, None
+        return cp, self._trace(cp, [groups[i] for i in permutation], refine_steps)
+
+    def _trace(self, cp, groups, refine_steps):
+        from .measures import relative_error
+
+        integrator = self.integrator
+        times, norms = np.asarray(integrator.times), np.asarray(integrator.norms)
+        return FlowTrace(
+            times=times,
+            loss=np.asarray(integrator.losses),
+            residual=np.asarray(integrator.residuals),
+            norms=norms,
+            signs=self.slot_signs,
+            events=list(integrator.events),
+            discovery_time=discovery_times(times, norms, self.slot_signs, self.lineage, groups),
+            component_slots=groups,
+            stop_reason=self.stop_reason,
+            step_size=integrator.step_size,
+            scale=self.scale,
+            refine_steps=refine_steps,
+            final_error=relative_error(self.operator, cp),
+        )
 
 
 def _call_back(callback, integrator):
@@ -316,18 +428,20 @@ def _refine(target, weights, vectors, step_size, tol):
     return point.mass, point.directions, step
 
 
-def _check_settings(operator, rank, width, variant, regularization, init_scale,
+def _check_settings(operator, *, rank, width, variant, regularization, init_scale,
                     reinit_threshold, epoch_time, epoch_growth, step_size, max_time, tol):
     variant = check_choice("variant", variant, VARIANTS)
     if rank is not None:
         rank = check_int("rank", rank, 1)
     if width is None:
-        width = 2 * rank if rank is not None else min(operator.dim, 50)
+        # Spare slots: an odd-order slot can start on the wrong side of every
+        # component and stall, and merges need free slots to re-draw.
+        width = max(2 * rank, 8) if rank is not None else min(operator.dim, 50)
     width = check_int("width", width, 1)
     if rank is not None and width < rank:
         raise ValueError(
             f"width={width} must be >= rank={rank}: the flow fits at most width components; "
-            "increase width (default 2 * rank) or lower rank."
+            "increase width (default max(2 * rank, 8)) or lower rank."
         )
     if regularization is None:
         regularization = 0.0 if variant == "vanilla" else 1e-3
@@ -342,9 +456,8 @@ def _check_settings(operator, rank, width, variant, regularization, init_scale,
         regularization=regularization,
         init_scale=check_positive("init_scale", init_scale),
         reinit_threshold=reinit_threshold,
-        # A fitted component carries mass a - lambda/2; slots below lambda are
-        # residual noise or half-discovered directions, not components.
-        drop_threshold=max(reinit_threshold**2, regularization),
+        # Slots the re-draw rule treats as noise are not components.
+        drop_threshold=reinit_threshold**2,
         epoch_time=check_positive("epoch_time", epoch_time),
         epoch_growth=check_nonnegative("epoch_growth", epoch_growth),
         step_size=check_positive("step_size", step_size),
@@ -390,7 +503,7 @@ def gradient_flow_cp(
         Keep the ``rank`` largest components. ``None``: every component the
         flow fitted (automatic rank, set by ``regularization``).
     width : int >= 1, optional
-        Number ``m`` of model components. Default: ``2 * rank``, or
+        Number ``m`` of model components. Default: ``max(2 * rank, 8)``, or
         ``min(dim, 50)`` when ``rank`` is None. The flow fits at most ``width``
         components.
     variant : {"merge", "paper", "vanilla"}, default="merge"
@@ -474,68 +587,35 @@ def gradient_flow_cp(
     >>> [round(float(w), 4) for w in cp.weights]
     [1.0, 0.3162, 0.1]
     """
-    operator = as_operator(tensor)
-    s = _check_settings(operator, rank, width, variant, regularization, init_scale,
-                        reinit_threshold, epoch_time, epoch_growth, step_size, max_time, tol)
-    if callback is not None and not callable(callback):
-        raise TypeError(f"callback must be callable or None, got {type(callback).__name__}.")
     debias = check_bool("debias", debias)
     return_trace = check_bool("return_trace", return_trace)
     verbose = check_bool("verbose", verbose)
-    slot_signs = _resolve_signs(signs, s["width"], operator.order)
-    rng = check_random_state(random_state)
-    target, scale = normalize(operator)
-    context = target.context
+    run = start_flow(tensor, rank=rank, width=width, variant=variant,
+                     regularization=regularization, init_scale=init_scale,
+                     reinit_threshold=reinit_threshold, epoch_time=epoch_time,
+                     epoch_growth=epoch_growth, step_size=step_size, max_time=max_time,
+                     tol=tol, signs=signs, random_state=random_state, callback=callback)
+    continue_flow(run, max_time, callback=callback, verbose=verbose)
+    cp, trace = run.result(debias, with_trace=return_trace)
+    return (cp, trace) if return_trace else cp
 
-    W = s["init_scale"] * random_unit_vectors(target.dim, s["width"], rng, context)
-    signs_t = tl.tensor(slot_signs, **context)
-    integrator = _Integrator(target, W, signs_t, s["regularization"], s["step_size"])
-    reason, lineage = _run_flow(integrator, s, rng, callback, verbose)
-    if reason == "max_time":
+
+def start_flow(tensor, *, callback=None, random_state=None, signs=None, **options):
+    """Validate the arguments of :func:`gradient_flow_cp` and set up a :class:`FlowRun`."""
+    operator = as_operator(tensor)
+    settings = _check_settings(operator, **options)
+    if callback is not None and not callable(callback):
+        raise TypeError(f"callback must be callable or None, got {type(callback).__name__}.")
+    slot_signs = _resolve_signs(signs, settings["width"], operator.order)
+    return FlowRun(operator, settings, slot_signs, check_random_state(random_state))
+
+
+def continue_flow(run, duration, *, callback=None, verbose=False):
+    """Advance ``run`` by ``duration``; warn if it stops at that horizon."""
+    if run.advance(duration, callback=callback, verbose=verbose) == "max_time":
         warnings.warn(
-            f"gradient_flow_cp reached max_time={s['max_time']:g} with relative residual "
-            f"{integrator.point.residual:.3g}; increase max_time or step_size.",
+            f"gradient_flow_cp reached max_time={duration:g} with relative residual "
+            f"{run.integrator.point.residual:.3g}; increase max_time or step_size.",
             ConvergenceWarning,
-            stacklevel=2,
+            stacklevel=3,
         )
-
-    weights, vectors, groups = read_out(
-        target, integrator.W, signs_t, s["rank"], s["drop_threshold"], debias)
-    refine_steps = 0
-    if weights is None:
-        warnings.warn("gradient_flow_cp fitted no component; returning an empty CPTensor.",
-                      ConvergenceWarning, stacklevel=2)
-        weights = tl.zeros(0, **context)
-        vectors = tl.zeros((target.dim, 0), **context)
-    elif debias:
-        weights, vectors, refine_steps = _refine(
-            target, weights, vectors, integrator.step_size, s["tol"])
-        weights = refit_weights(target, vectors)
-    if rank is not None and len(groups) < rank:
-        warnings.warn(
-            f"gradient_flow_cp found {len(groups)} components, fewer than rank={rank}; "
-            "increase width or max_time.", ConvergenceWarning, stacklevel=2)
-    cp, permutation = to_cp_tensor(weights, vectors, target.order, scale)
-    if not return_trace:
-        return cp
-
-    from .measures import relative_error
-
-    groups = [groups[i] for i in permutation]
-    times, norms = np.asarray(integrator.times), np.asarray(integrator.norms)
-    trace = FlowTrace(
-        times=times,
-        loss=np.asarray(integrator.losses),
-        residual=np.asarray(integrator.residuals),
-        norms=norms,
-        signs=slot_signs,
-        events=integrator.events,
-        discovery_time=discovery_times(times, norms, slot_signs, lineage, groups),
-        component_slots=groups,
-        stop_reason=reason,
-        step_size=integrator.step_size,
-        scale=scale,
-        refine_steps=refine_steps,
-        final_error=relative_error(operator, cp),
-    )
-    return cp, trace

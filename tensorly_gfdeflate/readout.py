@@ -88,12 +88,15 @@ def pooled_directions(directions, mass, groups):
     return pooled / tl.sqrt(tl.sum(pooled * pooled, axis=0))
 
 
-def read_out(target, W, signs, rank, drop_threshold, debias):
+def read_out(target, W, signs, rank, drop_threshold, debias, min_weight=0.0):
     """Weights, unit directions and slot groups of the components the model has fitted.
 
     Drops slots of |mass| below ``drop_threshold``, merges aligned slots (summing
     their signed mass), keeps the ``rank`` largest groups, and optionally re-fits
     the weights by least squares, which removes the ``lambda / 2`` shrinkage.
+    After the re-fit, components of |weight| below ``min_weight`` are dropped
+    (the flow cannot fit those: a slot there only soaks up residual) and the
+    rest re-fitted.
     """
     norms, directions = split_columns(W)
     mass = signs * norms**2
@@ -109,8 +112,14 @@ def read_out(target, W, signs, rank, drop_threshold, debias):
         order = order[:rank]
     groups = [groups[i] for i in order]
     vectors = pooled_directions(directions, mass_np, groups)
-    if debias:
+    if not debias:
+        return tl.tensor(group_mass[order], **tl.context(W)), vectors, groups
+    weights = refit_weights(target, vectors)
+    strong = np.flatnonzero(np.abs(tl.to_numpy(weights)) >= min_weight).tolist()
+    if not strong:
+        return None, None, []
+    if len(strong) < len(groups):
+        groups = [groups[i] for i in strong]
+        vectors = vectors[:, strong]
         weights = refit_weights(target, vectors)
-    else:
-        weights = tl.tensor(group_mass[order], **tl.context(W))
     return weights, vectors, groups
