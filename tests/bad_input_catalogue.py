@@ -204,6 +204,7 @@ _FLOW = [
     _flow("debias-string", TypeError, r"debias must be True or False", debias="no"),
     _flow("return_trace-none", TypeError, r"return_trace must be True or False",
           return_trace=None),
+    _flow("verbose-level", TypeError, r"verbose must be True or False", verbose=2),
     _flow("callback-not-callable", TypeError, r"callback must be callable or None",
           callback="print"),
     Case("flow-callback-raises", "gradient_flow_cp parameters",
@@ -232,6 +233,8 @@ _POWER = [
     _power("tol-negative", ValueError, r"tol must be > 0", rank=2, tol=-1e-8),
     _power("return_trace-string", TypeError, r"return_trace must be True or False",
            rank=2, return_trace="yes"),
+    _power("verbose-string", TypeError, r"verbose must be True or False",
+           rank=2, verbose="quiet"),
     _power("random_state-string", TypeError, r"random_state must be None, an int",
            rank=2, random_state="seed"),
 ]
