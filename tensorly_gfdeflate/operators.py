@@ -140,7 +140,9 @@ class SymmetricOperator:
     def norm_sq(self):
         """Squared Frobenius norm (exact, or the documented estimate for moments)."""
         magnitude, unit_norm_sq = self._cached_norm_parts()
-        return magnitude**2 * unit_norm_sq
+        # Beyond the float range the square is inf (or 0), not an OverflowError.
+        with np.errstate(over="ignore", under="ignore"):
+            return float(np.float64(magnitude) ** 2 * unit_norm_sq)
 
     @property
     def norm(self):

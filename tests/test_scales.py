@@ -152,3 +152,17 @@ def test_float32_rounding_in_the_loss_is_not_an_overshoot(order):
         cp, trace = gradient_flow_cp(tensor, random_state=0, max_time=200.0, return_trace=True)
     assert not [event for event in trace.events if event.kind == "step_reduced"]
     assert components_recovered(truth, cp) == 4
+
+
+@pytest.mark.parametrize("shape, order", [((5000, 4), 3), ((5000, 26), 4)])
+def test_large_sample_moment_norms_scale_exactly(shape, order):
+    # Above 4096 rows the norm comes from the dense unfolding (cheap) or from an
+    # estimate (n d^l > 2e9): both prescale the rows, so X * 2**k scales the norm by
+    # exactly 2**(k l), even where |M|^2 itself would overflow.
+    X = np.random.RandomState(5).standard_normal(shape)
+    reference = SampleMoments(X, order)
+    scaled = SampleMoments(X * 2.0**150, order)
+    assert scaled.norm == reference.norm * 2.0 ** (150 * order)
+    # |M|^2 = 2**1200 |M_X|^2 at order 4 is beyond float64: inf, not an OverflowError.
+    assert scaled.norm_sq == (np.inf if order == 4 else reference.norm_sq * 2.0 ** (300 * order))
+    assert reference.norm_is_estimate == (order == 4)
