@@ -1,4 +1,4 @@
-"""Properties over random inputs (hypothesis): operators agree, and symmetries of the target carry over.
+"""Properties over random inputs (hypothesis): operators agree, symmetries carry over.
 
 Each property is checked on a few examples (``max_examples`` small, no
 deadline, no example database) so the file runs in seconds.
@@ -149,7 +149,8 @@ def test_sign_flips_of_components_give_the_same_decomposition(flips, order, solv
     flipped = (flipped_weights, [factor * sign] * order)
     original = (weights, [factor] * order)
     if form == "dense":
-        flipped, original = np.asarray(tl.cp_to_tensor(flipped)), np.asarray(tl.cp_to_tensor(original))
+        flipped = np.asarray(tl.cp_to_tensor(flipped))
+        original = np.asarray(tl.cp_to_tensor(original))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         reference, result = SOLVERS[solver](original), SOLVERS[solver](flipped)

@@ -131,7 +131,8 @@ def test_float32_flow_does_not_stop_on_a_rounding_residual():
     # sqrt(eps) = 3e-4 in float32; a residual clipped to 0 used to meet tol = 1e-6
     # and stop the flow and its refinement early (final error 2e-4).
     truth = random_symmetric_cp(10, 4, 3, orthogonal=False, random_state=1)
-    weights, factor = np.asarray(truth.weights, np.float32), np.asarray(truth.factors[0], np.float32)
+    weights = np.asarray(truth.weights, np.float32)
+    factor = np.asarray(truth.factors[0], np.float32)
     tensor = np.asarray(tl.cp_to_tensor((weights, [factor] * 3)))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
