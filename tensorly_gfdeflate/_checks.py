@@ -14,6 +14,7 @@ __all__ = [
     "check_nonnegative",
     "check_int",
     "check_choice",
+    "check_bool",
 ]
 
 
@@ -79,3 +80,16 @@ def check_choice(name, value, choices):
         allowed = ", ".join(repr(c) for c in choices)
         raise ValueError(f"{name} must be one of {allowed}; got {value!r}.")
     return value
+
+
+def check_bool(name, value):
+    """Return ``value`` as a bool, or raise unless it is True or False.
+
+    A string such as ``"no"`` would otherwise silently count as True. The
+    integers 0 and 1 pass, as scikit-learn's ``verbose=0`` does.
+    """
+    if isinstance(value, (bool, np.bool_)) or (
+        isinstance(value, numbers.Integral) and value in (0, 1)
+    ):
+        return bool(value)
+    raise TypeError(f"{name} must be True or False, got {value!r}.")

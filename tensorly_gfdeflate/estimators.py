@@ -15,7 +15,7 @@ import tensorly as tl
 from sklearn.base import BaseEstimator
 from sklearn.utils.validation import check_is_fitted
 
-from .flow import gradient_flow_cp
+from .flow import continue_flow, start_flow
 from .measures import relative_error
 from .operators import as_operator
 from .power_method import power_deflation_cp
@@ -132,13 +132,19 @@ class GradientFlowCP(_SymmetricCPEstimator):
     random_state : None, int or numpy.random.RandomState
     callback : callable, optional
     verbose : bool, default=False
+    warm_start : bool, default=False
+        When True, ``fit`` continues the flow of the previous ``fit`` for
+        another ``max_time`` instead of starting afresh (two fits of horizon
+        ``t`` give the fit of horizon ``2 t``). The continued run keeps the
+        settings it started with; the tensor must have the same shape, and
+        becomes the new target.
 
     Attributes
     ----------
     decomposition_ : CPTensor
         ``(weights_, [factor_] * order)``, sorted by |weight| descending.
-    weights_ : tensor of shape (n_components_,)
-    factor_ : tensor of shape (dim, n_components_)
+    weights_ : tensor of shape (n_components,)
+    factor_ : tensor of shape (dim, n_components)
         Unit columns.
     n_components_ : int
     trace_ : FlowTrace
@@ -194,6 +200,7 @@ class GradientFlowCP(_SymmetricCPEstimator):
         random_state=None,
         callback=None,
         verbose=False,
+        warm_start=False,
     ):
         self.rank = rank
         self.width = width
@@ -211,9 +218,20 @@ class GradientFlowCP(_SymmetricCPEstimator):
         self.random_state = random_state
         self.callback = callback
         self.verbose = verbose
+        self.warm_start = warm_start
 
     def _decompose(self, tensor):
-        return gradient_flow_cp(tensor, **self.get_params(deep=False), return_trace=True)
+        run = getattr(self, "_flow_run", None)
+        if self.warm_start and run is not None:
+            run.retarget(as_operator(tensor))
+        else:
+            options = self.get_params(deep=False)
+            for name in ("debias", "verbose", "warm_start"):
+                del options[name]
+            run = start_flow(tensor, **options)
+        continue_flow(run, self.max_time, callback=self.callback, verbose=self.verbose)
+        self._flow_run = run
+        return run.result(self.debias, with_trace=True)
 
     @staticmethod
     def _summarize(trace):
@@ -242,8 +260,8 @@ class PowerDeflationCP(_SymmetricCPEstimator):
     ----------
     decomposition_ : CPTensor
         ``(weights_, [factor_] * order)``, sorted by |weight| descending.
-    weights_ : tensor of shape (n_components_,)
-    factor_ : tensor of shape (dim, n_components_)
+    weights_ : tensor of shape (n_components,)
+    factor_ : tensor of shape (dim, n_components)
     n_components_ : int
     trace_ : PowerTrace
         Extraction order, iterations and residual after each deflation.

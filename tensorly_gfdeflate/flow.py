@@ -13,6 +13,7 @@ import tensorly as tl
 from sklearn.exceptions import ConvergenceWarning
 
 from ._checks import (
+    check_bool,
     check_choice,
     check_int,
     check_nonnegative,
@@ -34,12 +35,13 @@ from .readout import (
 from .synthetic import random_unit_vectors
 from .trace import FlowEvent, FlowTrace, SlotLineage, discovery_times
 
-__all__ = ["gradient_flow_cp", "VARIANTS"]
+__all__ = ["gradient_flow_cp", "FlowRun", "start_flow", "continue_flow", "VARIANTS"]
 
 VARIANTS = ("vanilla", "paper", "merge")
 
 # Rounding slack on "the loss rose", relative to the loss at W = 0.
 _LOSS_SLACK = 1e-9
+_LOSS_SLACK_IN_EPS = 100.0
 # Step-size halvings allowed before giving up on a diverging run.
 _MAX_BACK_OFFS = 30
 # The relative loss decrease over an epoch under which the flow looks for what is left.
@@ -65,9 +67,8 @@ class _Integrator:
         self.events = []
         self.W = W
         self.point = flow_point(target, W, signs, regularization)
-        # Single precision rounds the loss far above _LOSS_SLACK: a 'rise' of that
-        # size is noise, and backing off on it would shrink the step forever.
-        slack = max(_LOSS_SLACK, 100 * float(tl.eps(tl.context(W)["dtype"])))
+        # The loss rounds to about eps of its scale: 1e-9 is below float32's noise.
+        slack = max(_LOSS_SLACK, _LOSS_SLACK_IN_EPS * float(tl.eps(tl.context(W)["dtype"])))
         self.loss_slack = slack * max(self.point.loss, 0.5 * target.norm_sq)
         self.times, self.losses, self.residuals, self.norms = [], [], [], []
         self._record()
@@ -108,6 +109,10 @@ class _Integrator:
                 stacklevel=4,
             )
 
+    def retarget(self, target):
+        self.target = target
+        self.point = flow_point(target, self.W, self.signs, self.regularization)
+
     def replace(self, W):
         """Move to ``W`` (an epoch intervention) without taking a step."""
         self.W = W
@@ -120,12 +125,14 @@ class _Integrator:
 def _resolve_signs(signs, width, order):
     if signs is None:
         return np.ones(width)
-    if isinstance(signs, str):
-        check_choice("signs", signs, ("mixed",))
+    if isinstance(signs, str) and signs == "mixed":
         if order % 2:
             return np.ones(width)
         return np.where(np.arange(width) % 2 == 0, 1.0, -1.0)
-    values = np.asarray(signs, dtype=float).ravel()
+    try:
+        values = np.asarray(signs, dtype=float).ravel()
+    except (TypeError, ValueError):
+        values = np.zeros(0)
     if values.shape != (width,) or not np.all(np.isin(values, (-1.0, 1.0))):
         raise ValueError(
             f"signs must be None, 'mixed' or {width} values (one per width slot), "
@@ -241,74 +248,192 @@ def _probe_residual(target, point, signs, rng, threshold):
     return largest, probes[:, [worth[group[0]] for group in groups]]
 
 
-def _run_flow(integrator, settings, rng, callback, verbose):
-    """Integrate until a stop rule fires; returns the stop reason and the slots' lineage."""
-    s = settings
-    target, order, context = integrator.target, integrator.target.order, integrator.target.context
-    width = tl.shape(integrator.W)[1]
-    lineage = SlotLineage(width)
-    epoch_length = s["epoch_time"]
-    boundary = epoch_length
-    epoch_loss = integrator.point.loss
-    epoch_norms = tl.to_numpy(integrator.point.norms)
-    fit_threshold = max(s["regularization"], s["tol"])
-    epoch = 0
-    while True:
-        point = integrator.point
-        if point.residual <= s["tol"] and not target.norm_is_estimate:
-            return "tolerance", lineage
-        if integrator.time >= s["max_time"]:
-            return "max_time", lineage
-        if integrator.time >= boundary:
-            epoch += 1
-            drop = (epoch_loss - point.loss) / max(epoch_loss, 1e-300)
+class FlowRun:
+    """A gradient-flow run that can be continued; what :func:`gradient_flow_cp` drives.
+
+    Holds the model, the epoch schedule, the random generator and the record,
+    so that ``advance(t)`` twice is ``advance(2 t)`` once (``warm_start`` of
+    :class:`~tensorly_gfdeflate.GradientFlowCP`).
+    """
+
+    def __init__(self, operator, settings, slot_signs, rng):
+        self.operator, self.settings, self.rng = operator, settings, rng
+        self.target, self.scale = normalize(operator)
+        self.slot_signs = slot_signs
+        context = self.target.context
+        width = settings["width"]
+        W = settings["init_scale"] * random_unit_vectors(self.target.dim, width, rng, context)
+        self.integrator = _Integrator(self.target, W, tl.tensor(slot_signs, **context),
+                                      settings["regularization"], settings["step_size"])
+        self.lineage = SlotLineage(width)
+        self.epoch = 0
+        self.epoch_length = settings["epoch_time"]
+        self.boundary = self.epoch_length
+        self._start_epoch()
+        self.stop_reason = None
+        # Residual directions found by the last epoch's probe: where re-drawn slots start.
+        self.seeds = None
+
+    def retarget(self, operator):
+        """Continue on ``operator`` (same shape) from the current model."""
+        if operator.shape != self.operator.shape:
+            raise ValueError(
+                f"warm_start=True continues a flow on a tensor of shape {self.operator.shape}, "
+                f"got shape {operator.shape}; set warm_start=False to start afresh."
+            )
+        self.operator = operator
+        self.target, self.scale = normalize(operator)
+        self.integrator.retarget(self.target)
+
+    def _start_epoch(self):
+        self.epoch_loss = self.integrator.point.loss
+        self.epoch_norms = tl.to_numpy(self.integrator.point.norms)
+
+    def advance(self, duration, callback=None, verbose=False):
+        """Integrate for up to ``duration`` more time units; returns the stop reason."""
+        horizon = self.integrator.time + duration
+        while True:
+            reason = self._stop_reason(horizon, verbose)
+            if reason is not None:
+                break
+            self.integrator.step()
+            if callback is not None and _call_back(callback, self.integrator) is True:
+                reason = "callback"
+                break
+        self.stop_reason = reason
+        return reason
+
+    def _stop_reason(self, horizon, verbose):
+        """Check the stop rules; at an epoch boundary, also apply the variant's interventions."""
+        point = self.integrator.point
+        if point.residual <= self.settings["tol"] and not self.target.norm_is_estimate:
+            return "tolerance"
+        if self.integrator.time >= horizon:
+            return "max_time"
+        if self.integrator.time < self.boundary:
+            return None
+        self.epoch += 1
+        drop = (self.epoch_loss - point.loss) / max(self.epoch_loss, 1e-300)
+        if verbose:
+            self._report()
+        reason = self._settled_reason(drop)
+        if reason is None:
+            self._intervene()
+            self.epoch_length *= 1.0 + self.settings["epoch_growth"]
+            self.boundary += self.epoch_length
+            self._start_epoch()
+        return reason
+
+    def _settled_reason(self, drop):
+        s, point, order = self.settings, self.integrator.point, self.target.order
+        settled = drop < _PLATEAU_DROP and not _slots_still_pooling(
+            point, order, s["drop_threshold"])
+        if settled and s["rank"] is not None and (
+            _count_fitted(point, order, s["drop_threshold"]) >= s["rank"]
+        ):
+            return "rank_reached"
+        fit_threshold = max(s["regularization"], s["tol"])
+        self.seeds = None
+        if settled:
+            largest, self.seeds = _probe_residual(self.target, point, self.integrator.signs,
+                                                  self.rng, fit_threshold)
+            if largest <= fit_threshold:
+                return "nothing_to_fit"
+        if s["variant"] == "vanilla":
             norms = tl.to_numpy(point.norms)
-            if verbose:
-                print(
-                    f"[gradient_flow_cp] epoch {epoch} t={integrator.time:.1f} "
-                    f"loss={point.loss:.3e} residual={point.residual:.3e} "
-                    f"components>{s['reinit_threshold']:g}: "
-                    f"{int(np.sum(norms >= s['reinit_threshold']))}"
-                )
-            settled = drop < _PLATEAU_DROP and not _slots_still_pooling(
-                point, order, s["drop_threshold"])
-            if settled and s["rank"] is not None and (
-                _count_fitted(point, order, s["drop_threshold"]) >= s["rank"]
-            ):
-                return "rank_reached", lineage
-            seeds = None
-            if settled:
-                largest, seeds = _probe_residual(target, point, integrator.signs, rng,
-                                                 fit_threshold)
-                if largest <= fit_threshold:
-                    return "nothing_to_fit", lineage
-            if s["variant"] == "vanilla":
-                grew = np.any(norms**2 >= 2 * epoch_norms**2)
-                if drop < _STALL_DROP and not grew:
-                    return "stalled", lineage
-            else:
-                W = integrator.W
-                if s["variant"] == "merge":
-                    W, groups = _merge_aligned(W, point, order)
-                    for leader, *absorbed in groups:
-                        lineage.merge(leader, absorbed, len(integrator.times) - 1)
-                        integrator.events.append(FlowEvent(
-                            integrator.time, "merge", tuple(int(j) for j in (leader, *absorbed))))
-                    norms = np.sqrt(np.sum(tl.to_numpy(W) ** 2, axis=0))
-                small = np.flatnonzero(norms < s["reinit_threshold"]).tolist()
-                if small:
-                    W = _redraw(W, small, s["init_scale"], rng, context,
-                                seeds if s["variant"] == "merge" else None)
-                    integrator.events.append(FlowEvent(integrator.time, "redraw", tuple(small)))
-                    lineage.redraw(small, len(integrator.times) - 1)
-                integrator.replace(W)
-            epoch_length *= 1.0 + s["epoch_growth"]
-            boundary += epoch_length
-            epoch_loss = integrator.point.loss
-            epoch_norms = tl.to_numpy(integrator.point.norms)
-        integrator.step()
-        if callback is not None and callback(integrator) is True:
-            return "callback", lineage
+            grew = np.any(norms**2 >= 2 * self.epoch_norms**2)
+            if drop < _STALL_DROP and not grew:
+                return "stalled"
+        return None
+
+    def _intervene(self):
+        """Merge aligned slots (merge variant), then re-draw the small ones (paper, merge)."""
+        s, integrator = self.settings, self.integrator
+        if s["variant"] == "vanilla":
+            return
+        W, snapshot = integrator.W, len(integrator.times) - 1
+        if s["variant"] == "merge":
+            W, groups = _merge_aligned(W, integrator.point, self.target.order)
+            for leader, *absorbed in groups:
+                self.lineage.merge(leader, absorbed, snapshot)
+                integrator.events.append(FlowEvent(
+                    integrator.time, "merge", tuple(int(j) for j in (leader, *absorbed))))
+        norms = np.sqrt(np.sum(tl.to_numpy(W) ** 2, axis=0))
+        small = np.flatnonzero(norms < s["reinit_threshold"]).tolist()
+        if small:
+            W = _redraw(W, small, s["init_scale"], self.rng, self.target.context,
+                        self.seeds if s["variant"] == "merge" else None)
+            integrator.events.append(FlowEvent(integrator.time, "redraw", tuple(small)))
+            self.lineage.redraw(small, snapshot)
+        integrator.replace(W)
+
+    def _report(self):
+        point = self.integrator.point
+        fitted = int(np.sum(tl.to_numpy(point.norms) >= self.settings["reinit_threshold"]))
+        print(
+            f"[gradient_flow_cp] epoch {self.epoch} t={self.integrator.time:.1f} "
+            f"loss={point.loss:.3e} residual={point.residual:.3e} "
+            f"components>{self.settings['reinit_threshold']:g}: {fitted}"
+        )
+
+    def result(self, debias, with_trace):
+        """Read out (and refine) the current model: a CPTensor, and the trace if asked."""
+        s, target, integrator = self.settings, self.target, self.integrator
+        weights, vectors, groups = read_out(
+            target, integrator.W, integrator.signs, s["rank"], s["drop_threshold"], debias,
+            min_weight=s["regularization"] / 2)
+        refine_steps = 0
+        if weights is None:
+            warnings.warn("gradient_flow_cp fitted no component; returning an empty CPTensor.",
+                          ConvergenceWarning, stacklevel=3)
+            weights = tl.zeros(0, **target.context)
+            vectors = tl.zeros((target.dim, 0), **target.context)
+        elif debias:
+            weights, vectors, refine_steps = _refine(
+                target, weights, vectors, integrator.step_size, s["tol"])
+            weights = refit_weights(target, vectors)
+        if s["rank"] is not None and len(groups) < s["rank"]:
+            warnings.warn(
+                f"gradient_flow_cp found {len(groups)} components, fewer than "
+                f"rank={s['rank']}; increase width or max_time.", ConvergenceWarning,
+                stacklevel=3)
+        cp, permutation = to_cp_tensor(weights, vectors, target.order, self.scale)
+        if not with_trace:
+            return cp, None
+        return cp, self._trace(cp, [groups[i] for i in permutation], refine_steps)
+
+    def _trace(self, cp, groups, refine_steps):
+        from .measures import relative_error
+
+        integrator = self.integrator
+        times, norms = np.asarray(integrator.times), np.asarray(integrator.norms)
+        return FlowTrace(
+            times=times,
+            loss=np.asarray(integrator.losses),
+            residual=np.asarray(integrator.residuals),
+            norms=norms,
+            signs=self.slot_signs,
+            events=list(integrator.events),
+            discovery_time=discovery_times(times, norms, self.slot_signs, self.lineage, groups),
+            component_slots=groups,
+            stop_reason=self.stop_reason,
+            step_size=integrator.step_size,
+            scale=self.scale,
+            refine_steps=refine_steps,
+            final_error=relative_error(self.operator, cp),
+        )
+
+
+def _call_back(callback, integrator):
+    """The user's callback; its exception propagates unchanged, with a note naming it."""
+    try:
+        return callback(integrator)
+    except Exception as error:
+        error.add_note(
+            f"raised by the callback passed to gradient_flow_cp, at flow time "
+            f"t={integrator.time:.4g}; the run was abandoned. Fix or remove callback."
+        )
+        raise
 
 
 def _refine(target, weights, vectors, step_size, tol):
@@ -321,16 +446,17 @@ def _refine(target, weights, vectors, step_size, tol):
     for step in range(_REFINE_MAX_STEPS):
         if trusted_residual and integrator.point.residual <= tol:
             break
-        # Loss differences are exact even when |T*|^2 is only estimated.
+        # Loss differences are exact even when |T*|^2 is only estimated. Counted in
+        # recorded steps: a step rejected by the back-off records none.
         losses = integrator.losses
-        if step >= 100 and losses[-101] - losses[-1] < _REFINE_STALL * abs(losses[-1]):
+        if len(losses) > 100 and losses[-101] - losses[-1] < _REFINE_STALL * abs(losses[-1]):
             break
         integrator.step()
     point = integrator.point
     return point.mass, point.directions, step
 
 
-def _check_settings(operator, rank, width, variant, regularization, init_scale,
+def _check_settings(operator, *, rank, width, variant, regularization, init_scale,
                     reinit_threshold, epoch_time, epoch_growth, step_size, max_time, tol):
     variant = check_choice("variant", variant, VARIANTS)
     if rank is not None:
@@ -340,6 +466,11 @@ def _check_settings(operator, rank, width, variant, regularization, init_scale,
         # component and stall, and merges need free slots to re-draw.
         width = max(2 * rank, 8) if rank is not None else min(operator.dim, 50)
     width = check_int("width", width, 1)
+    if rank is not None and width < rank:
+        raise ValueError(
+            f"width={width} must be >= rank={rank}: the flow fits at most width components; "
+            "increase width (default max(2 * rank, 8)) or lower rank."
+        )
     if regularization is None:
         regularization = 0.0 if variant == "vanilla" else 1e-3
     if step_size is None:
@@ -427,12 +558,18 @@ def gradient_flow_cp(
         ``gamma``: each epoch is ``1 + gamma`` times longer than the last.
     step_size : float > 0, optional
         Euler step ``eta`` on the unit-norm target. Default:
-        0.3. A diverging step is halved (RuntimeWarning).
+        0.3. A step that raises the loss (beyond rounding) is undone and the
+        step halved, with a RuntimeWarning the first time; after 30 halvings a
+        FloatingPointError says to lower ``step_size``.
     max_time : float > 0, default=5000.0
         Time horizon; reaching it raises a ConvergenceWarning.
     tol : float > 0, default=1e-6
         Stop once the relative residual ``|T(W) - T*| / |T*|`` is below
-        ``tol``; also the target of the refinement.
+        ``tol``; also the target of the refinement. The residual is computed
+        by an expansion that rounds to noise near ``sqrt(eps)`` and is
+        reported no lower than ``sqrt(eps) / 2`` (1.7e-4 in float32, 7e-9 in
+        float64): a smaller ``tol`` is never met and the other stop rules end
+        the run.
     signs : None, "mixed" or array of +-1 of shape (width,)
         The fixed signs ``s_j``. None: all +1. "mixed": alternating +1 and -1
         (even orders; needed for negative weights).
@@ -446,7 +583,9 @@ def gradient_flow_cp(
     callback : callable, optional
         Called after every Euler step with the integrator (attributes ``time``,
         ``point.loss``, ``point.residual``, ``point.norms``, ``W``). Returning
-        True stops the flow; the result is read out from that point.
+        True stops the flow; the result is read out from that point. An
+        exception raised by ``callback`` propagates unchanged, with a note
+        naming ``callback`` and the flow time.
     return_trace : bool, default=False
         Also return a :class:`FlowTrace`.
     verbose : bool, default=False
@@ -478,66 +617,35 @@ def gradient_flow_cp(
     >>> [round(float(w), 4) for w in cp.weights]
     [1.0, 0.3162, 0.1]
     """
+    debias = check_bool("debias", debias)
+    return_trace = check_bool("return_trace", return_trace)
+    verbose = check_bool("verbose", verbose)
+    run = start_flow(tensor, rank=rank, width=width, variant=variant,
+                     regularization=regularization, init_scale=init_scale,
+                     reinit_threshold=reinit_threshold, epoch_time=epoch_time,
+                     epoch_growth=epoch_growth, step_size=step_size, max_time=max_time,
+                     tol=tol, signs=signs, random_state=random_state, callback=callback)
+    continue_flow(run, max_time, callback=callback, verbose=verbose)
+    cp, trace = run.result(debias, with_trace=return_trace)
+    return (cp, trace) if return_trace else cp
+
+
+def start_flow(tensor, *, callback=None, random_state=None, signs=None, **options):
+    """Validate the arguments of :func:`gradient_flow_cp` and set up a :class:`FlowRun`."""
     operator = as_operator(tensor)
-    s = _check_settings(operator, rank, width, variant, regularization, init_scale,
-                        reinit_threshold, epoch_time, epoch_growth, step_size, max_time, tol)
+    settings = _check_settings(operator, **options)
     if callback is not None and not callable(callback):
         raise TypeError(f"callback must be callable or None, got {type(callback).__name__}.")
-    slot_signs = _resolve_signs(signs, s["width"], operator.order)
-    rng = check_random_state(random_state)
-    target, scale = normalize(operator)
-    context = target.context
+    slot_signs = _resolve_signs(signs, settings["width"], operator.order)
+    return FlowRun(operator, settings, slot_signs, check_random_state(random_state))
 
-    W = s["init_scale"] * random_unit_vectors(target.dim, s["width"], rng, context)
-    signs_t = tl.tensor(slot_signs, **context)
-    integrator = _Integrator(target, W, signs_t, s["regularization"], s["step_size"])
-    reason, lineage = _run_flow(integrator, s, rng, callback, verbose)
-    if reason == "max_time":
+
+def continue_flow(run, duration, *, callback=None, verbose=False):
+    """Advance ``run`` by ``duration``; warn if it stops at that horizon."""
+    if run.advance(duration, callback=callback, verbose=verbose) == "max_time":
         warnings.warn(
-            f"gradient_flow_cp reached max_time={s['max_time']:g} with relative residual "
-            f"{integrator.point.residual:.3g}; increase max_time or step_size.",
+            f"gradient_flow_cp reached max_time={duration:g} with relative residual "
+            f"{run.integrator.point.residual:.3g}; increase max_time or step_size.",
             ConvergenceWarning,
-            stacklevel=2,
+            stacklevel=3,
         )
-
-    weights, vectors, groups = read_out(
-        target, integrator.W, signs_t, s["rank"], s["drop_threshold"], debias,
-        min_weight=s["regularization"] / 2)
-    refine_steps = 0
-    if weights is None:
-        warnings.warn("gradient_flow_cp fitted no component; returning an empty CPTensor.",
-                      ConvergenceWarning, stacklevel=2)
-        weights = tl.zeros(0, **context)
-        vectors = tl.zeros((target.dim, 0), **context)
-    elif debias:
-        weights, vectors, refine_steps = _refine(
-            target, weights, vectors, integrator.step_size, s["tol"])
-        weights = refit_weights(target, vectors)
-    if rank is not None and len(groups) < rank:
-        warnings.warn(
-            f"gradient_flow_cp found {len(groups)} components, fewer than rank={rank}; "
-            "increase width or max_time.", ConvergenceWarning, stacklevel=2)
-    cp, permutation = to_cp_tensor(weights, vectors, target.order, scale)
-    if not return_trace:
-        return cp
-
-    from .measures import relative_error
-
-    groups = [groups[i] for i in permutation]
-    times, norms = np.asarray(integrator.times), np.asarray(integrator.norms)
-    trace = FlowTrace(
-        times=times,
-        loss=np.asarray(integrator.losses),
-        residual=np.asarray(integrator.residuals),
-        norms=norms,
-        signs=slot_signs,
-        events=integrator.events,
-        discovery_time=discovery_times(times, norms, slot_signs, lineage, groups),
-        component_slots=groups,
-        stop_reason=reason,
-        step_size=integrator.step_size,
-        scale=scale,
-        refine_steps=refine_steps,
-        final_error=relative_error(operator, cp),
-    )
-    return cp, trace

@@ -3,7 +3,7 @@
 import numpy as np
 import tensorly as tl
 
-from .operators import DenseOperator, as_operator
+from .operators import DenseOperator, as_operator, normalize
 
 __all__ = ["relative_error", "match_components", "components_recovered"]
 
@@ -21,9 +21,11 @@ def relative_error(tensor, cp_tensor):
         # Inner products lose half the digits to cancellation; a dense target
         # is in memory anyway, so measure it directly.
         gap = operator.tensor - tl.cp_to_tensor((weights, [factors[0]] * operator.order))
-        return float(tl.norm(gap) / tl.norm(operator.tensor))
-    residual = operator.minus(weights, factors[0])
-    return float(np.sqrt(residual.norm_sq / operator.norm_sq))
+        # Dividing before squaring keeps 1e+-150 * T in range.
+        return float(tl.norm(gap / operator.norm))
+    target, scale = normalize(operator)
+    residual = target.minus(weights / scale, factors[0])
+    return float(np.sqrt(residual.norm_sq / target.norm_sq))
 
 
 def _unit_columns(factor):

@@ -79,17 +79,17 @@ class MomentDecomposition(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Bas
 
     Attributes
     ----------
-    components_ : ndarray of shape (n_components_, n_features)
+    components_ : ndarray of shape (n_components, n_features)
         Unmixing matrix: ``transform(X) = (X - mean_) @ components_.T``. Each
         recovered source has unit variance on the training data.
-    mixing_ : ndarray of shape (n_features, n_components_)
+    mixing_ : ndarray of shape (n_features, n_components)
         Pseudo-inverse of ``components_``: the estimated mixing matrix.
     mean_ : ndarray of shape (n_features,)
         Mean of the training data.
-    whitening_ : ndarray of shape (n_components_, n_features) or None
+    whitening_ : ndarray of shape (n_components, n_features) or None
         The PCA whitening applied before the decomposition; None when
         ``whiten=False``.
-    weights_ : ndarray of shape (n_components_,)
+    weights_ : ndarray of shape (n_components,)
         Signed statistic of each recovered source on the training data: excess
         kurtosis (order-4 cumulant), skewness (order 3), or the raw
         standardized moment (order-4 moment). Sorted by absolute value,
@@ -105,7 +105,7 @@ class MomentDecomposition(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Bas
         (``regularization >= 2``). Then ``n_iter_`` is 0.
     n_features_in_ : int
         Number of features seen in ``fit``.
-    feature_names_in_ : ndarray of shape (n_features_in_,)
+    feature_names_in_ : ndarray of shape (n_features,)
         Names of the features seen in ``fit``, when ``X`` has string column names.
 
     See Also
@@ -199,7 +199,7 @@ class MomentDecomposition(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Bas
 
         Returns
         -------
-        ndarray of shape (n_samples, n_components_)
+        ndarray of shape (n_samples, n_components)
         """
         check_is_fitted(self)
         X = validate_data(self, X, dtype=np.float64, reset=False)
@@ -210,12 +210,12 @@ class MomentDecomposition(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Bas
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_components_)
+        X : array-like of shape (n_samples, n_components)
             Sources, as returned by :meth:`transform`.
 
         Returns
         -------
-        ndarray of shape (n_samples, n_features_in_)
+        ndarray of shape (n_samples, n_features)
         """
         check_is_fitted(self)
         X = check_array(X, dtype=np.float64)

@@ -60,7 +60,7 @@ def _check_float_tensor(name, tensor):
             f"(for example {name}.astype(float))."
         )
     # max propagates NaN, and |inf| is inf: one pass catches both, without warnings.
-    if tl.shape(tensor) and not np.isfinite(float(tl.max(tl.abs(tensor)))):
+    if tl.shape(tensor) and 0 not in tl.shape(tensor) and not np.isfinite(_max_abs(tensor)):
         raise ValueError(f"{name} contains NaN or inf; remove or impute those entries.")
 
 
@@ -68,7 +68,13 @@ def _as_backend_tensor(name, value):
     """The backend tensor for ``value``, converting numpy arrays and lists."""
     if tl.is_tensor(value):
         return value
-    array = np.asarray(value)
+    try:
+        array = np.asarray(value)
+    except ValueError:
+        raise TypeError(
+            f"{name} must be a numeric array or a tensor; got a ragged nested sequence "
+            "(rows of different lengths). Pass a rectangular array."
+        ) from None
     if array.dtype == object or not (
         np.issubdtype(array.dtype, np.number) or array.dtype == bool
     ):
@@ -83,6 +89,21 @@ def _as_backend_tensor(name, value):
     return tl.tensor(array)
 
 
+def _power_of_two_below(value):
+    """The largest power of two ``<= value`` (1.0 for zero or non-finite ``value``).
+
+    Dividing by it is exact in floating point, so a prescaled ``c * T`` with
+    ``c`` a power of two is bit-for-bit the prescaled ``T``.
+    """
+    if not (value > 0 and np.isfinite(value)):
+        return 1.0
+    return float(np.ldexp(1.0, np.frexp(value)[1] - 1))
+
+
+def _max_abs(tensor):
+    return float(tl.max(tl.abs(tensor)))
+
+
 def _symmetry_tolerance(tensor):
     eps = 1e-7 if "32" in _dtype_name(tensor) or "16" in _dtype_name(tensor) else 1e-16
     return np.sqrt(eps) * float(tl.max(tl.abs(tensor)))
@@ -91,7 +112,8 @@ def _symmetry_tolerance(tensor):
 class SymmetricOperator:
     """A symmetric tensor of order ``order`` and dimension ``dim``, seen through contractions.
 
-    Subclasses implement :meth:`contract` and :meth:`_compute_norm_sq`.
+    Subclasses implement :meth:`contract` and :meth:`_compute_norm_sq`, or
+    :meth:`_norm_parts` to square at the scale of the entries.
     """
 
     order: int
@@ -117,9 +139,31 @@ class SymmetricOperator:
     @property
     def norm_sq(self):
         """Squared Frobenius norm (exact, or the documented estimate for moments)."""
-        if not hasattr(self, "_norm_sq"):
-            self._norm_sq = float(self._compute_norm_sq())
-        return self._norm_sq
+        magnitude, unit_norm_sq = self._cached_norm_parts()
+        # Beyond the float range the square is inf (or 0), not an OverflowError.
+        with np.errstate(over="ignore", under="ignore"):
+            return float(np.float64(magnitude) ** 2 * unit_norm_sq)
+
+    @property
+    def norm(self):
+        """Frobenius norm, without the overflow or underflow of squaring extreme entries."""
+        magnitude, unit_norm_sq = self._cached_norm_parts()
+        return magnitude * float(np.sqrt(unit_norm_sq))
+
+    def _cached_norm_parts(self):
+        if not hasattr(self, "_norm_parts_cache"):
+            magnitude, unit_norm_sq = self._norm_parts()
+            self._norm_parts_cache = (float(magnitude), float(unit_norm_sq))
+        return self._norm_parts_cache
+
+    def _norm_parts(self):
+        """``(m, |T / m|^2)`` with ``m`` a power of two at the scale of the entries.
+
+        Squaring at unit scale keeps the norm of ``1e+150 * T`` or
+        ``1e-150 * T`` (or of a float32 tensor at ``1e+20``) representable.
+        The default squares at the tensor's own scale.
+        """
+        return 1.0, self._compute_norm_sq()
 
     def _compute_norm_sq(self):
         raise NotImplementedError
@@ -146,8 +190,9 @@ class _ScaledOperator(SymmetricOperator):
     def contract(self, V):
         return self.factor * self.base.contract(V)
 
-    def _compute_norm_sq(self):
-        return self.factor**2 * self.base.norm_sq
+    def _norm_parts(self):
+        magnitude, unit_norm_sq = self.base._cached_norm_parts()
+        return self.factor * magnitude, unit_norm_sq
 
 
 class ResidualOperator(SymmetricOperator):
@@ -161,10 +206,10 @@ class ResidualOperator(SymmetricOperator):
     def contract(self, V):
         return self.base.contract(V) - cp_contract(self.weights, self.vectors, V, self.order)
 
-    def _compute_norm_sq(self):
+    def _norm_parts(self):
         cross = tl.sum(self.weights * self.base.evaluate(self.vectors))
         model = cp_norm_sq(self.weights, self.vectors, self.order)
-        return max(self.base.norm_sq - 2 * float(cross) + float(model), 0.0)
+        return 1.0, max(self.base.norm_sq - 2 * float(cross) + float(model), 0.0)
 
 
 class DenseOperator(SymmetricOperator):
@@ -230,8 +275,9 @@ class DenseOperator(SymmetricOperator):
             partial = tl.matmul(tl.reshape(partial, (m, -1, self.dim)), columns)
         return tl.transpose(tl.reshape(partial, (m, self.dim)))
 
-    def _compute_norm_sq(self):
-        return tl.sum(self.tensor**2)
+    def _norm_parts(self):
+        magnitude = _power_of_two_below(_max_abs(self.tensor))
+        return magnitude, tl.sum((self.tensor / magnitude) ** 2)
 
     def to_dense(self):
         return self.tensor
@@ -284,8 +330,12 @@ class CPOperator(SymmetricOperator):
     def contract(self, V):
         return cp_contract(self.weights, self.factor, V, self.order)
 
-    def _compute_norm_sq(self):
-        return cp_norm_sq(self.weights, self.factor, self.order)
+    def _norm_parts(self):
+        weight_scale = _power_of_two_below(_max_abs(self.weights))
+        factor_scale = _power_of_two_below(_max_abs(self.factor))
+        magnitude = weight_scale * factor_scale**self.order
+        unit = cp_norm_sq(self.weights / weight_scale, self.factor / factor_scale, self.order)
+        return magnitude, unit
 
     def to_dense(self):
         return tl.cp_to_tensor((self.weights, [self.factor] * self.order))
@@ -329,7 +379,10 @@ class SampleMoments(SymmetricOperator):
         if d == 0:
             raise ValueError("X has no features (0 columns); pass at least one feature.")
         if n < 2:
-            raise ValueError(f"X must have at least 2 samples (rows) to form moments, got {n}.")
+            raise ValueError(
+                f"X must have at least 2 samples (rows) to form moments, got {n}; "
+                "if your samples are the columns, pass X.T."
+            )
         _check_float_tensor("X", X)
         if isinstance(order, numbers.Integral) and not isinstance(order, bool) and order < 2:
             raise ValueError(f"order must be an integer >= 2, got {order!r}.")
@@ -357,18 +410,26 @@ class SampleMoments(SymmetricOperator):
         return (self.n_samples > _EXACT_NORM_SAMPLES
                 and self.n_samples * self.dim**self.order > _EXACT_NORM_FLOPS)
 
-    def _compute_norm_sq(self):
+    def _norm_parts(self):
+        # Rows are prescaled by a power of two s: the moment tensor scales by s^order.
+        row_scale = _power_of_two_below(_max_abs(self.X))
+        return row_scale**self.order, self._compute_norm_sq(row_scale)
+
+    def _compute_norm_sq(self, row_scale=1.0):
+        """``|M_l|^2`` of the rows divided by ``row_scale``."""
         if self.n_samples <= _EXACT_NORM_SAMPLES:
-            gram = tl.dot(self.X, tl.transpose(self.X))
+            X = self.X / row_scale
+            gram = tl.dot(X, tl.transpose(X))
             return tl.sum(gram**self.order) / self.n_samples**2
         if not self.norm_is_estimate:
-            return tl.sum(self._unfolded_moments() ** 2)
-        return self._estimated_norm_sq()
+            return tl.sum(self._unfolded_moments(row_scale) ** 2)
+        return self._estimated_norm_sq(row_scale)
 
-    def _unfolded_moments(self):
+    def _unfolded_moments(self, row_scale=1.0):
         """The ``d x d^{l-1}`` unfolding of the moment tensor, accumulated over row blocks."""
         total = None
         for block in self._blocks(self.dim ** (self.order - 1)):
+            block = block / row_scale
             rows = tl.shape(block)[0]
             outer = block
             for _ in range(self.order - 2):
@@ -377,14 +438,14 @@ class SampleMoments(SymmetricOperator):
             total = part if total is None else total + part
         return total / self.n_samples
 
-    def _estimated_norm_sq(self):
+    def _estimated_norm_sq(self, row_scale=1.0):
         """Exact diagonal ``sum_s |x_s|^{2l}`` plus a U-statistic of the off-diagonal mean."""
-        n, X, order, k = self.n_samples, self.X, self.order, _EXACT_NORM_SAMPLES
+        n, order, k = self.n_samples, self.order, _EXACT_NORM_SAMPLES
         diagonal = 0.0
         for block in self._blocks(1):
-            diagonal += float(tl.sum(tl.sum(block**2, axis=1) ** order))
+            diagonal += float(tl.sum(tl.sum((block / row_scale) ** 2, axis=1) ** order))
         rows = np.sort(np.random.RandomState(0).choice(n, k, replace=False))
-        sub = X[rows.tolist()]
+        sub = self.X[rows.tolist()] / row_scale
         gram = tl.dot(sub, tl.transpose(sub)) ** order
         off_mean = (float(tl.sum(gram)) - float(tl.sum(tl.diag(gram)))) / (k * (k - 1))
         return (diagonal + off_mean * n * (n - 1)) / n**2
@@ -403,15 +464,17 @@ def normalize(operator, name="tensor"):
     Working at unit scale makes step sizes and thresholds meaningful for any
     input scale, and makes ``solve(c * T)`` return ``c`` times the weights.
     """
-    norm_sq = operator.norm_sq
-    if not np.isfinite(norm_sq):
+    scale = operator.norm
+    if not np.isfinite(scale):
         raise ValueError(
             f"{name}'s Frobenius norm overflows the floating-point range; "
             "divide it by a constant first."
         )
-    if norm_sq <= 0:
-        raise ValueError(f"{name} is zero: there is nothing to decompose.")
-    scale = float(np.sqrt(norm_sq))
+    if scale <= 0:
+        raise ValueError(
+            f"{name} is zero (or below the floating-point range): there is nothing to "
+            "decompose. Check that the intended array was passed."
+        )
     return operator.rescaled(1.0 / scale), scale
 
 

@@ -11,25 +11,32 @@ from dataclasses import dataclass, field
 import numpy as np
 import tensorly as tl
 
-from ._checks import check_int, check_positive, check_random_state
+from ._checks import check_bool, check_int, check_positive, check_random_state
 from .operators import as_operator, normalize
 from .readout import canonical_signs, to_cp_tensor
 from .synthetic import random_unit_vectors
 
 __all__ = ["power_iterate", "power_deflation_cp", "PowerTrace"]
 
+# A converged column still moves by about one machine epsilon per iteration (measured).
+_SETTLED_IN_EPS = 16.0
+
 
 def power_iterate(operator, V, n_iter_max, tol):
     """Batched power iterations ``v <- T(v^{l-1}, I) / |T(v^{l-1}, I)|`` on the columns of V.
 
-    Stops when every column moves by less than ``tol`` (up to sign). A column
-    whose contraction vanishes stays where it is. Returns ``(V, iterations)``.
+    Stops when every column moves by less than ``tol`` (up to sign), or by less
+    than a few machine epsilons of the dtype, the most a float32 column can
+    settle to. A column whose contraction vanishes stays where it is. Returns
+    ``(V, iterations)``.
     """
+    tol = max(tol, _SETTLED_IN_EPS * float(tl.eps(tl.context(V)["dtype"])))
     for iteration in range(1, n_iter_max + 1):
         image = operator.contract(V)
         lengths = tl.sqrt(tl.sum(image * image, axis=0))
         moved = lengths > 0
-        image = tl.where(moved, image / tl.clip(lengths, 1e-300), V)
+        # Dividing the vanished columns by 1, not by a clipped 1e-300 (which is 0 in float32).
+        image = tl.where(moved, image / (lengths + (lengths == 0)), V)
         change = tl.minimum(
             tl.sqrt(tl.sum((image - V) ** 2, axis=0)), tl.sqrt(tl.sum((image + V) ** 2, axis=0))
         )
@@ -132,6 +139,8 @@ def power_deflation_cp(
     n_restarts = check_int("n_restarts", n_restarts, 1)
     n_iter_max = check_int("n_iter_max", n_iter_max, 1)
     tol = check_positive("tol", tol)
+    return_trace = check_bool("return_trace", return_trace)
+    verbose = check_bool("verbose", verbose)
     rng = check_random_state(random_state)
     target, scale = normalize(operator)
 

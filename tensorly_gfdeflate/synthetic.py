@@ -8,7 +8,7 @@ import numpy as np
 import tensorly as tl
 from tensorly.cp_tensor import CPTensor
 
-from ._checks import check_int, check_random_state
+from ._checks import check_bool, check_int, check_random_state
 
 __all__ = ["random_unit_vectors", "random_symmetric_cp"]
 
@@ -56,6 +56,7 @@ def random_symmetric_cp(dim, rank, order, *, weights=None, orthogonal=True, rand
     dim = check_int("dim", dim, 1)
     rank = check_int("rank", rank, 1)
     order = check_int("order", order, 2)
+    orthogonal = check_bool("orthogonal", orthogonal)
     if orthogonal and rank > dim:
         raise ValueError(
             f"rank={rank} orthogonal components do not fit in dim={dim}: "

@@ -1,0 +1,101 @@
+"""The same seed gives bit-identical results, and numpy's global random state is never used."""
+
+import numpy as np
+import pytest
+import tensorly as tl
+
+from tensorly_gfdeflate import (
+    SampleMoments,
+    gradient_flow_cp,
+    power_deflation_cp,
+    random_symmetric_cp,
+)
+
+# A short horizon keeps the runs cheap; determinism does not depend on convergence.
+pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+
+SOLVERS = {
+    "flow": lambda tensor, seed: gradient_flow_cp(tensor, 3, random_state=seed, max_time=150.0),
+    "power": lambda tensor, seed: power_deflation_cp(tensor, 3, random_state=seed),
+}
+
+
+def _targets():
+    truth = random_symmetric_cp(6, 3, 4, orthogonal=False, random_state=7)
+    X = np.random.RandomState(8).exponential(size=(60, 5))
+    return {
+        "dense": np.asarray(tl.cp_to_tensor(truth)),
+        "cp": truth,
+        "moments": SampleMoments(X, 3),
+    }
+
+
+def _assert_identical(first, second):
+    np.testing.assert_array_equal(first.weights, second.weights)
+    np.testing.assert_array_equal(first.factors[0], second.factors[0])
+
+
+@pytest.mark.parametrize("form", ["dense", "cp", "moments"])
+@pytest.mark.parametrize("solver", sorted(SOLVERS))
+def test_same_seed_gives_bit_identical_results(solver, form):
+    tensor = _targets()[form]
+    _assert_identical(SOLVERS[solver](tensor, 3), SOLVERS[solver](tensor, 3))
+
+
+@pytest.mark.parametrize("solver", sorted(SOLVERS))
+def test_same_random_state_object_state_gives_same_result(solver):
+    tensor = _targets()["cp"]
+    first = SOLVERS[solver](tensor, np.random.RandomState(11))
+    second = SOLVERS[solver](tensor, np.random.RandomState(11))
+    _assert_identical(first, second)
+
+
+@pytest.mark.parametrize("solver", sorted(SOLVERS))
+def test_different_seeds_draw_different_starts(solver):
+    # The seed reaches the solver: another seed moves the factors at least by rounding.
+    tensor = _targets()["dense"]
+    first, second = SOLVERS[solver](tensor, 0), SOLVERS[solver](tensor, 1)
+    assert not np.array_equal(first.factors[0], second.factors[0])
+
+
+@pytest.mark.parametrize("seed", [None, 5, "object"])
+@pytest.mark.parametrize("solver", sorted(SOLVERS))
+def test_global_random_state_is_untouched(solver, seed):
+    random_state = np.random.RandomState(5) if seed == "object" else seed
+    np.random.seed(1234)
+    before = np.random.get_state()
+    SOLVERS[solver](_targets()["cp"], random_state)
+    random_symmetric_cp(5, 2, 3, random_state=random_state)
+    after = np.random.get_state()
+    assert before[0] == after[0] and before[2:] == after[2:]
+    np.testing.assert_array_equal(before[1], after[1])
+
+
+@pytest.mark.parametrize("solver", sorted(SOLVERS))
+def test_seeding_the_global_generator_changes_nothing(solver):
+    tensor = _targets()["dense"]
+    np.random.seed(0)
+    first = SOLVERS[solver](tensor, 9)
+    np.random.seed(99)
+    np.random.standard_normal(17)
+    second = SOLVERS[solver](tensor, 9)
+    _assert_identical(first, second)
+
+
+def test_random_symmetric_cp_is_deterministic():
+    first = random_symmetric_cp(7, 3, 4, orthogonal=False, random_state=4)
+    second = random_symmetric_cp(7, 3, 4, orthogonal=False, random_state=4)
+    _assert_identical(first, second)
+
+
+def test_moment_norm_estimate_for_many_samples_uses_its_own_generator():
+    # Above 4096 samples the norm is estimated from a fixed subsample.
+    X = np.random.RandomState(12).standard_normal((5000, 3))
+    np.random.seed(3)
+    before = np.random.get_state()
+    first = SampleMoments(X, 3).norm_sq
+    after = np.random.get_state()
+    np.testing.assert_array_equal(after[1], before[1])
+    assert after[2] == before[2]
+    np.random.seed(4)
+    assert SampleMoments(X, 3).norm_sq == first
