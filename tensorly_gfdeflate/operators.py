@@ -32,6 +32,8 @@ __all__ = [
 # (n * d^l <= _EXACT_NORM_FLOPS); otherwise it is estimated (see SampleMoments).
 _EXACT_NORM_SAMPLES = 4096
 _EXACT_NORM_FLOPS = 2e9
+# Moment tensors with at most this many entries may be cached densely (32 MB in float64).
+_DENSE_CACHE_ENTRIES = 2**22
 # Rows per block in moment contractions: bounds the n x m temporaries.
 _MOMENT_BLOCK_ENTRIES = 2**22
 
@@ -243,6 +245,16 @@ class DenseOperator(SymmetricOperator):
         self._split = self.order // 2
         self._unfolded = tl.reshape(tensor, (self.dim**self._split, -1))
 
+    @classmethod
+    def from_trusted(cls, tensor):
+        """Wrap an array the package built symmetric itself, skipping the checks."""
+        operator = cls.__new__(cls)
+        operator.order, operator.dim = len(tl.shape(tensor)), tl.shape(tensor)[0]
+        operator.tensor, operator._context = tensor, tl.context(tensor)
+        operator._split = operator.order // 2
+        operator._unfolded = tl.reshape(tensor, (operator.dim**operator._split, -1))
+        return operator
+
     def _check_symmetric(self, name, tensor):
         # A transposition and a cyclic shift generate every permutation of the modes.
         swap = [1, 0] + list(range(2, self.order))
@@ -344,10 +356,13 @@ class CPOperator(SymmetricOperator):
 class SampleMoments(SymmetricOperator):
     """The order-``l`` moment tensor ``M_l = (1/n) sum_s x_s^(x)l`` of the rows of ``X``.
 
-    Never densified: ``M_l(v^{l-1}, I) = X^T (X v)^{l-1} / n`` costs
-    ``O(n d m)`` for ``m`` vectors, computed over blocks of rows so that memory
-    stays bounded for millions of samples. The moments are raw (not centred):
-    centre ``X`` first if you want central moments.
+    ``M_l(v^{l-1}, I) = X^T (X v)^{l-1} / n`` costs ``O(n d m)`` for ``m``
+    vectors, computed over blocks of rows so that memory stays bounded for
+    millions of samples; the ``d^l`` array is never needed. When it is small
+    (at most 2**22 entries) and ``n > d^{l-1}``, the moments are accumulated
+    once into it (``O(n d^l)``, by blocks) and each contraction then costs
+    ``O(d^l m)``, less than one pass over the data. The moments are raw (not
+    centred): centre ``X`` first if you want central moments.
 
     Parameters
     ----------
@@ -399,18 +414,46 @@ class SampleMoments(SymmetricOperator):
             yield self.X[start : start + size]
 
     def contract(self, V):
+        if self._densify_pays():
+            return self._dense_moments().contract(V)
         total = None
         for block in self._blocks(tl.shape(V)[1]):
             part = tl.dot(tl.transpose(block), tl.dot(block, V) ** (self.order - 1))
             total = part if total is None else total + part
         return total / self.n_samples
 
+    def _densify_pays(self):
+        """Whether to accumulate the dense moments once and contract those.
+
+        A streamed contraction reads all ``n d`` entries of ``X`` per vector, a
+        dense one ``d^l``: with ``n > d^{l-1}`` the dense one is cheaper from
+        the first contraction on, and a solver makes hundreds. The cache is
+        bounded by ``_DENSE_CACHE_ENTRIES``.
+        """
+        entries = self.dim**self.order
+        return entries <= _DENSE_CACHE_ENTRIES and self.n_samples > entries // self.dim
+
+    def _dense_moments(self):
+        """The moments as a :class:`DenseOperator`, built on first use and kept."""
+        if not hasattr(self, "_dense_cache"):
+            # Rows prescaled by a power of two: no overflow while accumulating.
+            row_scale = _power_of_two_below(_max_abs(self.X))
+            unfolded = self._unfolded_moments(row_scale)
+            self._dense_cache = (row_scale**self.order,
+                                 DenseOperator.from_trusted(tl.reshape(unfolded, self.shape)))
+        magnitude, dense = self._dense_cache
+        return dense.rescaled(magnitude) if magnitude != 1.0 else dense
+
     @property
     def norm_is_estimate(self):
-        return (self.n_samples > _EXACT_NORM_SAMPLES
+        return (not self._densify_pays() and self.n_samples > _EXACT_NORM_SAMPLES
                 and self.n_samples * self.dim**self.order > _EXACT_NORM_FLOPS)
 
     def _norm_parts(self):
+        if self._densify_pays():
+            self._dense_moments()
+            magnitude, dense = self._dense_cache
+            return magnitude, tl.sum(dense.tensor**2)
         # Rows are prescaled by a power of two s: the moment tensor scales by s^order.
         row_scale = _power_of_two_below(_max_abs(self.X))
         return row_scale**self.order, self._compute_norm_sq(row_scale)

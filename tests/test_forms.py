@@ -81,9 +81,25 @@ def test_moment_norm_estimate_is_close_for_many_samples(monkeypatch):
     assert SampleMoments(X, 3).norm_sq == pytest.approx(
         np.sum(SampleMoments(X, 3).to_dense() ** 2), rel=1e-12)
     monkeypatch.setattr(operators, "_EXACT_NORM_FLOPS", 0)
+    monkeypatch.setattr(operators, "_DENSE_CACHE_ENTRIES", 0)
     moments = SampleMoments(X, 3)
     assert moments.norm_is_estimate
     estimate = moments.norm_sq
     exact = float(np.sum((X @ X.T) ** 3)) / 6000**2
     assert estimate == pytest.approx(exact, rel=0.05)
     np.testing.assert_allclose(SampleMoments(2.0 * X, 3).norm_sq, 2.0**6 * estimate, rtol=1e-12)
+
+
+@pytest.mark.parametrize("order", [3, 4])
+def test_dense_moment_cache_matches_the_streamed_contraction(order, monkeypatch):
+    import tensorly_gfdeflate.operators as operators
+
+    X = np.random.RandomState(order).standard_normal((3000, 5))
+    V = np.random.RandomState(9).standard_normal((5, 4))
+    cached = SampleMoments(X, order)
+    assert cached._densify_pays()
+    monkeypatch.setattr(operators, "_DENSE_CACHE_ENTRIES", 0)
+    streamed = SampleMoments(X, order)
+    assert not streamed._densify_pays()
+    np.testing.assert_allclose(cached.contract(V), streamed.contract(V), rtol=1e-10)
+    assert cached.norm_sq == pytest.approx(streamed.norm_sq, rel=1e-10)
