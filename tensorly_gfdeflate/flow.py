@@ -286,8 +286,9 @@ class FlowRun:
         self.integrator.retarget(self.target)
 
     def _start_epoch(self):
-        self.epoch_loss = self.integrator.point.loss
+        self.epoch_loss = self.checkpoint_loss = self.integrator.point.loss
         self.epoch_norms = tl.to_numpy(self.integrator.point.norms)
+        self.checkpoint = self.integrator.time + self.settings["epoch_time"]
 
     def advance(self, duration, callback=None, verbose=False):
         """Integrate for up to ``duration`` more time units; returns the stop reason."""
@@ -311,7 +312,7 @@ class FlowRun:
         if self.integrator.time >= horizon:
             return "max_time"
         if self.integrator.time < self.boundary:
-            return None
+            return self._checkpoint_reason()
         self.epoch += 1
         drop = (self.epoch_loss - point.loss) / max(self.epoch_loss, 1e-300)
         if verbose:
@@ -323,6 +324,26 @@ class FlowRun:
             self.boundary += self.epoch_length
             self._start_epoch()
         return reason
+
+    def _checkpoint_reason(self):
+        """Inside a long epoch, stop once ``rank`` components are fitted and the loss is flat.
+
+        Every ``epoch_time`` of flow time (no intervention, no probe: both wait
+        for the boundary), so that a fit which settles early does not idle until
+        the next, ever more distant, boundary.
+        """
+        s = self.settings
+        if s["rank"] is None or self.integrator.time < self.checkpoint:
+            return None
+        point, order = self.integrator.point, self.target.order
+        drop = (self.checkpoint_loss - point.loss) / max(self.checkpoint_loss, 1e-300)
+        self.checkpoint = self.integrator.time + s["epoch_time"]
+        self.checkpoint_loss = point.loss
+        if (drop < _PLATEAU_DROP
+                and not _slots_still_pooling(point, order, s["drop_threshold"])
+                and _count_fitted(point, order, s["drop_threshold"]) >= s["rank"]):
+            return "rank_reached"
+        return None
 
     def _settled_reason(self, drop):
         s, point, order = self.settings, self.integrator.point, self.target.order
@@ -602,9 +623,10 @@ def gradient_flow_cp(
     The flow stops when the residual is below ``tol``; or when, at an epoch
     boundary, the loss fell by less than 1% over the epoch and power
     iterations on the residual find no direction of weight above
-    ``max(regularization, tol)`` (or, with ``rank`` given, once ``rank``
-    components are fitted); or (vanilla) when nothing moves any more; or at
-    ``max_time``. On moment tensors of data, sampling noise leaves residual
+    ``max(regularization, tol)``; or, with ``rank`` given, once ``rank``
+    components are fitted and the loss fell by less than 1% over the last
+    ``epoch_time`` (checked every ``epoch_time``, not only at boundaries); or
+    (vanilla) when nothing moves any more; or at ``max_time``. On moment tensors of data, sampling noise leaves residual
     directions of weight about ``1/sqrt(n_samples)``: give ``rank``, or a
     ``regularization`` above that level, or the flow fits noise until
     ``max_time``.

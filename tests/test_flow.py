@@ -182,3 +182,17 @@ def test_trace_records_the_run():
     # The slots of each component carry its weight at the end of the flow.
     final_mass = [trace.mass[-1, slots].sum() for slots in trace.component_slots]
     np.testing.assert_allclose(final_mass, cp.weights, rtol=0.02)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_with_a_rank_the_flow_stops_between_epoch_boundaries_once_settled(seed):
+    # Boundaries of the default schedule: 20, 50, 95, 162.5, ... A fit of 5 components
+    # settles near t = 70 to 115; the checkpoint every epoch_time stops it there
+    # instead of idling to t = 162.5.
+    truth = random_symmetric_cp(20, 5, 3, random_state=seed)
+    cp, trace = gradient_flow_cp(dense(truth), 5, random_state=seed, return_trace=True)
+    boundaries = np.cumsum(20.0 * 1.5 ** np.arange(10))
+    assert trace.stop_reason == "rank_reached"
+    assert trace.times[-1] < 162.5
+    assert np.min(np.abs(boundaries - trace.times[-1])) > trace.step_size
+    assert components_recovered(truth, cp, weight_rtol=0.02) == 5
