@@ -45,10 +45,3 @@ sphinx_gallery_conf = {
     "backreferences_dir": None,
     "download_all_examples": False,
 }
-
-# Docstrings write absolute values as |weight| and |cosine|, which reStructuredText
-# reads as substitutions; render them as written.
-rst_epilog = """
-.. |weight| replace:: \\|weight\\|
-.. |cosine| replace:: \\|cosine\\|
-"""

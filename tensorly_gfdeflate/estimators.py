@@ -69,7 +69,7 @@ class _SymmetricCPEstimator(BaseEstimator):
         Returns
         -------
         CPTensor
-            ``(weights, [factor] * order)``, sorted by |weight| descending.
+            ``(weights, [factor] * order)``, sorted by ``|weight|`` descending.
         """
         return self.fit(X).decomposition_
 
@@ -142,7 +142,7 @@ class GradientFlowCP(_SymmetricCPEstimator):
     Attributes
     ----------
     decomposition_ : CPTensor
-        ``(weights_, [factor_] * order)``, sorted by |weight| descending.
+        ``(weights_, [factor_] * order)``, sorted by ``|weight|`` descending.
     weights_ : tensor of shape (n_components,)
     factor_ : tensor of shape (dim, n_components)
         Unit columns.
@@ -259,7 +259,7 @@ class PowerDeflationCP(_SymmetricCPEstimator):
     Attributes
     ----------
     decomposition_ : CPTensor
-        ``(weights_, [factor_] * order)``, sorted by |weight| descending.
+        ``(weights_, [factor_] * order)``, sorted by ``|weight|`` descending.
     weights_ : tensor of shape (n_components,)
     factor_ : tensor of shape (dim, n_components)
     n_components_ : int

@@ -615,7 +615,7 @@ def gradient_flow_cp(
     Returns
     -------
     CPTensor or (CPTensor, FlowTrace)
-        ``(weights, [V] * order)`` sorted by |weight| descending, ``V`` with
+        ``(weights, [V] * order)`` sorted by ``|weight|`` descending, ``V`` with
         unit columns, in the backend, device and dtype of the input.
 
     Notes

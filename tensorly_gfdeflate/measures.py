@@ -37,7 +37,7 @@ def match_components(truth, estimate):
     """For each true component, the index of the estimated one best aligned with it.
 
     Returns ``(index, cosine)``: ``index[i] = -1`` when nothing is left to match.
-    Greedy on |cosine|, largest first, each estimate used once.
+    Greedy on ``|cosine|``, largest first, each estimate used once.
     """
     true_factor = _unit_columns(truth[1][0])
     est_factor = _unit_columns(estimate[1][0]) if tl.shape(estimate[0])[0] else np.zeros(

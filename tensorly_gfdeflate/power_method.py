@@ -53,7 +53,7 @@ class PowerTrace:
     Attributes
     ----------
     extraction_index : ndarray of int
-        For each returned component (sorted by |weight|), the step at which it
+        For each returned component (sorted by ``|weight|``), the step at which it
         was extracted (0 = first). The deflation order.
     weights : ndarray
         The weights in extraction order.
@@ -114,7 +114,7 @@ def power_deflation_cp(
     Returns
     -------
     CPTensor or (CPTensor, PowerTrace)
-        ``(weights, [V] * order)`` sorted by |weight| descending, in the
+        ``(weights, [V] * order)`` sorted by ``|weight|`` descending, in the
         backend, device and dtype of the input. For odd orders weights are
         positive; for even orders they carry their sign.
 

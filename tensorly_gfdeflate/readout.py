@@ -70,7 +70,7 @@ def canonical_signs(weights, vectors, order):
 
 
 def to_cp_tensor(weights, vectors, order, scale):
-    """``CPTensor`` sorted by |weight| descending, weights times ``scale``; and the permutation."""
+    """``CPTensor`` sorted by ``|weight|`` descending, weights times ``scale``; and the permutation."""
     weights, vectors = canonical_signs(weights, vectors, order)
     permutation = np.argsort(-np.abs(tl.to_numpy(weights)), kind="stable").tolist()
     weights = weights[permutation] * scale
@@ -94,7 +94,7 @@ def read_out(target, W, signs, rank, drop_threshold, debias, min_weight=0.0):
     Drops slots of |mass| below ``drop_threshold``, merges aligned slots (summing
     their signed mass), keeps the ``rank`` largest groups, and optionally re-fits
     the weights by least squares, which removes the ``lambda / 2`` shrinkage.
-    After the re-fit, components of |weight| below ``min_weight`` are dropped
+    After the re-fit, components of ``|weight|`` below ``min_weight`` are dropped
     (the flow cannot fit those: a slot there only soaks up residual) and the
     rest re-fitted.
     """
