@@ -185,6 +185,11 @@ def _merge_aligned(W, point, order):
     return W * tl.tensor(keep, **context) + merged, groups
 
 
+def _relative_drop(before, after):
+    """How much the loss fell from ``before`` to ``after``, relative to ``before``."""
+    return (before - after) / max(before, 1e-300)
+
+
 def _slots_still_pooling(point, order, min_mass):
     """Whether two fitted slots share a component without having merged yet.
 
@@ -314,7 +319,7 @@ class FlowRun:
         if self.integrator.time < self.boundary:
             return self._checkpoint_reason()
         self.epoch += 1
-        drop = (self.epoch_loss - point.loss) / max(self.epoch_loss, 1e-300)
+        drop = _relative_drop(self.epoch_loss, point.loss)
         if verbose:
             self._report()
         reason = self._settled_reason(drop)
@@ -335,23 +340,29 @@ class FlowRun:
         s = self.settings
         if s["rank"] is None or self.integrator.time < self.checkpoint:
             return None
-        point, order = self.integrator.point, self.target.order
-        drop = (self.checkpoint_loss - point.loss) / max(self.checkpoint_loss, 1e-300)
+        loss = self.integrator.point.loss
+        drop = _relative_drop(self.checkpoint_loss, loss)
         self.checkpoint = self.integrator.time + s["epoch_time"]
-        self.checkpoint_loss = point.loss
-        if (drop < _PLATEAU_DROP
-                and not _slots_still_pooling(point, order, s["drop_threshold"])
-                and _count_fitted(point, order, s["drop_threshold"]) >= s["rank"]):
+        self.checkpoint_loss = loss
+        if self._is_settled(drop) and self._rank_fitted():
             return "rank_reached"
         return None
 
+    def _is_settled(self, drop):
+        """The loss fell by less than ``_PLATEAU_DROP`` and no fitted slots are still pooling."""
+        return drop < _PLATEAU_DROP and not _slots_still_pooling(
+            self.integrator.point, self.target.order, self.settings["drop_threshold"])
+
+    def _rank_fitted(self):
+        """Whether ``rank`` (when given) distinct components are fitted."""
+        rank = self.settings["rank"]
+        return rank is not None and rank <= _count_fitted(
+            self.integrator.point, self.target.order, self.settings["drop_threshold"])
+
     def _settled_reason(self, drop):
-        s, point, order = self.settings, self.integrator.point, self.target.order
-        settled = drop < _PLATEAU_DROP and not _slots_still_pooling(
-            point, order, s["drop_threshold"])
-        if settled and s["rank"] is not None and (
-            _count_fitted(point, order, s["drop_threshold"]) >= s["rank"]
-        ):
+        s, point = self.settings, self.integrator.point
+        settled = self._is_settled(drop)
+        if settled and self._rank_fitted():
             return "rank_reached"
         fit_threshold = max(s["regularization"], s["tol"])
         self.seeds = None
