@@ -12,18 +12,9 @@ import numbers
 import numpy as np
 import tensorly as tl
 
-from .operators import _EXACT_NORM_SAMPLES, SampleMoments, SymmetricOperator
+from .operators import _EXACT_NORM_SAMPLES, SampleMoments, SymmetricOperator, int_power
 
 __all__ = ["SampleCumulants"]
-
-
-def _int_power(tensor, exponent):
-    """``tensor ** exponent`` by repeated products: numpy's ``**`` with an integer
-    exponent above 2 calls ``pow`` per entry, about 100 times slower."""
-    result = tensor
-    for _ in range(exponent - 1):
-        result = result * tensor
-    return result
 
 
 class SampleCumulants(SymmetricOperator):
@@ -115,14 +106,14 @@ class SampleCumulants(SymmetricOperator):
     def _kernel_sum(self, rows, quad, gaussian_sq):
         """``sum_{a,b} h(rows_a, rows_b)``; only the Gram matrix term is ``k x k``."""
         k = tl.shape(rows)[0]
-        total = float(tl.sum(_int_power(tl.dot(rows, tl.transpose(rows)), self.order)))
+        total = float(tl.sum(int_power(tl.dot(rows, tl.transpose(rows)), self.order)))
         if self.order == 4:
             total += -6.0 * k * float(tl.sum(quad**2)) + k**2 * gaussian_sq
         return total
 
     def _kernel_diagonal(self, rows, quad, gaussian_sq):
         """``h(rows_a, rows_a)`` for every row."""
-        diagonal = _int_power(tl.sum(rows * rows, axis=1), self.order)
+        diagonal = int_power(tl.sum(rows * rows, axis=1), self.order)
         if self.order == 4:
             diagonal = diagonal - 6.0 * quad**2 + gaussian_sq
         return diagonal

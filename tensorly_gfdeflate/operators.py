@@ -38,6 +38,18 @@ _DENSE_CACHE_ENTRIES = 2**22
 _MOMENT_BLOCK_ENTRIES = 2**22
 
 
+def int_power(tensor, exponent):
+    """``tensor ** exponent`` (integer ``exponent >= 1``) by repeated products.
+
+    numpy evaluates ``**`` with an integer exponent above 2 through ``pow`` per
+    entry: 3 times slower than the products on an n x m block here (numpy 2.4).
+    """
+    result = tensor
+    for _ in range(exponent - 1):
+        result = result * tensor
+    return result
+
+
 def cp_contract(weights, vectors, V, order):
     """``sum_k weights_k <u_k, v>^(order-1) u_k`` for every column ``v`` of ``V``."""
     inner = tl.dot(tl.transpose(vectors), V) ** (order - 1)
@@ -418,7 +430,7 @@ class SampleMoments(SymmetricOperator):
             return self._dense_moments().contract(V)
         total = None
         for block in self._blocks(tl.shape(V)[1]):
-            part = tl.dot(tl.transpose(block), tl.dot(block, V) ** (self.order - 1))
+            part = tl.dot(tl.transpose(block), int_power(tl.dot(block, V), self.order - 1))
             total = part if total is None else total + part
         return total / self.n_samples
 
