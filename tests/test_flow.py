@@ -7,6 +7,7 @@ import pytest
 import tensorly as tl
 from sklearn.exceptions import ConvergenceWarning
 
+from tensorly_gfdeflate.flow import default_width
 from tensorly_gfdeflate import (
     components_recovered,
     gradient_flow_cp,
@@ -95,8 +96,11 @@ def test_vanilla_odd_order_stuck_on_the_wrong_side_stalls():
     with pytest.warns(ConvergenceWarning, match="no component"):
         cp, trace = gradient_flow_cp(dense(truth), width=1, variant="vanilla", random_state=0,
                                      return_trace=True)
-    assert len(cp.weights) == 0
-    assert trace.stop_reason == "stalled"
+    # Nothing fitted is the zero tensor, as one zero-weight component that
+    # TensorLy's CP functions accept (a rank-0 CPTensor makes them raise).
+    assert tl.to_numpy(cp.weights).tolist() == [0.0]
+    assert not np.any(tl.cp_to_tensor(cp)) and tl.cp_to_vec(cp).shape == (6**3,)
+    assert trace.stop_reason == "stalled" and not trace.converged
     assert trace.times[-1] < 200
 
 
@@ -172,7 +176,8 @@ def test_trace_records_the_run():
     cp, trace = gradient_flow_cp(dense(truth), random_state=0, return_trace=True)
     n = len(trace.times)
     assert trace.loss.shape == trace.residual.shape == (n,)
-    assert trace.norms.shape == (n, 10)  # width defaults to min(dim, 50) without a rank
+    width = default_width(10, None)  # spare slots beyond the dimension
+    assert width > 10 and trace.norms.shape == trace.signs.shape == (n, width)
     assert np.all(np.diff(trace.times) > 0)
     assert trace.discovery_time.shape == (3,)
     assert trace.residual[0] == pytest.approx(1.0, abs=1e-3)

@@ -136,7 +136,8 @@ def test_float32_flow_does_not_stop_on_a_rounding_residual():
     tensor = np.asarray(tl.cp_to_tensor((weights, [factor] * 3)))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
-        cp, trace = gradient_flow_cp(tensor, variant="vanilla", random_state=0, return_trace=True)
+        cp, trace = gradient_flow_cp(tensor, variant="vanilla", width=10, random_state=0,
+                                     return_trace=True)
     assert trace.stop_reason != "tolerance"
     assert np.min(trace.residual) >= 0.5 * np.sqrt(np.finfo(np.float32).eps) * (1 - 1e-6)
     assert relative_error(tensor, cp) < 1e-5
