@@ -306,7 +306,9 @@ def compare(tensor, methods=METHODS, *, rank=None, truth=None, n_runs=1,
         Extra keyword arguments per method, e.g.
         ``{"gradient_flow": {"width": 20, "variant": "paper"}}``.
     progress : callable, optional
-        Called as ``progress(done, total, label)`` after each method run.
+        Called as ``progress(done, total, label)`` after each method run, with
+        ``done`` of ``total`` method runs finished and ``label`` such as
+        ``"gradient_flow, run 0"`` (runs numbered as in the records).
 
     Returns
     -------
@@ -378,5 +380,5 @@ def compare(tensor, methods=METHODS, *, rank=None, truth=None, n_runs=1,
                 trace=trace,
             ))
             if progress is not None:
-                progress(len(result), total, f"{method} run {run + 1}/{n_runs}")
+                progress(len(result), total, f"{method}, run {run}")
     return result
