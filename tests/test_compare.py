@@ -42,20 +42,6 @@ def test_records_against_the_known_truth(comparison, truth):
     assert np.all(np.diff(flow.trace.discovery_time) > 0)
 
 
-def test_same_seed_same_records_and_global_rng_untouched(truth):
-    dense = tl.cp_to_tensor(truth)
-    np.random.seed(123)
-    before = np.random.get_state()[1].copy()
-    first = compare(dense, truth=truth, random_state=7)
-    assert np.array_equal(np.random.get_state()[1], before)
-    second = compare(dense, truth=truth, random_state=7)
-    for a, b in zip(first, second):
-        assert (a.method, a.relative_error, a.recovered, a.order_tau) == (
-            b.method, b.relative_error, b.recovered, b.order_tau)
-        np.testing.assert_array_equal(tl.to_numpy(a.decomposition.weights),
-                                      tl.to_numpy(b.decomposition.weights))
-
-
 def test_order_agreement_counts_concordant_pairs(truth):
     # The estimate lists the true components in reverse order.
     weights, factors = truth
