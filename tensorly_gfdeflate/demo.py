@@ -32,8 +32,7 @@ def order_sentence(tau):
     if np.isnan(tau):
         return ("Fewer than two components were discovered along their true directions: "
                 "no discovery order to compare with the weights.")
-    # kendalltau divides by a square root: a perfect agreement can come out as 1 - 1e-16.
-    if np.isclose(tau, 1.0):
+    if tau == 1:
         return (f"Discovery order matches weight order, largest first (Kendall tau = {tau:+.2f}): "
                 "the flow deflates like the power method.")
     if tau > 0:
