@@ -21,7 +21,7 @@ class FlowEvent:
     slots: tuple
 
 
-@dataclass
+@dataclass(repr=False)
 class FlowTrace:
     """History of a :func:`~tensorly_gfdeflate.gradient_flow_cp` run.
 
@@ -93,6 +93,13 @@ class FlowTrace:
     unexplained_weight: float = float("nan")
     noise_floor: float = float("nan")
     most_fitted: int = 0
+
+    def __repr__(self):
+        # The dataclass repr would print every array (tens of thousands of characters).
+        start, end = (float(self.times[0]), float(self.times[-1])) if len(self.times) else (0, 0)
+        return (f"FlowTrace(stop_reason={self.stop_reason!r}, n_steps={self.n_steps}, "
+                f"t={start:g}..{end:g}, n_components={len(self.discovery_time)}, "
+                f"final_error={self.final_error:.3g}, n_events={len(self.events)})")
 
     @property
     def converged(self):

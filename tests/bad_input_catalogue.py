@@ -196,6 +196,7 @@ _FLOW = [
     _flow("step_size-zero", ValueError, r"step_size must be > 0", step_size=0.0),
     _flow("step_size-nan", ValueError, r"step_size must be finite", step_size=float("nan")),
     _flow("step_size-string", TypeError, r"step_size must be a real number", step_size="0.5"),
+    _flow("max_time-negative", ValueError, r"max_time must be > 0", max_time=-5.0),
     _flow("max_time-inf", ValueError, r"max_time must be finite", max_time=float("inf")),
     _flow("tol-zero", ValueError, r"tol must be > 0", tol=0.0),
     _flow("signs-unknown", ValueError, r"signs must be None, 'mixed' or", signs="random"),

@@ -1,4 +1,7 @@
-"""gradient_flow_cp: recovery, the deflation picture, stop rules, equivariance."""
+"""gradient_flow_cp: recovery, the deflation picture, stop rules.
+
+Scale equivariance is tested in test_scales.py, determinism in test_determinism.py.
+"""
 
 import warnings
 
@@ -143,32 +146,6 @@ def test_mixed_signs_fit_negative_weights_of_even_orders():
     cp = gradient_flow_cp(dense(truth), signs="mixed", random_state=1)
     assert components_recovered(truth, cp, weight_rtol=0.02) == 3
     assert np.sum(np.asarray(cp.weights) < 0) == 1
-
-
-def test_scale_equivariance():
-    truth = random_symmetric_cp(10, 3, 3, random_state=0)
-    tensor = dense(truth)
-    base = gradient_flow_cp(tensor, random_state=5)
-    # A power of two scales every floating-point operation exactly.
-    doubled = gradient_flow_cp(4.0 * tensor, random_state=5)
-    np.testing.assert_array_equal(doubled.weights, 4.0 * base.weights)
-    np.testing.assert_array_equal(doubled.factors[0], base.factors[0])
-    other = gradient_flow_cp(3.7 * tensor, random_state=5)
-    np.testing.assert_allclose(other.weights, 3.7 * base.weights, rtol=1e-8)
-    np.testing.assert_allclose(other.factors[0], base.factors[0], atol=1e-8)
-
-
-def test_same_seed_same_result_and_global_rng_untouched():
-    tensor = dense(random_symmetric_cp(8, 3, 3, random_state=0))
-    np.random.seed(123)
-    state = np.random.get_state()
-    first = gradient_flow_cp(tensor, random_state=7)
-    after = np.random.get_state()
-    assert state[0] == after[0] and np.array_equal(state[1], after[1]) and state[2] == after[2]
-    np.random.seed(999)
-    second = gradient_flow_cp(tensor, random_state=np.random.RandomState(7))
-    np.testing.assert_array_equal(first.weights, second.weights)
-    np.testing.assert_array_equal(first.factors[0], second.factors[0])
 
 
 def test_trace_records_the_run():
