@@ -23,7 +23,7 @@ from ._checks import (
 )
 from .model import flow_point
 from .operators import as_operator, normalize
-from .probe import NOISE_STANDARD_ERRORS, check_fit, noise_floors, probe_residual
+from .probe import DEFAULT_FLOOR, NOISE_STANDARD_ERRORS, check_fit, noise_floors, probe_residual
 from .readout import (
     ALIGNMENT_TOL,
     canonical_signs,
@@ -54,8 +54,6 @@ _REFINE_STALL = 1e-3
 _REFINE_MAX_STEPS = 20000
 # Components tried per round when looking for a shorter decomposition (automatic rank).
 _MINIMALITY_TRIES = 2
-# regularization="auto" on exact targets: fits every weight above 5e-4 of the norm.
-_DEFAULT_REGULARIZATION = 1e-3
 
 
 class _Integrator:
@@ -355,8 +353,15 @@ class FlowRun:
         return self._explained_reason()
 
     def _is_settled(self, drop):
-        """The loss fell by less than ``_PLATEAU_DROP`` and no fitted slots are still pooling."""
-        return drop < _PLATEAU_DROP and not _slots_still_pooling(
+        """The loss fell by less than ``_PLATEAU_DROP`` and (merge variant) no fitted slots are still pooling.
+
+        The paper variant never merges: its pooled slots are pooled by the
+        read-out, and the check of the result says whether that explains the
+        tensor.
+        """
+        if drop >= _PLATEAU_DROP:
+            return False
+        return self.settings["variant"] != "merge" or not _slots_still_pooling(
             self.integrator.point, self.target.order, self.settings["drop_threshold"])
 
     def _fitted(self):
@@ -381,7 +386,7 @@ class FlowRun:
         self._fitted()
         residual = self.target.minus(point.mass, point.directions)
         probe = probe_residual(residual, point.directions, self.rng)
-        floors = np.full(len(probe.values), self._fit_threshold())
+        floors = self._fit_thresholds(probe.directions)
         if s["noise_aware"]:
             floors = np.maximum(noise_floors(self.target, residual, probe), floors)
         above = np.abs(probe.values) > floors
@@ -393,12 +398,28 @@ class FlowRun:
         return "rank_reached" if s["rank"] is not None and self._rank_fitted() else "nothing_to_fit"
 
     def _fit_threshold(self):
-        """Residual weights at or below this are left alone: lambda's own, or the tolerance.
+        """Residual weights at or below this are left alone: ``lambda / 2``, or the tolerance.
 
-        A fitted component keeps ``lambda / 2`` of residual along it, so the
-        threshold is ``lambda`` (not ``lambda / 2``).
+        A component of weight below ``lambda / 2`` cannot be fitted: the
+        regularizer is the user's floor.
         """
-        return max(self.settings["regularization"], self.settings["tol"])
+        return max(self.settings["regularization"] / 2, self.settings["tol"])
+
+    def _fit_thresholds(self, directions):
+        """:meth:`_fit_threshold` for each column of ``directions``, doubled along fitted slots.
+
+        A fitted component keeps ``lambda / 2`` of residual along it (the
+        shrinkage), which is not something left to fit.
+        """
+        point = self.integrator.point
+        fitted = np.flatnonzero(np.abs(tl.to_numpy(point.mass))
+                                >= self.settings["drop_threshold"]).tolist()
+        thresholds = np.full(tl.shape(directions)[1], self._fit_threshold())
+        if fitted:
+            gram = tl.to_numpy(tl.dot(tl.transpose(directions), point.directions[:, fitted]))
+            along = np.max(np.abs(gram), axis=1) >= 1.0 - ALIGNMENT_TOL
+            thresholds[along] = max(self.settings["regularization"], self.settings["tol"])
+        return thresholds
 
     def _settled_reason(self, drop):
         s, point = self.settings, self.integrator.point
@@ -753,10 +774,10 @@ def auto_regularization(target, variant, rng):
         return 0.0
     # An empty batch asks, at no cost, whether the target has sampling noise at all.
     if target.standard_error(tl.zeros((target.dim, 0), **target.context)) is None:
-        return _DEFAULT_REGULARIZATION
+        return DEFAULT_FLOOR
     probe = probe_residual(target, None, rng)
     error = float(tl.max(target.standard_error(probe.directions)))
-    return max(_DEFAULT_REGULARIZATION, 2.0 * NOISE_STANDARD_ERRORS * error)
+    return max(DEFAULT_FLOOR, 2.0 * NOISE_STANDARD_ERRORS * error)
 
 
 def gradient_flow_cp(

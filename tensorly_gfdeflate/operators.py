@@ -81,6 +81,11 @@ def _check_float_tensor(name, tensor):
 def _as_backend_tensor(name, value):
     """The backend tensor for ``value``, converting numpy arrays and lists."""
     if tl.is_tensor(value):
+        # The solvers are not differentiated through: a tensor that requires
+        # gradients (pytorch) would grow an autograd graph over thousands of
+        # steps and hand the user results attached to it.
+        if getattr(value, "requires_grad", False):
+            value = value.detach()
         return value
     try:
         array = np.asarray(value)

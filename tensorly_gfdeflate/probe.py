@@ -27,7 +27,7 @@ from .readout import ALIGNMENT_TOL, group_aligned
 from .synthetic import random_unit_vectors
 
 __all__ = ["power_iterate", "probe_residual", "ResidualProbe", "noise_injective_ratio",
-           "check_fit", "FitCheck", "NOISE_STANDARD_ERRORS"]
+           "noise_floors", "check_fit", "FitCheck", "NOISE_STANDARD_ERRORS", "DEFAULT_FLOOR"]
 
 # A converged column still moves by about one machine epsilon per iteration (measured).
 _SETTLED_IN_EPS = 16.0
@@ -35,6 +35,9 @@ _SETTLED_IN_EPS = 16.0
 PROBE_RANDOM_STARTS = 16
 # Power iterations spent looking for a residual direction worth fitting.
 PROBE_ITERATIONS = 30
+# The floor below which residual weights do not count when nothing else sets one
+# (relative to the norm): the flow's default regularization, lambda = 1e-3.
+DEFAULT_FLOOR = 1e-3
 # A weight within this many standard errors of zero cannot be told from sampling noise.
 NOISE_STANDARD_ERRORS = 3.0
 # A dense residual "holds structure" when its probe finds more than this many times
