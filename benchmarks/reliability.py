@@ -582,8 +582,9 @@ def section_timing(seeds):
         ["n", "d", "method", "median s", "time / FastICA(cube)", "median min|corr|",
          "min|corr| >= 0.95", "warnings and errors (runs)"],
         rows,
-        "Sources cycle through exponential, Laplace, uniform, beta(2, 2), sign(N(0, 1)) and "
-        "gamma(4); Gaussian mixing. Default parameters, whiten='unit-variance' for FastICA.",
+        _wrap("Sources cycle through exponential, Laplace, uniform, beta(2, 2), sign(N(0, 1)) "
+              "and gamma(4); Gaussian mixing. Default parameters, whiten='unit-variance' for "
+              "FastICA. time / FastICA(cube): median over median."),
     )
 
 
