@@ -102,7 +102,7 @@ class Scenario:
     make: Callable
     methods: dict
     judge: Callable
-    measure_name: str
+    measure_name: str = "rel.err"
 
 
 def mixed_sources(rng, n_samples, n_sources):
@@ -202,6 +202,7 @@ def noisy_tensor(dim, rank, order, noise):
 
     def make(seed):
         clean = exact_tensor(dim, rank, order)(seed)
+        # A stream of its own: the truth was drawn from RandomState(seed).
         rng = np.random.RandomState(seed + 10_000)
         draw = rng.standard_normal((dim,) * order)
         symmetric = sum(np.transpose(draw, p) for p in itertools.permutations(range(order)))
@@ -361,64 +362,81 @@ def cp_tolerance(cosine=0.99, weight_rtol=0.05, extra_fraction=0.01):
 # --------------------------------------------------------------------------- scenarios
 
 
-def scenarios():
-    """Every scenario of section 1, in table order."""
-    exact = cp_judge()
+def source_scenarios():
+    """Blind source separation: sources, mixtures, ``|corr|`` tolerances."""
+    bss = "every source matched (greedy on |corr|) with |corr| >= {}"
+
+    def scenario(key, title, tolerance, make, min_corr):
+        return Scenario(key, title, tolerance, make, SOURCE_METHODS, sources_judge(min_corr),
+                        "min|corr|")
+
+    return [
+        scenario("1a", "BSS n=20000, 4 mixed sources (the issue's)", bss.format(0.95),
+                 mixed_bss(20_000, 4), 0.95),
+        scenario("1b", "BSS n=200000, 10 mixed sources", bss.format(0.95),
+                 mixed_bss(200_000, 10), 0.95),
+        scenario("1c", "BSS n=20000, 2 Laplace + 2 Gaussian sources (not identifiable)",
+                 bss.format(0.95) + "; the Gaussian pair cannot be unmixed, so only a "
+                 "warning is right", gaussian_pair_bss, 0.95),
+        scenario("2a", "sklearn test_fastica_simple",
+                 bss.format(0.99) + " (the test's atol 1e-2)", fastica_simple(False), 0.99),
+        scenario("2b", "sklearn test_fastica_simple + noise",
+                 bss.format(0.9) + " (the test's atol 0.1)", fastica_simple(True), 0.9),
+        scenario("2c", "issue: sign + Cauchy, angle 0.6", bss.format(0.99),
+                 issue_square_cauchy, 0.99),
+    ]
+
+
+def tensor_scenarios():
+    """Symmetric tensors with a known CP truth: exact, sampled and noisy."""
     # Sampling noise of 20,000 samples moves a third moment along a unit direction
     # by about sqrt(15 / n) ~ 0.03 (more for the heavy-tailed shape-1 source),
     # i.e. up to ~10% of the smallest skewness (1.0): the truth is met only to that.
     sampled = dict(cosine=0.95, weight_rtol=0.2, extra_fraction=0.25)
     noisy = dict(cosine=0.95, weight_rtol=0.1, extra_fraction=0.25)
-    flat = dict(weights=np.linspace(1.0, 0.2, 5))
-    found = []
-
-    def add(key, title, tolerance, make, methods, judge, measure="rel.err"):
-        found.append(Scenario(key, title, tolerance, make, methods, judge, measure))
-
-    bss = "every source matched (greedy on |corr|) with |corr| >= {}"
-    add("1a", "BSS n=20000, 4 mixed sources (the issue's)", bss.format(0.95),
-        mixed_bss(20_000, 4), SOURCE_METHODS, sources_judge(0.95), "min|corr|")
-    add("1b", "BSS n=200000, 10 mixed sources", bss.format(0.95),
-        mixed_bss(200_000, 10), SOURCE_METHODS, sources_judge(0.95), "min|corr|")
-    add("1c", "BSS n=20000, 2 Laplace + 2 Gaussian sources (not identifiable)",
-        bss.format(0.95) + "; the Gaussian pair cannot be unmixed, so only a warning is right",
-        gaussian_pair_bss, SOURCE_METHODS, sources_judge(0.95), "min|corr|")
-    add("2a", "sklearn test_fastica_simple", bss.format(0.99) + " (the test's atol 1e-2)",
-        fastica_simple(False), SOURCE_METHODS, sources_judge(0.99), "min|corr|")
-    add("2b", "sklearn test_fastica_simple + noise", bss.format(0.9) + " (the test's atol 0.1)",
-        fastica_simple(True), SOURCE_METHODS, sources_judge(0.9), "min|corr|")
-    add("2c", "issue: sign + Cauchy, angle 0.6", bss.format(0.99),
-        issue_square_cauchy, SOURCE_METHODS, sources_judge(0.99), "min|corr|")
     geometric8 = dict(weights=np.geomspace(1.0, 0.1, 8), orthogonal=False)
-    add("3a", "non-orth d=10 r=8 l=3, fixed truth", cp_tolerance(),
-        exact_tensor(10, 8, 3, truth_seed=0, **geometric8),
-        tensor_methods(auto_rank=False), exact)
-    add("3b", "non-orth d=10 r=8 l=3, truth per seed", cp_tolerance(),
-        exact_tensor(10, 8, 3, **geometric8), tensor_methods(auto_rank=False), exact)
-    add("4a", "e1^4 - 0.5 e2^4, d=10", cp_tolerance(), signed_basis_tensor,
-        tensor_methods(given_rank=False, estimator=True), exact)
-    add("4b", "orth d=10 l=4, weights 1 -.8 .6 -.4", cp_tolerance(),
-        exact_tensor(10, 4, 4, weights=[1.0, -0.8, 0.6, -0.4]),
-        tensor_methods(estimator=True), exact)
-    for letter, dim in zip("ab", (10, 20)):
-        add(f"5{letter}", f"orth d=r={dim} l=3 (whitened-like)", cp_tolerance(),
-            exact_tensor(dim, dim, 3), tensor_methods(), exact)
-    for order, orthogonal in itertools.product((3, 4), (True, False)):
-        key = f"6{'abcd'[2 * (order - 3) + (not orthogonal)]}"
-        kind = "orth" if orthogonal else "non-orth"
-        add(key, f"{kind} d=20 r=5 l={order}", cp_tolerance(),
-            exact_tensor(20, 5, order, orthogonal=orthogonal, **flat), tensor_methods(), exact)
-    add("7a", "SampleMoments l=3 n=20000 d=10 r=5, orth", cp_tolerance(**sampled),
-        latent_moments(20_000, 10, 5, noise=0.0, orthogonal=True), tensor_methods(),
-        cp_judge(**sampled))
-    add("7b", "SampleMoments l=3 n=20000 d=10 r=5, non-orth, noise 0.5", cp_tolerance(**sampled),
-        latent_moments(20_000, 10, 5, noise=0.5, orthogonal=False), tensor_methods(),
-        cp_judge(**sampled))
-    add("8", "orth d=10 r=4 l=3 + 5% noise", cp_tolerance(**noisy),
-        noisy_tensor(10, 4, 3, 0.05), tensor_methods(), cp_judge(**noisy))
-    add("9", "orth d=10 r=3 l=3, rank over-estimated by 2", cp_tolerance(),
-        exact_tensor(10, 3, 3), tensor_methods(auto_rank=False, surplus=2), exact)
-    return found
+    flat5 = dict(weights=np.linspace(1.0, 0.2, 5))
+
+    def scenario(key, title, make, methods, tolerance=None):
+        tolerance = tolerance or {}
+        return Scenario(key, title, cp_tolerance(**tolerance), make, methods,
+                        cp_judge(**tolerance))
+
+    found = [
+        scenario("3a", "non-orth d=10 r=8 l=3, fixed truth",
+                 exact_tensor(10, 8, 3, truth_seed=0, **geometric8),
+                 tensor_methods(auto_rank=False)),
+        scenario("3b", "non-orth d=10 r=8 l=3, truth per seed",
+                 exact_tensor(10, 8, 3, **geometric8), tensor_methods(auto_rank=False)),
+        scenario("4a", "e1^4 - 0.5 e2^4, d=10", signed_basis_tensor,
+                 tensor_methods(given_rank=False, estimator=True)),
+        scenario("4b", "orth d=10 l=4, weights 1 -.8 .6 -.4",
+                 exact_tensor(10, 4, 4, weights=[1.0, -0.8, 0.6, -0.4]),
+                 tensor_methods(estimator=True)),
+    ]
+    found += [scenario(f"5{letter}", f"orth d=r={dim} l=3 (whitened-like)",
+                       exact_tensor(dim, dim, 3), tensor_methods())
+              for letter, dim in zip("ab", (10, 20))]
+    found += [scenario(f"6{letter}", f"{'orth' if orth else 'non-orth'} d=20 r=5 l={order}",
+                       exact_tensor(20, 5, order, orthogonal=orth, **flat5), tensor_methods())
+              for letter, (order, orth) in zip("abcd", itertools.product((3, 4), (True, False)))]
+    return found + [
+        scenario("7a", "SampleMoments l=3 n=20000 d=10 r=5, orth",
+                 latent_moments(20_000, 10, 5, noise=0.0, orthogonal=True), tensor_methods(),
+                 sampled),
+        scenario("7b", "SampleMoments l=3 n=20000 d=10 r=5, non-orth, noise 0.5",
+                 latent_moments(20_000, 10, 5, noise=0.5, orthogonal=False), tensor_methods(),
+                 sampled),
+        scenario("8", "orth d=10 r=4 l=3 + 5% noise", noisy_tensor(10, 4, 3, 0.05),
+                 tensor_methods(), noisy),
+        scenario("9", "orth d=10 r=3 l=3, rank over-estimated by 2", exact_tensor(10, 3, 3),
+                 tensor_methods(auto_rank=False, surplus=2)),
+    ]
+
+
+def scenarios():
+    """Every scenario of section 1, in table order."""
+    return source_scenarios() + tensor_scenarios()
 
 
 # --------------------------------------------------------------------------- running
