@@ -597,7 +597,9 @@ class FlowRun:
                             "of weight 0, the zero tensor)")
         elif rank is not None and found < rank:
             problems.append(f"found {found} components, fewer than rank={rank}")
-        if self.stop_reason == "max_time":
+        # A run cut short at max_time whose result passes the check is a result:
+        # only when the check fails is the horizon worth mentioning.
+        if self.stop_reason == "max_time" and not check.explained:
             problems.append(f"reached max_time={self.integrator.time:g} before its stop rules "
                             f"were met ({self._residual_text()})")
         if not check.explained:
@@ -605,7 +607,7 @@ class FlowRun:
                 f"leaves a residual holding a component of weight {check.largest:.3g} (relative "
                 f"to |T|) in {check.unexplained} probed direction(s), above the noise floor "
                 f"{check.floor:.3g}: the decomposition does not explain the tensor")
-        if not problems or self.stop_reason == "callback" and check.explained:
+        if not problems:
             return
         warnings.warn("gradient_flow_cp " + "; it ".join(problems) + ". "
                       + self._advice(check, found), ConvergenceWarning, stacklevel=user_stacklevel())
