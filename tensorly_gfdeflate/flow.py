@@ -23,7 +23,14 @@ from ._checks import (
 )
 from .model import flow_point
 from .operators import as_operator, normalize
-from .probe import DEFAULT_FLOOR, NOISE_STANDARD_ERRORS, check_fit, noise_floors, probe_residual
+from .probe import (
+    DEFAULT_FLOOR,
+    NOISE_STANDARD_ERRORS,
+    check_fit,
+    noise_floors,
+    probe_residual,
+    signal_to_noise,
+)
 from .readout import (
     ALIGNMENT_TOL,
     canonical_signs,
@@ -505,10 +512,13 @@ class FlowRun:
                           s["noise_aware"])
         found = int(np.count_nonzero(tl.to_numpy(weights)))
         self._warn(check, found)
+        snr, noise = signal_to_noise(weights, check)
         cp, permutation = to_cp_tensor(weights, vectors, target.order, self.scale)
         if not with_trace:
             return cp, None
-        return cp, self._trace(cp, [groups[i] for i in permutation], refine_steps, check)
+        trace = self._trace(cp, [groups[i] for i in permutation], refine_steps, check)
+        trace.component_snr, trace.noise_level = snr[permutation], noise
+        return cp, trace
 
     def _refine(self, weights, vectors):
         """``_refine`` then the least-squares weights: ``(weights, vectors, steps)``."""
