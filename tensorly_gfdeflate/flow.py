@@ -405,12 +405,17 @@ class FlowRun:
         return "rank_reached" if s["rank"] is not None and self._rank_fitted() else "nothing_to_fit"
 
     def _fit_threshold(self):
-        """Residual weights at or below this are left alone: ``lambda / 2``, or the tolerance.
+        """Residual weights at or below this are left alone (at least the tolerance).
 
-        A component of weight below ``lambda / 2`` cannot be fitted: the
-        regularizer is the user's floor.
+        An explicit ``lambda`` is the user's floor, as documented: nothing up
+        to ``lambda`` needs fitting. With ``"auto"`` the floor is the noise's
+        (see :meth:`_explained_reason`) and ``lambda / 2``, below which a
+        component cannot grow: a ``lambda`` raised to six standard errors must
+        not hide components between three and six.
         """
-        return max(self.settings["regularization"] / 2, self.settings["tol"])
+        s = self.settings
+        regularization = s["regularization"] / 2 if s["noise_aware"] else s["regularization"]
+        return max(regularization, s["tol"])
 
     def _fit_thresholds(self, directions):
         """:meth:`_fit_threshold` for each column of ``directions``, doubled along fitted slots.
