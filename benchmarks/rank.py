@@ -241,9 +241,15 @@ def _fraction(count, total):
     return f"{count}/{total}"
 
 
-def _median(values, digits=2):
+def _median(values, spec=".2f"):
     values = [v for v in values if np.isfinite(v)]
-    return f"{np.median(values):.{digits}f}" if values else "-"
+    return format(float(np.median(values)), spec) if values else "-"
+
+
+def _warning_counts(alarms):
+    """``"RuntimeWarning x11, ConvergenceWarning x1"``: each class and how often it came."""
+    names = sorted(set(alarms))
+    return ", ".join(f"{name} x{alarms.count(name)}" for name in names) or "none"
 
 
 def run_cell(cell, args):
@@ -276,7 +282,7 @@ def run_cell(cell, args):
         _fraction(silent_more, count),
         float(np.median([r.seconds for r in runs])),
         _median([o.noise_ratio for o in outcomes if o is not None]),
-        _median([o.smallest_snr for o in outcomes if o is not None], 1),
+        _median([o.smallest_snr for o in outcomes if o is not None], ".3g"),
         _fraction(sum(flattening_rank(p) == rank for p in problems), count),
         _fraction(sum(gavish_donoho_rank(p) == rank for p in problems), count),
         _fraction(int(above.sum()), count),
@@ -284,7 +290,7 @@ def run_cell(cell, args):
     )
     details = [f"    {cell.label}, seed {seed}: returned {o.returned if o else '-'} "
                f"(margin {margins[seed]:.2f}), stop {o.stop_reason if o else '-'}, "
-               f"warnings {', '.join(r.alarms) or 'none'}"
+               f"warnings {_warning_counts(r.alarms)}"
                for seed, (r, o) in enumerate(zip(runs, outcomes))
                if not r.right or (o is not None and o.stop_reason == "max_time")]
     return row, met, rank_goal, details, runs, outcomes, above
