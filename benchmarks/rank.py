@@ -267,7 +267,7 @@ def run_cell(cell, args):
     silent_more = sum(1 for r, o in zip(runs, outcomes)
                       if o is not None and o.returned > rank and not r.alarms)
     rank_goal = (None if not above.any()
-                 else np.mean(np.array(right)[above]) >= GOAL_RANK_FRACTION)
+                 else bool(np.mean(np.array(right)[above]) >= GOAL_RANK_FRACTION))
     met = rank_goal is not False and max_time == 0 and silent_more == 0
     verdict = ("yes" if met else "NO") + ("" if rank_goal is not None else " (rank n/a)")
     recovered = sum(1 for o in outcomes if o is not None and o.recovered == rank)
