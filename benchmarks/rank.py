@@ -71,7 +71,6 @@ Usage::
 """
 
 import argparse
-import io
 import itertools
 import os
 import shlex
@@ -359,7 +358,7 @@ def section_rank(args):
     return text
 
 
-def main(argv=None):
+def parse_arguments(argv):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=20,
                         help="seeds 0..N-1 per cell (default 20)")
@@ -369,30 +368,30 @@ def main(argv=None):
                         help="tensor orders (default: 3 4)")
     parser.add_argument("--noise", type=float, nargs="+", default=list(NOISE_LEVELS),
                         help="noise levels |E| / |T0| (default: %(default)s)")
-    parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT,
-                        help=f"also write the table here (default {DEFAULT_OUTPUT})")
     parser.add_argument("--blas-threads", type=int, default=None,
                         help="limit BLAS/OpenMP threads (threadpoolctl); default: leave as is")
-    args = parser.parse_args(argv)
+    parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT,
+                        help=f"also write the table here (default {DEFAULT_OUTPUT})")
+    return parser.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse_arguments(argv)
     if args.blas_threads:
         from threadpoolctl import threadpool_limits
 
         threadpool_limits(args.blas_threads)
-    report = io.StringIO()
-
-    def emit(text):
-        print(text, flush=True)
-        report.write(text + "\n")
-
-    command = " ".join(["python", "benchmarks/rank.py"] + [shlex.quote(a) for a in
-                                                           (argv or sys.argv[1:])])
-    emit(f"command: {command}\nseeds: {args.seeds}; git commit: {git_commit()}\n"
-         + machine_description())
+    command = shlex.join(["python", "benchmarks/rank.py", *(argv or sys.argv[1:])])
+    parts = [f"command: {command}\nseeds: {args.seeds}; git commit: {git_commit()}\n"
+             + machine_description()]
+    print(parts[-1], flush=True)
     start = time.perf_counter()
-    emit(section_rank(args))
-    emit(f"total {time.perf_counter() - start:.0f} s; load average at end: "
-         "%.2f %.2f %.2f" % os.getloadavg())
-    args.output.write_text(report.getvalue())
+    parts.append(section_rank(args))
+    print(parts[-1], flush=True)
+    parts.append(f"total {time.perf_counter() - start:.0f} s; load average at end: "
+                 "%.2f %.2f %.2f" % os.getloadavg())
+    print(parts[-1], flush=True)
+    args.output.write_text("\n".join(parts) + "\n")
 
 
 if __name__ == "__main__":
