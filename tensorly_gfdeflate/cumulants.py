@@ -12,7 +12,15 @@ import numbers
 import numpy as np
 import tensorly as tl
 
-from .operators import _EXACT_NORM_SAMPLES, SampleMoments, SymmetricOperator, int_power
+from .operators import (
+    _EXACT_NORM_SAMPLES,
+    DenseOperator,
+    SampleMoments,
+    SymmetricOperator,
+    _max_abs,
+    _power_of_two_below,
+    int_power,
+)
 
 __all__ = ["SampleCumulants"]
 
@@ -28,8 +36,12 @@ class SampleCumulants(SymmetricOperator):
       ``K_4(v, v, v, I) = M_4(Y)(v, v, v, I) - 3 (v^T C v) C v``.
       On whitened data (``C = I``) this is ``M_4(v, v, v, I) - 3 |v|^2 v``.
 
-    A contraction costs one :class:`SampleMoments` contraction plus
-    ``O(d^2 m)``.
+    When the dense moment tensor is small and pays (as for
+    :class:`SampleMoments`: at most 2**22 entries and ``n > d^{l-1}``), the
+    dense cumulant tensor is formed once from it, ``O(d^l)`` more, and each
+    contraction costs ``O(d^l m)``, independent of ``n``; the norm is then
+    exact. Otherwise a contraction costs one streamed :class:`SampleMoments`
+    contraction plus ``O(d^2 m)``.
 
     Parameters
     ----------
@@ -52,8 +64,8 @@ class SampleCumulants(SymmetricOperator):
     ``|K_l|^2 = (1/n^2) sum_{s,t} h(y_s, y_t)`` of the kernel
     ``h(x, y) = <x^(x)l - S, y^(x)l - S>`` (``S = 0`` for order 3), which for
     order 4 is ``<x, y>^4 - 3 (x^T C x)^2 - 3 (y^T C y)^2 + |S|^2`` with
-    ``|S|^2 = 3 (tr C^2)^2 + 6 tr C^4``. It is exact for ``n <= 4096``. Above
-    that, the diagonal ``s = t`` is summed exactly and the off-diagonal mean of
+    ``|S|^2 = 3 (tr C^2)^2 + 6 tr C^4``. It is exact for ``n <= 4096`` and
+    whenever the dense cumulant tensor is formed (see above). Otherwise the diagonal ``s = t`` is summed exactly and the off-diagonal mean of
     ``h`` is estimated from 4096 rows drawn once with a fixed seed (an unbiased
     U-statistic, deterministic, scaling exactly with ``X``). Estimating the
     mean of ``h`` rather than of ``<x, y>^4`` matters: ``h`` has the Gaussian
@@ -62,9 +74,10 @@ class SampleCumulants(SymmetricOperator):
     itself and not with the much larger fourth moment (measured on 20000
     whitened samples of bounded sources: about 1% error, against 5-10% when
     ``|M_4|^2`` is estimated first and ``S`` subtracted after). Heavy tails
-    inflate it (Laplace sources: tens of percent). As for
-    :class:`SampleMoments`, the norm only sets the solvers' normalization and
-    the denominator of relative errors; no factor depends on it.
+    inflate it (Laplace sources: tens of percent). ``norm_is_estimate`` is
+    then True, and (as for :class:`SampleMoments`) the norm only sets the
+    solvers' normalization and the denominator of relative errors: no solver
+    stops on a residual measured against it.
 
     Examples
     --------
@@ -92,12 +105,38 @@ class SampleCumulants(SymmetricOperator):
         return (f"SampleCumulants(X of shape {(self.moments.n_samples, self.dim)}, "
                 f"order={self.order})")
 
+    @property
+    def norm_is_estimate(self):
+        return not self.moments._densify_pays() and self.moments.n_samples > _EXACT_NORM_SAMPLES
+
     def contract(self, V):
+        if self.moments._densify_pays():
+            return self._dense_cumulants().contract(V)
         contraction = self.moments.contract(V)
         if self.order == 3:
             return contraction
         CV = tl.dot(self.covariance, V)
         return contraction - 3.0 * tl.sum(V * CV, axis=0) * CV
+
+    def _dense_cumulants(self):
+        """The cumulants as a :class:`DenseOperator`, built on first use and kept."""
+        if not hasattr(self, "_dense_cache"):
+            # Rows prescaled by a power of two, as in SampleMoments: no overflow.
+            row_scale = _power_of_two_below(_max_abs(self.moments.X))
+            unfolded = self.moments._unfolded_moments(row_scale)
+            tensor = tl.reshape(unfolded, self.shape)
+            if self.order == 4:
+                tensor = tensor - _gaussian_part(self.covariance / row_scale**2)
+            self._dense_cache = (row_scale**self.order, DenseOperator.from_trusted(tensor))
+        magnitude, dense = self._dense_cache
+        return dense.rescaled(magnitude) if magnitude != 1.0 else dense
+
+    def _norm_parts(self):
+        if self.moments._densify_pays():
+            self._dense_cumulants()
+            magnitude, dense = self._dense_cache
+            return magnitude, tl.sum(dense.tensor**2)
+        return super()._norm_parts()
 
     def _gaussian_part_norm_sq(self):
         C2 = tl.dot(self.covariance, self.covariance)
@@ -137,7 +176,11 @@ class SampleCumulants(SymmetricOperator):
         dense = self.moments.to_dense()
         if self.order == 3:
             return dense
-        C = self.covariance
-        return dense - (C[:, :, None, None] * C[None, None, :, :]
-                        + C[:, None, :, None] * C[None, :, None, :]
-                        + C[:, None, None, :] * C[None, :, :, None])
+        return dense - _gaussian_part(self.covariance)
+
+
+def _gaussian_part(C):
+    """``S_ijkl = C_ij C_kl + C_ik C_jl + C_il C_jk``: the fourth moment of a Gaussian of covariance ``C``."""
+    return (C[:, :, None, None] * C[None, None, :, :]
+            + C[:, None, :, None] * C[None, :, None, :]
+            + C[:, None, None, :] * C[None, :, :, None])

@@ -75,6 +75,19 @@ def test_blind_source_separation_recovers_every_source_as_fastica_does(
     np.testing.assert_array_equal(np.argsort(-np.abs(model.weights_)), [0, 1, 2])
 
 
+@pytest.mark.parametrize("solver", SOLVERS)
+def test_many_samples_separate_every_source(solver):
+    # 20000 samples: the flow's norm and stop rule must not rest on a subsample estimate.
+    rng = np.random.RandomState(7)
+    n = 20000
+    sources = np.c_[rng.exponential(size=n), rng.laplace(size=n), rng.uniform(-1, 1, n),
+                    rng.beta(2, 2, n)]
+    X = sources @ rng.randn(4, 4).T
+    model = MomentDecomposition(solver=solver, random_state=0).fit(X)
+    assert model.decomposer_.n_components_ == 4
+    assert np.all(_best_correlations(model.transform(X), sources) >= 0.99)
+
+
 def test_flow_with_mixed_signs_fits_sub_and_super_gaussian_sources():
     rng = np.random.RandomState(1)
     n = 2500
