@@ -13,13 +13,14 @@ import warnings
 import numpy as np
 import tensorly as tl
 from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, TransformerMixin
+from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils.extmath import svd_flip
 from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 
 from ._checks import check_choice, check_int
 from .cumulants import SampleCumulants
 from .estimators import GradientFlowCP, PowerDeflationCP
-from .operators import SampleMoments
+from .operators import SampleMoments, int_power
 
 __all__ = ["MomentDecomposition"]
 
@@ -34,9 +35,9 @@ _GAUSSIAN_VARIANCE = {("cumulant", 3): 6.0, ("cumulant", 4): 24.0,
 # The flow leaves out components whose weight is within this many standard
 # errors of zero: below it, a "component" cannot be told from sampling noise.
 _NOISE_STANDARD_ERRORS = 3.0
-# The solvers' own warnings that the transformer answers by design (it completes
-# the basis with the directions in which no structure was detected).
-_EXPECTED_SOLVER_WARNINGS = ("gradient_flow_cp found .* fewer than rank",
+# The solvers' warnings that MomentDecomposition replaces by its own, which
+# says what the completion of the missing sources means and what to do.
+_REPLACED_SOLVER_WARNINGS = ("gradient_flow_cp found .* fewer than rank",
                              "gradient_flow_cp fitted no component")
 
 
@@ -179,15 +180,27 @@ class MomentDecomposition(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Bas
         self
         """
         self._check_params()
-        X = validate_data(self, X, dtype=np.float64, ensure_min_samples=2)
-        self.mean_ = X.mean(axis=0)
-        centred = X - self.mean_
-        self.whitening_, n_components = self._whitening(centred)
-        Z = centred @ self.whitening_.T if self.whiten else centred
+        X = validate_data(self, X, dtype=[np.float64, np.float32], ensure_min_samples=2)
+        # The statistics are accumulated in float64 (the d^l tensor and the
+        # covariance are small); only the fitted attributes take X's dtype.
+        data = X.astype(np.float64, copy=False)
+        mean = data.mean(axis=0)
+        centred = data - mean
+        covariance = centred.T @ centred / len(centred)
+        transform, n_components = self._preprocessing(covariance, len(centred))
+        Z = centred @ transform.T
+        # Whitened, Z's covariance is the identity by construction.
+        Z_covariance = (np.eye(n_components) if self.whiten
+                        else transform @ covariance @ transform.T)
         directions = self._decompose(Z, n_components)
-        unmixing = self._unmixing_in(Z, directions, n_components)
-        components = unmixing @ self.whitening_ if self.whiten else unmixing
-        self._set_components(components, centred)
+        unmixing = _decorrelated_unmixing(directions, Z_covariance, self.whiten, n_components)
+        components, weights = self._signed_and_sorted(unmixing @ transform, centred)
+        self.mean_ = mean.astype(X.dtype)
+        self.whitening_ = transform.astype(X.dtype) if self.whiten else None
+        self.components_ = components.astype(X.dtype)
+        self.mixing_ = np.linalg.pinv(components).astype(X.dtype)
+        self.weights_ = weights.astype(X.dtype)
+        self.n_components_ = n_components
         return self
 
     def transform(self, X):
@@ -200,9 +213,10 @@ class MomentDecomposition(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Bas
         Returns
         -------
         ndarray of shape (n_samples, n_components)
+            float32 for float32 ``X`` and a float32 fit, float64 otherwise.
         """
         check_is_fitted(self)
-        X = validate_data(self, X, dtype=np.float64, reset=False)
+        X = validate_data(self, X, dtype=[np.float64, np.float32], reset=False)
         return (X - self.mean_) @ self.components_.T
 
     def inverse_transform(self, X):
@@ -218,7 +232,7 @@ class MomentDecomposition(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Bas
         ndarray of shape (n_samples, n_features)
         """
         check_is_fitted(self)
-        X = check_array(X, dtype=np.float64)
+        X = check_array(X, dtype=[np.float64, np.float32])
         if X.shape[1] != self.n_components_:
             raise ValueError(
                 f"X has {X.shape[1]} columns, but MomentDecomposition has "
@@ -254,19 +268,31 @@ class MomentDecomposition(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Bas
                 f"solver_options has unknown keys {unknown} for solver={self.solver!r}; "
                 f"valid keys: {sorted(valid - {'rank', 'random_state'})}.")
 
-    def _whitening(self, centred):
-        """The PCA whitening matrix (or None) and the number of components."""
-        n_samples, n_features = centred.shape
+    def _preprocessing(self, covariance, n_samples):
+        """The rows that map centred data to the decomposed ``Z``, and the number of sources.
+
+        Whitening: the principal directions scaled to unit variance (from the
+        ``d x d`` covariance, not an SVD of the data). Without whitening: each
+        feature scaled to unit variance, a diagonal map that keeps the CP
+        structure and makes one noise floor fit every feature.
+        """
+        n_features = len(covariance)
         if not self.whiten:
             n_components = self.n_components or n_features
             if n_components > n_features:
                 raise ValueError(
                     f"n_components={n_components} exceeds n_features={n_features}; without "
                     "whitening there can be at most one source per feature.")
-            return None, n_components
-        _, singular, rows = np.linalg.svd(centred / np.sqrt(n_samples), full_matrices=False)
+            spread = np.sqrt(np.diag(covariance))
+            # A constant feature stays zero; it carries no source.
+            return np.diag(1.0 / np.where(spread > 0, spread, 1.0)), n_components
+        variances, vectors = np.linalg.eigh(covariance)
+        variances, rows = variances[::-1], vectors[:, ::-1].T
         _, rows = svd_flip(None, rows, u_based_decision=False)
-        rank = int(np.sum(singular > singular[0] * max(centred.shape) * np.finfo(float).eps))
+        # Rounding in forming the covariance is about eps times its largest
+        # eigenvalue (per sample and feature): below that, a variance is noise.
+        tolerance = variances[0] * max(n_samples, n_features) * np.finfo(float).eps
+        rank = int(np.sum(variances > tolerance))
         if rank == 0:
             raise ValueError("X has zero variance in every feature: there are no sources to find.")
         n_components = self.n_components or rank
@@ -275,69 +301,79 @@ class MomentDecomposition(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Bas
                 f"n_components={n_components} exceeds the rank {rank} of the centred data "
                 f"(n_samples={n_samples}, n_features={n_features}); whitening needs "
                 f"n_components <= {rank}.")
-        return rows[:n_components] / singular[:n_components, None], n_components
+        return rows[:n_components] / np.sqrt(variances[:n_components, None]), n_components
 
     def _operator(self, Z):
         if self.statistic == "cumulant":
             return SampleCumulants(tl.tensor(Z), self.order)
         return SampleMoments(tl.tensor(Z), self.order)
 
-    def _solver_defaults(self, Z, operator, n_components):
+    def _solver_defaults(self, n_samples, operator, n_components):
         if self.solver == "power_deflation":
             return {}
-        n_samples = Z.shape[0]
-        # The statistic's standard error along the worst direction, for Gaussian data
-        # of Z's covariance: its largest variance, to the power order / 2.
-        top_variance = np.linalg.eigvalsh(Z.T @ Z / n_samples)[-1]
-        standard_error = np.sqrt(_GAUSSIAN_VARIANCE[self.statistic, self.order] / n_samples
-                                 ) * top_variance ** (self.order / 2)
-        noise = _NOISE_STANDARD_ERRORS * standard_error / np.sqrt(operator.norm_sq)
+        # The statistic's standard error for Gaussian data along a unit-variance
+        # direction: any whitened direction, or one standardized feature.
+        standard_error = np.sqrt(_GAUSSIAN_VARIANCE[self.statistic, self.order] / n_samples)
+        noise = _NOISE_STANDARD_ERRORS * standard_error / operator.norm
         return {"width": 4 * n_components, "signs": "mixed" if self.order % 2 == 0 else None,
                 "regularization": 2.0 * noise}
 
     def _decompose(self, Z, n_components):
-        """Unit factors of the tensor of ``Z`` (columns), at most ``n_components``."""
+        """Unit factors of the tensor of ``Z`` (columns), at most ``n_components``.
+
+        Sets ``decomposer_``, ``n_iter_`` and ``n_sources_found_``, and warns
+        when fewer than ``n_components`` were found or the solver did not converge.
+        """
         operator = self._operator(Z)
         solver = SOLVERS[self.solver](n_components, random_state=self.random_state)
         self.decomposer_, self.n_iter_ = solver, 0
-        nothing = np.zeros((Z.shape[1], 0))
-        if operator.norm_sq == 0.0:
-            return nothing
-        solver.set_params(**self._solver_defaults(Z, operator, n_components))
-        solver.set_params(**(self.solver_options or {}))
-        if self.solver == "gradient_flow" and (solver.regularization or 0.0) >= 2.0:
-            # The flow fits weights above regularization / 2 of a unit-norm
-            # tensor, whose weights are at most 1: it would fit nothing.
-            return nothing
-        with warnings.catch_warnings():
-            for message in _EXPECTED_SOLVER_WARNINGS:
-                warnings.filterwarnings("ignore", message=message)
-            solver.fit(operator)
-        self.n_iter_ = solver.n_iter_
-        return tl.to_numpy(solver.factor_)
+        directions = np.zeros((Z.shape[1], 0))
+        if operator.norm_sq > 0.0:
+            solver.set_params(**self._solver_defaults(len(Z), operator, n_components))
+            solver.set_params(**(self.solver_options or {}))
+            # The flow fits weights above regularization / 2 of a unit-norm tensor,
+            # whose weights are at most 1: from 2 on it would fit nothing.
+            if self.solver == "power_deflation" or (solver.regularization or 0.0) < 2.0:
+                with warnings.catch_warnings():
+                    for message in _REPLACED_SOLVER_WARNINGS:
+                        warnings.filterwarnings("ignore", message=message)
+                    solver.fit(operator)
+                self.n_iter_ = solver.n_iter_
+                directions = tl.to_numpy(solver.factor_)
+                if self.solver == "power_deflation":
+                    # In extraction order, the order of decorrelation (see Notes).
+                    directions = directions[:, np.argsort(solver.trace_.extraction_index)]
+                self._warn_unless_converged(solver)
+        self.n_sources_found_ = directions.shape[1]
+        if self.n_sources_found_ < n_components:
+            warnings.warn(
+                f"MomentDecomposition found {self.n_sources_found_} of n_components="
+                f"{n_components} sources; the last {n_components - self.n_sources_found_} "
+                "components are filled by an orthonormal completion: they are not identified "
+                "sources. Fit more samples, lower n_components, use solver='power_deflation', "
+                "or lower solver_options['regularization'] (the noise floor).",
+                ConvergenceWarning, stacklevel=3)
+        return directions
 
-    def _unmixing_in(self, Z, directions, n_components):
-        """Rows that map ``Z`` to unit-variance sources, one per direction.
+    @staticmethod
+    def _warn_unless_converged(solver):
+        # The flow warns by itself when it stops at its horizon; the power method
+        # only records it in converged_.
+        if isinstance(solver, PowerDeflationCP) and not solver.converged_:
+            warnings.warn(
+                f"power_deflation did not converge in n_iter_max={solver.n_iter_max} "
+                "iterations for every source: the sources may be inaccurate. Raise "
+                "solver_options['n_iter_max'] or fit more samples.",
+                ConvergenceWarning, stacklevel=4)
 
-        Fewer directions than ``n_components`` are completed by an orthonormal
-        basis of their orthogonal complement.
+    def _signed_and_sorted(self, components, centred):
+        """Fix the signs and the order of the sources; their statistic (``weights_``).
+
+        Identified sources come first, sorted by ``|weight|`` descending, then
+        the completion, sorted likewise.
         """
-        found = directions.shape[1]
-        if found < n_components:
-            basis, _, _ = np.linalg.svd(directions, full_matrices=True)
-            directions = np.hstack([directions, basis[:, found:n_components]])
-        # Whitened, the mixing is orthogonal and its columns are also the
-        # unmixing rows; projecting on them is more accurate than inverting the
-        # sample factors, whose departure from orthogonality is noise.
-        # Unwhitened, the factors are the mixing columns themselves.
-        unmixing = directions.T if self.whiten else np.linalg.pinv(directions)
-        scale = np.sqrt(np.mean((Z @ unmixing.T) ** 2, axis=0))
-        return unmixing / np.where(scale > 0, scale, 1.0)[:, None]
-
-    def _set_components(self, components, centred):
-        """Fix the signs and the order of the sources, and the attributes that follow."""
         sources = centred @ components.T
-        weights = np.mean(sources**self.order, axis=0)
+        weights = np.mean(int_power(sources, self.order), axis=0)
         if self.order % 2:
             signs = np.where(weights < 0, -1.0, 1.0)
         else:
@@ -347,11 +383,9 @@ class MomentDecomposition(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Bas
             if self.statistic == "cumulant":
                 weights = weights - 3.0
         weights = weights * signs**self.order
-        permutation = np.argsort(-np.abs(weights), kind="stable")
-        self.components_ = (components * signs[:, None])[permutation]
-        self.weights_ = weights[permutation]
-        self.mixing_ = np.linalg.pinv(self.components_)
-        self.n_components_ = len(permutation)
+        completed = np.arange(len(weights)) >= self.n_sources_found_
+        permutation = np.lexsort((-np.abs(weights), completed))
+        return (components * signs[:, None])[permutation], weights[permutation]
 
     @property
     def _n_features_out(self):
@@ -360,5 +394,28 @@ class MomentDecomposition(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Bas
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
-        tags.transformer_tags.preserves_dtype = ["float64"]
+        tags.transformer_tags.preserves_dtype = ["float64", "float32"]
         return tags
+
+
+def _decorrelated_unmixing(directions, covariance, whitened, n_components):
+    """Rows that map ``Z`` (of covariance ``covariance``) to uncorrelated unit-variance sources.
+
+    The found ``directions`` (unit columns, the most reliable first) give the
+    first rows: the directions themselves when whitened (the mixing is then
+    orthogonal, and projecting is more accurate than inverting the noisy
+    factors), their pseudo-inverse otherwise. They are decorrelated in that
+    order, by Gram-Schmidt in the covariance: ``L^{-1} U`` with
+    ``L L^T = U C U^T``. The remaining rows complete them with the principal
+    directions of what the found sources leave unexplained.
+    """
+    found = directions.T if whitened else np.linalg.pinv(directions)
+    found = np.linalg.solve(np.linalg.cholesky(found @ covariance @ found.T), found)
+    # Rows orthogonal (in the covariance) to the found ones: the complement of
+    # the span of C U^T; their principal directions, scaled to unit variance.
+    basis = np.linalg.svd(covariance @ found.T, full_matrices=True)[0][:, len(found):]
+    variances, vectors = np.linalg.eigh(basis.T @ covariance @ basis)
+    leading = vectors[:, ::-1][:, :n_components - len(found)]
+    spread = np.sqrt(variances[::-1][:n_components - len(found)])
+    rest = (basis @ leading / np.where(spread > 0, spread, 1.0)).T
+    return np.vstack([found, rest])
