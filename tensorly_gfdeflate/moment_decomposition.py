@@ -81,22 +81,34 @@ class MomentDecomposition(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Bas
     Attributes
     ----------
     components_ : ndarray of shape (n_components, n_features)
-        Unmixing matrix: ``transform(X) = (X - mean_) @ components_.T``. Each
-        recovered source has unit variance on the training data.
+        Unmixing matrix: ``transform(X) = (X - mean_) @ components_.T``. The
+        recovered sources are uncorrelated with unit variance on the training
+        data. The first ``n_sources_found_`` rows are the identified sources;
+        the rest, if any, are the orthonormal completion (see Notes). float32
+        for float32 training data, as every array attribute.
     mixing_ : ndarray of shape (n_features, n_components)
         Pseudo-inverse of ``components_``: the estimated mixing matrix.
     mean_ : ndarray of shape (n_features,)
         Mean of the training data.
     whitening_ : ndarray of shape (n_components, n_features) or None
         The PCA whitening applied before the decomposition; None when
-        ``whiten=False``.
+        ``whiten=False`` (the features are then only scaled to unit variance).
     weights_ : ndarray of shape (n_components,)
         Signed statistic of each recovered source on the training data: excess
         kurtosis (order-4 cumulant), skewness (order 3), or the raw
-        standardized moment (order-4 moment). Sorted by absolute value,
-        descending.
+        standardized moment (order-4 moment). The statistic of the recovered
+        (decorrelated) sources, not the solver's weights. Sorted by absolute
+        value, descending, among the identified sources and among the
+        completion.
     n_components_ : int
         Number of sources.
+    n_sources_found_ : int
+        How many sources the solver found: ``n_components_`` for the power
+        method (which always extracts that many), possibly fewer for the
+        flow, which leaves components below the noise floor unfitted. When
+        fewer, ``fit`` warns (ConvergenceWarning) and the remaining
+        components are filled by an orthonormal completion: uncorrelated
+        unit-variance directions, not identified sources.
     n_iter_ : int
         Iterations of the solver (Euler steps of the flow, or power iterations).
     decomposer_ : GradientFlowCP or PowerDeflationCP
@@ -127,13 +139,27 @@ class MomentDecomposition(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Bas
     direction (``sqrt(24 / n_samples)`` for the whitened kurtosis), are left
     unfitted, so that the flow stops once the signal is fitted instead of
     fitting noise (and is not run when that floor exceeds every weight the
-    tensor can have). Without whitening the floor is that of the
-    largest-variance direction, which is conservative for components in
-    low-variance directions: lower it through ``solver_options``
-    (``regularization``, relative to the tensor's norm) if they are missed.
-    Directions the flow leaves unfitted are completed by an orthonormal
-    basis of the orthogonal complement of those it fitted. The power method
-    extracts ``n_components`` components.
+    tensor can have). Without whitening each feature is first scaled to unit
+    variance (a diagonal map, which keeps the CP structure), and the floor is
+    that of one standardized feature; directions that mix correlated features
+    have a larger variance and noise, so lower ``regularization`` (relative
+    to the tensor's norm) through ``solver_options`` if sources are missed, or
+    raise it if noise is fitted. Directions the flow leaves unfitted are
+    completed as described under ``n_sources_found_``. The power method
+    extracts ``n_components`` components, and ``fit`` warns when its
+    iterations did not converge (``decomposer_.converged_`` is False).
+
+    The unmixing is decorrelated, as FastICA's always is: the solvers' factors
+    are close to, not exactly, orthogonal, and using them as they are lost a
+    source of scikit-learn's ``test_fastica_simple`` data on about half of
+    the seeds. The decorrelation is Gram-Schmidt (in the covariance of the
+    decomposed data) in order of reliability: the power method's extraction
+    order, the flow's ``|weight|`` order. A direction's error scales as the
+    noise over its weight, so a weak source is fitted to the strong ones and
+    never the reverse; a symmetric decorrelation ``(W W^T)^{-1/2} W``, which
+    spreads each correction over all sources, recovered both sources of that
+    data on 59 seeds in 100 for the flow, Gram-Schmidt on 100 (and on 100
+    for the power method, as FastICA's cube nonlinearity).
 
     Sources are defined up to sign: for order 3 each source has positive
     skewness; for order 4 the largest entry of each column of ``mixing_`` is
