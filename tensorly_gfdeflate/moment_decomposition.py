@@ -177,7 +177,7 @@ class MomentDecomposition(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Bas
     array([-2. , -1.2])
     >>> recovered = model.transform(X)
     >>> correlations = np.abs(np.corrcoef(recovered.T, sources.T)[:2, 2:])
-    >>> np.round(correlations.max(axis=1), 3), correlations.argmax(axis=1)
+    >>> np.round(correlations.max(axis=1), 2), correlations.argmax(axis=1)
     (array([1., 1.]), array([0, 1]))
     """
 
