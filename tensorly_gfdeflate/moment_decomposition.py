@@ -4,7 +4,8 @@ For data ``x = A s + mean`` with independent sources ``s``, the order-3 and
 order-4 cumulant tensors of ``x`` are symmetric CP tensors whose factors are
 the columns of ``A`` and whose weights are the sources' skewness or excess
 kurtosis. After whitening the factors are orthogonal; decomposing the
-(implicit, never densified) tensor with either solver unmixes the sources.
+tensor (implicit, or dense when it is small: d^4 entries for d whitened
+dimensions) with either solver unmixes the sources.
 """
 
 import numbers
@@ -50,10 +51,12 @@ class MomentDecomposition(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Bas
     """Unmix data into independent sources by decomposing its order-3 or order-4 cumulant tensor.
 
     ``fit`` centres ``X`` and (by default) whitens it by PCA, forms the
-    implicit moment or cumulant tensor of the result (never the ``d^l``
-    array) and decomposes it with :class:`GradientFlowCP` or
-    :class:`PowerDeflationCP`. Each factor is the mixing direction of one
-    source; ``transform`` projects data onto the unmixing directions.
+    moment or cumulant tensor of the result (implicit; the ``d^l`` array
+    only when it is small and cheaper than the data, see
+    :class:`SampleCumulants`) and decomposes it with :class:`GradientFlowCP`
+    or :class:`PowerDeflationCP`. Each factor is the mixing direction of one
+    source; the unmixing is decorrelated (see Notes), and ``transform``
+    projects data onto it.
 
     Parameters
     ----------
@@ -167,7 +170,7 @@ class MomentDecomposition(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Bas
     Whitened, the rows are then refined by the parallel power iteration
     ``W <- (V V^T)^{-1/2} V``, ``V = T(w^{l-1}, I)`` row by row, until no row
     turns by more than ``1 - |cos| = 1e-10``: FastICA's update for
-    ``fun="cube"``, here on the small dense cumulant, which settles in 2 to 5
+    ``fun="cube"``, here on the tensor (cheap when it is dense), which settles in 2 to 5
     iterations at the orthogonal set FastICA finds (its accuracy on the
     benchmarks, which the decorrelated factors alone fell short of by about
     1e-3 in correlation). It refines only the identified sources; when it
@@ -389,9 +392,9 @@ class MomentDecomposition(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Bas
         if self.n_sources_found_ < n_components:
             warnings.warn(
                 f"MomentDecomposition found {self.n_sources_found_} of n_components="
-                f"{n_components} sources; the last {n_components - self.n_sources_found_} "
-                "components are filled by an orthonormal completion: they are not identified "
-                "sources. Fit more samples, lower n_components, use solver='power_deflation', "
+                f"{n_components} sources; the last {n_components - self.n_sources_found_} are "
+                "filled by an orthonormal completion and are not identified sources. Fit more "
+                "samples, lower n_components, use solver='power_deflation', "
                 "or lower solver_options['regularization'] (the noise floor).",
                 ConvergenceWarning, stacklevel=3)
         return directions

@@ -220,8 +220,8 @@ def test_components_left_unfitted_are_completed_by_the_orthogonal_complement(
     # A noise floor of 0.6 (relative weight) leaves only the square wave (0.77) fitted.
     X, sources = blind_source_separation
     with pytest.warns(ConvergenceWarning, match=(
-            "found 1 of n_components=3 sources; the last 2 components are filled by an "
-            "orthonormal completion")) as caught:
+            "found 1 of n_components=3 sources; the last 2 are filled by an orthonormal "
+            "completion")) as caught:
         model = MomentDecomposition(solver_options={"regularization": 1.2},
                                     random_state=0).fit(X)
     assert len(caught) == 1  # the flow's own "fewer than rank" is replaced, not repeated
