@@ -5,6 +5,8 @@ argument and says how to fix it.
 """
 
 import numbers
+import os
+import sys
 
 import numpy as np
 
@@ -15,7 +17,22 @@ __all__ = [
     "check_int",
     "check_choice",
     "check_bool",
+    "user_stacklevel",
 ]
+
+_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
+
+
+def user_stacklevel():
+    """The ``stacklevel`` that points a warning at the first caller outside this package.
+
+    Call it from the function that calls :func:`warnings.warn`. Warnings
+    about a user's call belong on the user's line, not on ours.
+    """
+    frame, level = sys._getframe(1), 1
+    while frame is not None and frame.f_code.co_filename.startswith(_PACKAGE_DIR):
+        frame, level = frame.f_back, level + 1
+    return level
 
 
 def check_random_state(random_state):

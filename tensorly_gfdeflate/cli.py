@@ -2,7 +2,8 @@
 
 ``demo`` runs the paper's setting; ``compare`` runs the solvers side by side on
 a synthetic problem or on a tensor read from a ``.npy`` file. Input errors end
-the program with one line on stderr and exit status 2.
+the program with one line on stderr and exit status 2; a reader that goes away
+(``| head``) ends it quietly with status 1.
 """
 
 import argparse
@@ -17,7 +18,7 @@ import warnings
 import numpy as np
 import tensorly as tl
 
-__all__ = ["main", "build_parser", "ProgressBar"]
+__all__ = ["main", "build_parser"]
 
 _PROG = "gfdeflate"
 # The synthetic problem's defaults. The flags themselves default to None so that
@@ -34,32 +35,6 @@ class _UsageError(Exception):
 class _Parser(argparse.ArgumentParser):
     def error(self, message):
         raise _UsageError(f"{message} (see '{self.prog} --help')")
-
-
-class ProgressBar:
-    """A one-line text progress bar, redrawn in place: ``[#####.....] 3/6 label``.
-
-    Parameters
-    ----------
-    stream : file-like
-        Where to draw (the CLI uses stderr, so that stdout stays clean).
-    width : int, default=30
-        Characters between the brackets.
-    """
-
-    def __init__(self, stream, width=30):
-        self.stream, self.width = stream, width
-        self._last_length = 0
-
-    def __call__(self, done, total, label=""):
-        filled = self.width * done // max(total, 1)
-        line = f"[{'#' * filled}{'.' * (self.width - filled)}] {done}/{total} {label}"
-        # Pad with spaces so that a shorter line wipes out the end of the longer one before it.
-        self.stream.write("\r" + line.ljust(self._last_length))
-        self._last_length = len(line)
-        if done >= total:
-            self.stream.write("\n")
-        self.stream.flush()
 
 
 def _float_list(text):
@@ -123,13 +98,17 @@ def build_parser():
     compare.add_argument("--methods", type=_method_list, default=list(METHODS),
                          metavar="M1,M2", help=f"methods to run (default {','.join(METHODS)})")
     compare.add_argument("--width", type=int,
-                         help="gradient-flow width m (default: twice the rank)")
+                         help="gradient-flow width m (default: gradient_flow_cp's, "
+                         "which depends on the rank; see help(gradient_flow_cp))")
     compare.add_argument("--runs", type=int, default=1, help="runs per method (default 1)")
     compare.add_argument("--seed", type=int, default=0,
                          help="seed of the problem and the runs (default 0)")
     compare.add_argument("--plot", metavar="FILE",
-                         help="write the deflation and discovery figures of run 1 (PNG, PDF, SVG)")
-    compare.add_argument("--json", metavar="FILE", help="write the records as JSON")
+                         help="write the deflation and discovery figures of run 0 (any "
+                         "format matplotlib writes: .png, .pdf, .svg...)")
+    compare.add_argument("--json", metavar="FILE",
+                         help="write the records as JSON; '-' writes them to stdout and "
+                         "the table to stderr")
     compare.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                          help="progress bar on stderr (default: when stderr is a terminal)")
     return parser
@@ -186,9 +165,16 @@ def _file_problem(args):
     from .operators import as_operator
 
     try:
-        array = np.load(args.tensor, allow_pickle=False)
+        with open(args.tensor, "rb") as file:
+            head = file.read(len(np.lib.format.MAGIC_PREFIX))
     except FileNotFoundError:
         raise OSError(f"tensor file not found: {args.tensor}") from None
+    # numpy reads any other file as a pickle and, with pickles refused, says
+    # "contains pickled (object) data", which misleads for a text file.
+    if head != np.lib.format.MAGIC_PREFIX and not head.startswith(b"PK"):
+        raise ValueError(f"{args.tensor} is not a .npy file (no numpy header); write the "
+                         "tensor with numpy: np.save('T.npy', array)")
+    array = np.load(args.tensor, allow_pickle=False)
     if not isinstance(array, np.ndarray):
         raise ValueError(f"{args.tensor} holds several arrays (.npz); save one array with np.save")
     operator = as_operator(array, name=f"the tensor in {args.tensor}")
@@ -204,8 +190,13 @@ def _json_value(value):
 def _write_json(path, description, result):
     records = [{key: _json_value(value) for key, value in record.items()}
                for record in result.to_dicts()]
+    document = {"problem": description, "records": records}
+    if path == "-":
+        json.dump(document, sys.stdout, indent=2)
+        sys.stdout.write("\n")
+        return
     with open(path, "w") as file:
-        json.dump({"problem": description, "records": records}, file, indent=2)
+        json.dump(document, file, indent=2)
 
 
 def _write_plot(path, result, truth):
@@ -257,27 +248,57 @@ def _check_compare_flags(args):
             raise ValueError(f"{flag} {needs}: include gradient_flow in --methods")
     for flag in ("--plot", "--json"):
         path = getattr(args, flag[2:])
-        if path is not None and not os.path.isdir(os.path.dirname(path) or "."):
+        if path not in (None, "-") and not os.path.isdir(os.path.dirname(path) or "."):
             raise OSError(f"{flag}: directory {os.path.dirname(path)!r} does not exist")
-    if args.plot is not None and importlib.util.find_spec("matplotlib") is None:
+    if args.plot is not None:
+        _check_plot_format(args.plot)
+
+
+def _check_plot_format(path):
+    """Refuse a file type matplotlib cannot write before the runs, not after them."""
+    if importlib.util.find_spec("matplotlib") is None:
         raise ImportError("--plot needs matplotlib: pip install 'tensorly-gfdeflate[plot]'")
+    from matplotlib.backend_bases import FigureCanvasBase
+
+    supported = FigureCanvasBase.get_supported_filetypes()
+    extension = os.path.splitext(path)[1].lstrip(".").lower()
+    if extension not in supported:
+        got = f"'.{extension}' is not a format matplotlib writes" if extension else "no extension"
+        raise ValueError(f"--plot {path}: {got}; end the name with one of "
+                         f"{', '.join('.' + e for e in supported)}")
 
 
-def _run_compare(args, out):
+def _compare_with_progress(args, tensor, truth):
+    from tqdm import tqdm
+
     from .comparison import compare
 
+    options = {} if args.width is None else {"gradient_flow": {"width": args.width}}
+    show_progress = sys.stderr.isatty() if args.progress is None else args.progress
+    with tqdm(total=args.runs * len(args.methods), unit="run", file=sys.stderr,
+              disable=not show_progress) as bar:
+
+        def progress(done, total, label):
+            bar.set_postfix_str(label, refresh=False)
+            bar.update(done - bar.n)
+
+        return compare(tensor, args.methods, rank=args.rank, truth=truth, n_runs=args.runs,
+                       random_state=args.seed, method_options=options, progress=progress)
+
+
+def _run_compare(args):
     _check_compare_flags(args)
     if args.tensor is not None:
         tensor, truth, description = _file_problem(args)
     else:
         tensor, truth, description = _synthetic_problem(args)
-    options = {} if args.width is None else {"gradient_flow": {"width": args.width}}
-    show_progress = sys.stderr.isatty() if args.progress is None else args.progress
-    bar = ProgressBar(sys.stderr) if show_progress else None
-    if bar is not None:
-        bar(0, args.runs * len(args.methods), "starting")
-    result = compare(tensor, args.methods, rank=args.rank, truth=truth, n_runs=args.runs,
-                     random_state=args.seed, method_options=options, progress=bar)
+    result = _compare_with_progress(args, tensor, truth)
+    # With the JSON on stdout, everything else goes to stderr so that stdout parses.
+    stream = sys.stderr if args.json == "-" else sys.stdout
+
+    def out(line):
+        print(line, file=stream)
+
     out(f"Problem: {description}")
     out("")
     out(result.table())
@@ -288,7 +309,8 @@ def _run_compare(args, out):
             "weights (+1: largest first).")
     if args.json is not None:
         _write_json(args.json, description, result)
-        out(f"records written to {args.json}")
+        if args.json != "-":
+            out(f"records written to {args.json}")
     if args.plot is not None:
         _write_plot(args.plot, result, truth)
         out(f"figure written to {args.plot}")
@@ -310,13 +332,22 @@ def main(argv=None):
     -------
     int
         0 on success, 2 for a bad command line or bad input (one line on
-        stderr), 130 when interrupted.
+        stderr), 1 when stdout was closed early (``| head``), 130 when
+        interrupted.
     """
     try:
         args = build_parser().parse_args(argv)
         with warnings.catch_warnings():
             warnings.showwarning = _one_line_warning
             _dispatch(args)
+        # Flushed here so that a closed pipe raises below, not at interpreter exit.
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # The reader went away (``| head``): stop without a message, as Python's docs
+        # advise ("Note on SIGPIPE"), with stdout on devnull so that the interpreter's
+        # own final flush does not fail again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
     except (_UsageError, ValueError, TypeError, OSError, ImportError) as exc:
         print(f"{_PROG}: error: {exc}", file=sys.stderr)
         return 2
@@ -332,7 +363,7 @@ def _dispatch(args):
 
         run_demo(random_state=args.seed)
     else:
-        _run_compare(args, print)
+        _run_compare(args)
 
 
 if __name__ == "__main__":

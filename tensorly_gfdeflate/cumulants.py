@@ -163,6 +163,27 @@ class SampleCumulants(SymmetricOperator):
             return magnitude, tl.sum(dense.tensor**2)
         return super()._norm_parts()
 
+    def standard_error(self, V):
+        """Standard error of ``K_l(v^l)`` per column, from the sample influence of each row.
+
+        With ``y = <x - mean, v>``, ``s2 = v^T C v`` and ``m3`` the third
+        central moment along ``v``, the estimate's first-order influence is
+        ``y^3 - 3 s2 y`` (order 3) or ``y^4 - 4 m3 y - 6 s2 y^2`` (order 4);
+        the standard error is its standard deviation over ``sqrt(n)``. One
+        pass over the data.
+        """
+        projected = tl.dot(self.moments.X, V)
+        spread = tl.sum(V * tl.dot(self.covariance, V), axis=0)
+        if self.order == 3:
+            influence = int_power(projected, 3) - 3.0 * spread * projected
+        else:
+            third = tl.mean(int_power(projected, 3), axis=0)
+            influence = (int_power(projected, 4) - 4.0 * third * projected
+                         - 6.0 * spread * projected * projected)
+        n = self.moments.n_samples
+        centred = influence - tl.mean(influence, axis=0)
+        return tl.sqrt(tl.sum(centred * centred, axis=0) / (n - 1) / n)
+
     def _gaussian_part_norm_sq(self):
         C2 = tl.dot(self.covariance, self.covariance)
         return 3.0 * float(tl.trace(C2)) ** 2 + 6.0 * float(tl.sum(C2 * C2))

@@ -15,16 +15,12 @@ import tensorly as tl
 from sklearn.base import BaseEstimator
 from sklearn.utils.validation import check_is_fitted
 
-from .flow import continue_flow, start_flow
+from .flow import drive_flow
 from .measures import relative_error
 from .operators import as_operator
 from .power_method import power_deflation_cp
 
 __all__ = ["GradientFlowCP", "PowerDeflationCP"]
-
-# Stop reasons of the flow that mean it finished its job (rather than ran out of time
-# or was stopped from outside).
-_FLOW_CONVERGED = ("tolerance", "nothing_to_fit", "stalled")
 
 
 class _SymmetricCPEstimator(BaseEstimator):
@@ -51,7 +47,8 @@ class _SymmetricCPEstimator(BaseEstimator):
         cp, trace = self._decompose(X)
         self.decomposition_ = cp
         self.weights_, self.factor_ = cp.weights, cp.factors[0]
-        self.n_components_ = int(tl.shape(cp.weights)[0])
+        # A zero-weight component stands for "nothing fitted" (see gradient_flow_cp).
+        self.n_components_ = int(np.count_nonzero(tl.to_numpy(cp.weights)))
         self.trace_ = trace
         self.n_iter_, self.converged_ = self._summarize(trace)
         return self
@@ -119,7 +116,7 @@ class GradientFlowCP(_SymmetricCPEstimator):
     width : int >= 1, optional
         Number of model components.
     variant : {"merge", "paper", "vanilla"}, default="merge"
-    regularization : float >= 0, optional
+    regularization : "auto" or float >= 0, default="auto"
     init_scale : float > 0, default=1e-3
     reinit_threshold : float > 0, default=1e-2
     epoch_time : float > 0, default=20.0
@@ -152,8 +149,9 @@ class GradientFlowCP(_SymmetricCPEstimator):
     n_iter_ : int
         Euler steps taken: those of the flow and those of the refinement.
     converged_ : bool
-        The flow stopped by itself (tolerance reached, nothing left to fit, or
-        nothing moving), not at ``max_time`` or by the callback.
+        ``trace_.converged``: the flow stopped by itself (not at ``max_time``
+        or by the callback) and the residual of the result holds nothing above
+        the noise floor.
 
     See Also
     --------
@@ -187,7 +185,7 @@ class GradientFlowCP(_SymmetricCPEstimator):
         *,
         width=None,
         variant="merge",
-        regularization=None,
+        regularization="auto",
         init_scale=1e-3,
         reinit_threshold=1e-2,
         epoch_time=20.0,
@@ -221,22 +219,21 @@ class GradientFlowCP(_SymmetricCPEstimator):
         self.warm_start = warm_start
 
     def _decompose(self, tensor):
-        run = getattr(self, "_flow_run", None)
-        if self.warm_start and run is not None:
-            run.retarget(as_operator(tensor))
-        else:
-            options = self.get_params(deep=False)
-            for name in ("debias", "verbose", "warm_start"):
-                del options[name]
-            run = start_flow(tensor, **options)
-        continue_flow(run, self.max_time, callback=self.callback, verbose=self.verbose)
-        self._flow_run = run
-        return run.result(self.debias, with_trace=True)
+        run = getattr(self, "_flow_run", None) if self.warm_start else None
+        options = self.get_params(deep=False)
+        del options["warm_start"]
+        run, cp, trace = drive_flow(tensor, run, **options)
+        # Only a run that may be continued is kept: it holds the training tensor.
+        if self.warm_start:
+            self._flow_run = run
+        elif hasattr(self, "_flow_run"):
+            del self._flow_run
+        return cp, trace
 
     @staticmethod
     def _summarize(trace):
         n_iter = len(trace.times) - 1 + trace.refine_steps
-        return n_iter, trace.stop_reason in _FLOW_CONVERGED
+        return n_iter, trace.converged
 
 
 class PowerDeflationCP(_SymmetricCPEstimator):
@@ -268,8 +265,9 @@ class PowerDeflationCP(_SymmetricCPEstimator):
     n_iter_ : int
         Power iterations in total (restart batches and refinements).
     converged_ : bool
-        Every extraction's power iterations stopped before ``n_iter_max``
-        (the restart batch or the refinement of the chosen restart).
+        ``trace_.converged``: every extraction's power iterations settled
+        before ``n_iter_max``, and the residual of the result holds nothing
+        above the noise floor.
 
     See Also
     --------
@@ -298,7 +296,4 @@ class PowerDeflationCP(_SymmetricCPEstimator):
         return power_deflation_cp(tensor, **self.get_params(deep=False), return_trace=True)
 
     def _summarize(self, trace):
-        # An extraction spends at most n_iter_max on its restart batch and as many
-        # on refining the best restart: only an extraction that used both up in
-        # full did not converge.
-        return int(np.sum(trace.n_iter)), bool(np.all(trace.n_iter < 2 * self.n_iter_max))
+        return int(np.sum(trace.n_iter)), trace.converged

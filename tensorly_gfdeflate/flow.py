@@ -13,6 +13,7 @@ import tensorly as tl
 from sklearn.exceptions import ConvergenceWarning
 
 from ._checks import (
+    user_stacklevel,
     check_bool,
     check_choice,
     check_int,
@@ -22,7 +23,7 @@ from ._checks import (
 )
 from .model import flow_point
 from .operators import as_operator, normalize
-from .power_method import power_iterate
+from .probe import DEFAULT_FLOOR, NOISE_STANDARD_ERRORS, check_fit, noise_floors, probe_residual
 from .readout import (
     ALIGNMENT_TOL,
     canonical_signs,
@@ -35,7 +36,7 @@ from .readout import (
 from .synthetic import random_unit_vectors
 from .trace import FlowEvent, FlowTrace, SlotLineage, discovery_times
 
-__all__ = ["gradient_flow_cp", "FlowRun", "start_flow", "continue_flow", "VARIANTS"]
+__all__ = ["gradient_flow_cp", "FlowRun", "drive_flow", "start_flow", "default_width", "VARIANTS"]
 
 VARIANTS = ("vanilla", "paper", "merge")
 
@@ -48,13 +49,11 @@ _MAX_BACK_OFFS = 30
 _PLATEAU_DROP = 1e-2
 # Vanilla "nothing moves": loss decrease below this over an epoch, and no slot grew 2x.
 _STALL_DROP = 1e-6
-# Random starts (at least) when looking for a residual direction worth fitting.
-_PROBE_RANDOM_STARTS = 16
-# Power iterations spent looking for a residual direction worth fitting.
-_PROBE_ITERATIONS = 30
 # The refinement stops once 100 steps improve the loss by less than this fraction.
 _REFINE_STALL = 1e-3
 _REFINE_MAX_STEPS = 20000
+# Components tried per round when looking for a shorter decomposition (automatic rank).
+_MINIMALITY_TRIES = 2
 
 
 class _Integrator:
@@ -123,12 +122,18 @@ class _Integrator:
 
 
 def _resolve_signs(signs, width, order):
+    """The slot signs and whether re-drawn slots may take the sign the residual asks for.
+
+    ``None`` starts every slot at +1; at even order a re-drawn slot then takes
+    the sign of the residual direction it starts on, so that negative weights
+    are fitted too. ``"mixed"`` and explicit signs are fixed.
+    """
     if signs is None:
-        return np.ones(width)
+        return np.ones(width), order % 2 == 0
     if isinstance(signs, str) and signs == "mixed":
         if order % 2:
-            return np.ones(width)
-        return np.where(np.arange(width) % 2 == 0, 1.0, -1.0)
+            return np.ones(width), False
+        return np.where(np.arange(width) % 2 == 0, 1.0, -1.0), False
     try:
         values = np.asarray(signs, dtype=float).ravel()
     except (TypeError, ValueError):
@@ -143,23 +148,48 @@ def _resolve_signs(signs, width, order):
             "signs must all be +1 for an odd-order tensor: there -w_j already gives the "
             "negative component. Pass signs=None."
         )
-    return values
+    return values, False
 
 
-def _redraw(W, slots, init_scale, rng, context, seeds=None):
+def _seed_slots(slots, slot_signs, seeds, adaptive):
+    """Which re-drawn slots start on which probed directions, and the slots' new signs.
+
+    ``seeds`` is ``(directions, values)``, best first. A slot of fixed sign
+    takes the best unused seed of its sign; an adaptive slot takes the best
+    unused seed and its sign. Returns ``(pairs, signs)`` with ``pairs`` a
+    list of ``(slot, seed column)``.
+    """
+    signs = slot_signs.copy()
+    if seeds is None:
+        return [], signs
+    seed_signs = np.sign(seeds[1])
+    unused = list(range(len(seed_signs)))
+    pairs = []
+    for slot in slots:
+        match = next((k for k in unused if adaptive or seed_signs[k] == signs[slot]), None)
+        if match is None:
+            continue
+        unused.remove(match)
+        pairs.append((slot, match))
+        if adaptive:
+            signs[slot] = seed_signs[match]
+    return pairs, signs
+
+
+def _redraw(W, slots, init_scale, rng, context, seeds=None, pairs=()):
     """Columns ``slots`` of ``W`` replaced by fresh directions of norm ``init_scale``.
 
-    The first slots start on the columns of ``seeds`` (if given), the others
-    on uniform random directions.
+    Slots in ``pairs`` start on their seed direction (a column of
+    ``seeds[0]``), the others on uniform random directions.
     """
     d, m = tl.shape(W)
     keep = np.ones(m)
     keep[slots] = 0.0
     fresh = np.zeros((d, m))
     fresh[:, slots] = init_scale * tl.to_numpy(random_unit_vectors(d, len(slots), rng))
-    if seeds is not None:
-        seeded = slots[: tl.shape(seeds)[1]]
-        fresh[:, seeded] = init_scale * tl.to_numpy(seeds[:, : len(seeded)])
+    if pairs:
+        seeded, columns = zip(*pairs)
+        fresh[:, list(seeded)] = init_scale * tl.to_numpy(seeds[0][:, list(columns)])
     return W * tl.tensor(keep, **context) + tl.tensor(fresh, **context)
 
 
@@ -217,42 +247,6 @@ def _count_fitted(point, order, min_mass):
                              ALIGNMENT_TOL))
 
 
-def _probe_residual(target, point, signs, rng, threshold):
-    """The largest residual weight ``R(v^l)`` (signed as the slots allow) along a probed direction.
-
-    The directions are the model's own (the small ones have spent an epoch
-    aligning with the residual) plus random ones, power-iterated on the
-    residual ``T* - T(W)``. The lambda-shrinkage left on fitted components
-    attracts many random starts, so there are never fewer than
-    ``_PROBE_RANDOM_STARTS`` of them.
-
-    Also returns the distinct probed directions of weight above ``threshold``
-    that a ``+1`` slot can fit, best first: re-drawn slots of the merge variant
-    start there. In high dimension a uniform direction needs flow time of
-    order ``d^{(l-2)/2} / a`` to align with a component of weight ``a`` (and
-    epochs shorter than that re-draw it first); a probed one is aligned already.
-    """
-    residual = target.minus(point.mass, point.directions)
-    m = tl.shape(point.directions)[1]
-    extra = random_unit_vectors(target.dim, max(m, _PROBE_RANDOM_STARTS), rng, target.context)
-    starts = tl.concatenate([point.directions, extra], axis=1)
-    probes, _ = power_iterate(residual, starts, _PROBE_ITERATIONS, 1e-8)
-    values = tl.to_numpy(residual.evaluate(probes))
-    both_signs = target.order % 2 == 1 or np.any(np.asarray(signs) < 0)
-    largest = float(np.max(np.abs(values) if both_signs else values))
-    if target.order % 2:
-        # c v^l = (-c)(-v)^l: point every probe at its positive weight.
-        flip = np.where(values < 0, -1.0, 1.0)
-        probes = probes * tl.tensor(flip, **target.context)
-        values = values * flip
-    worth = [int(j) for j in np.argsort(-values, kind="stable") if values[j] > threshold]
-    if not worth:
-        return largest, None
-    groups = group_aligned(probes[:, worth], tl.tensor(values[worth], **target.context),
-                           target.order, ALIGNMENT_TOL)
-    return largest, probes[:, [worth[group[0]] for group in groups]]
-
-
 class FlowRun:
     """A gradient-flow run that can be continued; what :func:`gradient_flow_cp` drives.
 
@@ -261,23 +255,29 @@ class FlowRun:
     :class:`~tensorly_gfdeflate.GradientFlowCP`).
     """
 
-    def __init__(self, operator, settings, slot_signs, rng):
+    def __init__(self, operator, settings, slot_signs, adaptive_signs, rng):
         self.operator, self.settings, self.rng = operator, settings, rng
         self.target, self.scale = normalize(operator)
-        self.slot_signs = slot_signs
+        if settings["regularization"] == "auto":
+            settings["regularization"] = auto_regularization(self.target, settings["variant"], rng)
+        self.slot_signs, self.adaptive_signs = slot_signs, adaptive_signs
         context = self.target.context
         width = settings["width"]
         W = settings["init_scale"] * random_unit_vectors(self.target.dim, width, rng, context)
         self.integrator = _Integrator(self.target, W, tl.tensor(slot_signs, **context),
                                       settings["regularization"], settings["step_size"])
+        self.sign_history = [(0, slot_signs)]
         self.lineage = SlotLineage(width)
         self.epoch = 0
         self.epoch_length = settings["epoch_time"]
         self.boundary = self.epoch_length
         self._start_epoch()
         self.stop_reason = None
-        # Residual directions found by the last epoch's probe: where re-drawn slots start.
+        # Residual directions (and their weights) found by the last probe: where
+        # re-drawn slots start. The last probe's verdict, for the max_time advice.
         self.seeds = None
+        self.left = None
+        self.most_fitted = 0
 
     def retarget(self, operator):
         """Continue on ``operator`` (same shape) from the current model."""
@@ -331,46 +331,103 @@ class FlowRun:
         return reason
 
     def _checkpoint_reason(self):
-        """Inside a long epoch, stop once ``rank`` components are fitted and the loss is flat.
+        """Inside a long epoch, stop once the fit is settled and explains the target.
 
-        Every ``epoch_time`` of flow time (no intervention, no probe: both wait
-        for the boundary), so that a fit which settles early does not idle until
-        the next, ever more distant, boundary.
+        Every ``epoch_time`` of flow time (no intervention: that waits for the
+        boundary), so that a fit which settles early does not idle until the
+        next, ever more distant, boundary. Without a rank only a run that has
+        re-drawn nothing for an epoch is probed here, which keeps the probe off
+        the runs still discovering components.
         """
         s = self.settings
-        if s["rank"] is None or self.integrator.time < self.checkpoint:
+        if self.integrator.time < self.checkpoint:
             return None
         loss = self.integrator.point.loss
         drop = _relative_drop(self.checkpoint_loss, loss)
         self.checkpoint = self.integrator.time + s["epoch_time"]
         self.checkpoint_loss = loss
-        if self._is_settled(drop) and self._rank_fitted():
-            return "rank_reached"
-        return None
+        if not self._is_settled(drop):
+            return None
+        if s["rank"] is not None and not self._rank_fitted():
+            return None
+        return self._explained_reason()
 
     def _is_settled(self, drop):
-        """The loss fell by less than ``_PLATEAU_DROP`` and no fitted slots are still pooling."""
-        return drop < _PLATEAU_DROP and not _slots_still_pooling(
+        """The loss fell by less than ``_PLATEAU_DROP`` and (merge variant) no fitted slots are still pooling.
+
+        The paper variant never merges: its pooled slots are pooled by the
+        read-out, and the check of the result says whether that explains the
+        tensor.
+        """
+        if drop >= _PLATEAU_DROP:
+            return False
+        return self.settings["variant"] != "merge" or not _slots_still_pooling(
             self.integrator.point, self.target.order, self.settings["drop_threshold"])
+
+    def _fitted(self):
+        fitted = _count_fitted(self.integrator.point, self.target.order,
+                               self.settings["drop_threshold"])
+        self.most_fitted = max(self.most_fitted, fitted)
+        return fitted
 
     def _rank_fitted(self):
         """Whether ``rank`` (when given) distinct components are fitted."""
         rank = self.settings["rank"]
-        return rank is not None and rank <= _count_fitted(
-            self.integrator.point, self.target.order, self.settings["drop_threshold"])
+        return rank is not None and rank <= self._fitted()
+
+    def _explained_reason(self):
+        """Probe the residual; the stop reason if nothing in it stands above the floor.
+
+        A rank is "reached" only when the fit also explains the target: ``rank``
+        fitted slots can hold blends of several components, and the residual
+        then still holds what they missed.
+        """
+        s, point = self.settings, self.integrator.point
+        self._fitted()
+        residual = self.target.minus(point.mass, point.directions)
+        probe = probe_residual(residual, point.directions, self.rng)
+        floors = self._fit_thresholds(probe.directions)
+        if s["noise_aware"]:
+            floors = np.maximum(noise_floors(self.target, residual, probe), floors)
+        above = np.abs(probe.values) > floors
+        self.left = (float(np.max(np.abs(probe.values), initial=0.0)),
+                     float(np.max(floors, initial=0.0)), int(np.sum(above)))
+        self.seeds = (probe.directions[:, np.flatnonzero(above).tolist()], probe.values[above])
+        if np.any(above):
+            return None
+        return "rank_reached" if s["rank"] is not None and self._rank_fitted() else "nothing_to_fit"
+
+    def _fit_threshold(self):
+        """Residual weights at or below this are left alone: ``lambda / 2``, or the tolerance.
+
+        A component of weight below ``lambda / 2`` cannot be fitted: the
+        regularizer is the user's floor.
+        """
+        return max(self.settings["regularization"] / 2, self.settings["tol"])
+
+    def _fit_thresholds(self, directions):
+        """:meth:`_fit_threshold` for each column of ``directions``, doubled along fitted slots.
+
+        A fitted component keeps ``lambda / 2`` of residual along it (the
+        shrinkage), which is not something left to fit.
+        """
+        point = self.integrator.point
+        fitted = np.flatnonzero(np.abs(tl.to_numpy(point.mass))
+                                >= self.settings["drop_threshold"]).tolist()
+        thresholds = np.full(tl.shape(directions)[1], self._fit_threshold())
+        if fitted:
+            gram = tl.to_numpy(tl.dot(tl.transpose(directions), point.directions[:, fitted]))
+            along = np.max(np.abs(gram), axis=1) >= 1.0 - ALIGNMENT_TOL
+            thresholds[along] = max(self.settings["regularization"], self.settings["tol"])
+        return thresholds
 
     def _settled_reason(self, drop):
         s, point = self.settings, self.integrator.point
-        settled = self._is_settled(drop)
-        if settled and self._rank_fitted():
-            return "rank_reached"
-        fit_threshold = max(s["regularization"], s["tol"])
         self.seeds = None
-        if settled:
-            largest, self.seeds = _probe_residual(self.target, point, self.integrator.signs,
-                                                  self.rng, fit_threshold)
-            if largest <= fit_threshold:
-                return "nothing_to_fit"
+        if self._is_settled(drop):
+            reason = self._explained_reason()
+            if reason is not None:
+                return reason
         if s["variant"] == "vanilla":
             norms = tl.to_numpy(point.norms)
             grew = np.any(norms**2 >= 2 * self.epoch_norms**2)
@@ -393,11 +450,19 @@ class FlowRun:
         norms = np.sqrt(np.sum(tl.to_numpy(W) ** 2, axis=0))
         small = np.flatnonzero(norms < s["reinit_threshold"]).tolist()
         if small:
-            W = _redraw(W, small, s["init_scale"], self.rng, self.target.context,
-                        self.seeds if s["variant"] == "merge" else None)
+            seeds = self.seeds if s["variant"] == "merge" else None
+            pairs, signs = _seed_slots(small, self.slot_signs, seeds, self.adaptive_signs)
+            W = _redraw(W, small, s["init_scale"], self.rng, self.target.context, seeds, pairs)
             integrator.events.append(FlowEvent(integrator.time, "redraw", tuple(small)))
             self.lineage.redraw(small, snapshot)
+            if np.any(signs != self.slot_signs):
+                self._set_signs(signs, snapshot)
         integrator.replace(W)
+
+    def _set_signs(self, signs, snapshot):
+        self.slot_signs = signs
+        self.integrator.signs = tl.tensor(signs, **self.target.context)
+        self.sign_history.append((snapshot, signs))
 
     def _report(self):
         point = self.integrator.point
@@ -409,51 +474,205 @@ class FlowRun:
         )
 
     def result(self, debias, with_trace):
-        """Read out (and refine) the current model: a CPTensor, and the trace if asked."""
+        """Read out (and refine) the current model, check it, and warn if it falls short.
+
+        Returns a CPTensor, and the trace if asked (else None).
+        """
         s, target, integrator = self.settings, self.target, self.integrator
+        rank = s["rank"]
+        # Debiased, every fitted component is refined before the cut to rank:
+        # which ``rank`` of them explain the tensor is decided on the refined fit.
         weights, vectors, groups = read_out(
-            target, integrator.W, integrator.signs, s["rank"], s["drop_threshold"], debias,
-            min_weight=s["regularization"] / 2)
+            target, integrator.W, integrator.signs, None if debias else rank,
+            s["drop_threshold"], debias, min_weight=s["regularization"] / 2)
         refine_steps = 0
         if weights is None:
-            warnings.warn("gradient_flow_cp fitted no component; returning an empty CPTensor.",
-                          ConvergenceWarning, stacklevel=3)
-            weights = tl.zeros(0, **target.context)
-            vectors = tl.zeros((target.dim, 0), **target.context)
+            # The zero tensor as one zero-weight component: TensorLy's CP functions
+            # reject rank 0. The warning and found = 0 say that nothing was fitted.
+            weights = tl.zeros(1, **target.context)
+            vectors = tl.tensor(np.eye(target.dim, 1), **target.context)
+            groups = [[]]
         elif debias:
-            weights, vectors, refine_steps = _refine(
-                target, weights, vectors, integrator.step_size, s["tol"])
-            weights = refit_weights(target, vectors)
-        if s["rank"] is not None and len(groups) < s["rank"]:
-            warnings.warn(
-                f"gradient_flow_cp found {len(groups)} components, fewer than "
-                f"rank={s['rank']}; increase width or max_time.", ConvergenceWarning,
-                stacklevel=3)
+            weights, vectors, refine_steps = self._refine(weights, vectors)
+            if rank is None:
+                weights, vectors, kept, steps = self._minimize(weights, vectors)
+            elif len(groups) > rank:
+                weights, vectors, kept, steps = self._reduce(weights, vectors, rank)
+            else:
+                kept, steps = list(range(len(groups))), 0
+            groups, refine_steps = [groups[i] for i in kept], refine_steps + steps
+        check = check_fit(target, weights, vectors, _check_rng(), self._fit_threshold(),
+                          s["noise_aware"])
+        found = int(np.count_nonzero(tl.to_numpy(weights)))
+        self._warn(check, found)
         cp, permutation = to_cp_tensor(weights, vectors, target.order, self.scale)
         if not with_trace:
             return cp, None
-        return cp, self._trace(cp, [groups[i] for i in permutation], refine_steps)
+        return cp, self._trace(cp, [groups[i] for i in permutation], refine_steps, check)
 
-    def _trace(self, cp, groups, refine_steps):
+    def _refine(self, weights, vectors):
+        """``_refine`` then the least-squares weights: ``(weights, vectors, steps)``."""
+        weights, vectors, steps = _refine(self.target, weights, vectors,
+                                          self.integrator.step_size, self.settings["tol"])
+        return refit_weights(self.target, vectors), vectors, steps
+
+    def _explains(self, weights, vectors):
+        return check_fit(self.target, weights, vectors, _check_rng(), self._fit_threshold(),
+                         self.settings["noise_aware"]).explained
+
+    def _reduce(self, weights, vectors, rank):
+        """``rank`` of the refined components that explain the tensor.
+
+        The ``rank`` largest are tried first. When they fall short (a slot
+        holds a blend of two components, patched by extra slots), components
+        are dropped one at a time (see :meth:`_without_one`). Returns
+        ``(weights, vectors, kept, steps)``, ``kept`` indexing the input.
+        """
+        largest = np.argsort(-np.abs(tl.to_numpy(weights)), kind="stable")[:rank].tolist()
+        trial_weights, trial_vectors, steps = self._refine(weights[largest], vectors[:, largest])
+        if self._explains(trial_weights, trial_vectors):
+            return trial_weights, trial_vectors, largest, steps
+        kept = list(range(tl.shape(weights)[0]))
+        while len(kept) > rank:
+            _, rest, weights, vectors, spent = self._without_one(weights, vectors)
+            kept, steps = [kept[q] for q in rest], steps + spent
+        return weights, vectors, kept, steps
+
+    def _minimize(self, weights, vectors):
+        """Drop components while the rest, refined, still explain the tensor (automatic rank).
+
+        A flow can settle on a longer exact decomposition than the tensor's:
+        a slot that found a blend of two close components, and slots that
+        patch the difference. Only the ``_MINIMALITY_TRIES`` most redundant
+        components are tried per round, which keeps the cost at a few
+        refinements when the decomposition is already minimal.
+        """
+        kept, steps = list(range(tl.shape(weights)[0])), 0
+        if not self._explains(weights, vectors):
+            return weights, vectors, kept, steps
+        while len(kept) > 1:
+            explains, rest, fewer_weights, fewer_vectors, spent = self._without_one(
+                weights, vectors, _MINIMALITY_TRIES)
+            steps += spent
+            if not explains:
+                break
+            weights, vectors, kept = fewer_weights, fewer_vectors, [kept[q] for q in rest]
+        return weights, vectors, kept, steps
+
+    def _without_one(self, weights, vectors, tries=None):
+        """The refined fit with one component fewer: ``(explains, rest, weights, vectors, steps)``.
+
+        Components are tried in order of redundancy (the smallest residual when
+        the others' weights alone are re-fitted without it), each time refining
+        the rest; the first that still explains the tensor is taken, or else
+        the one with the smallest residual. ``rest`` indexes the input.
+        """
+        positions = range(tl.shape(weights)[0])
+        candidates = sorted(positions, key=lambda p: self._miss_without(vectors, p))[:tries]
+        best, steps = None, 0
+        for p in candidates:
+            rest = [q for q in positions if q != p]
+            trial_weights, trial_vectors, spent = self._refine(weights[rest], vectors[:, rest])
+            steps += spent
+            explains = self._explains(trial_weights, trial_vectors)
+            miss = self.target.minus(trial_weights, trial_vectors).norm_sq
+            if explains or best is None or miss < best[0]:
+                best = (miss, explains, rest, trial_weights, trial_vectors)
+            if explains:
+                break
+        return (*best[1:], steps)
+
+    def _miss_without(self, vectors, position):
+        """Squared residual when column ``position`` is dropped and the others' weights re-fitted."""
+        rest = [q for q in range(tl.shape(vectors)[1]) if q != position]
+        return self.target.minus(refit_weights(self.target, vectors[:, rest]),
+                                 vectors[:, rest]).norm_sq
+
+    def _warn(self, check, found):
+        """One warning that says what fell short, and what to do about it."""
+        s, rank = self.settings, self.settings["rank"]
+        problems = []
+        if found == 0:
+            problems.append("fitted no component (the returned CPTensor holds one component "
+                            "of weight 0, the zero tensor)")
+        elif rank is not None and found < rank:
+            problems.append(f"found {found} components, fewer than rank={rank}")
+        if self.stop_reason == "max_time":
+            problems.append(f"reached max_time={self.integrator.time:g} before its stop rules "
+                            f"were met ({self._residual_text()})")
+        if not check.explained:
+            problems.append(
+                f"leaves a residual holding a component of weight {check.largest:.3g} (relative "
+                f"to |T|) in {check.unexplained} probed direction(s), above the noise floor "
+                f"{check.floor:.3g}: the decomposition does not explain the tensor")
+        if not problems or self.stop_reason == "callback" and check.explained:
+            return
+        warnings.warn("gradient_flow_cp " + "; it ".join(problems) + ". "
+                      + self._advice(check, found), ConvergenceWarning, stacklevel=user_stacklevel())
+
+    def _residual_text(self):
+        residual = self.integrator.point.residual
+        if self.target.norm_is_estimate:
+            return f"relative residual about {residual:.2g}, against an estimated norm"
+        return f"relative residual {residual:.3g}"
+
+    def _advice(self, check, found):
+        s, rank = self.settings, self.settings["rank"]
+        if self.most_fitted >= s["width"]:
+            return (f"Every one of the width={s['width']} slots was in use: increase width "
+                    f"(or lower rank).")
+        if rank is not None and found < rank and check.explained:
+            return (f"What is left holds nothing above the floor {check.floor:.3g}: the tensor "
+                    f"has fewer than rank={rank} components that large. Lower rank, or lower "
+                    "regularization if smaller components are expected.")
+        if rank is not None and self.most_fitted > rank and not check.explained:
+            return (f"The flow fitted {self.most_fitted} components and {rank} were kept: the "
+                    f"tensor needs more than rank={rank} components; pass rank=None (automatic "
+                    "rank) or a larger rank.")
+        if self.stop_reason == "max_time":
+            return ("The flow was still fitting: increase max_time; if what is left is noise, "
+                    "raise regularization (or pass rank).")
+        return "Try another random_state, a larger width or max_time, or variant='merge'."
+
+    def _signs_per_snapshot(self):
+        """``(n_snapshots, width)`` slot signs: adaptive re-draws change them over time."""
+        signs = np.empty((len(self.integrator.times), len(self.slot_signs)))
+        for (start, values), (stop, _) in zip(self.sign_history,
+                                              self.sign_history[1:] + [(None, None)]):
+            signs[start:stop] = values
+        return signs
+
+    def _trace(self, cp, groups, refine_steps, check):
         from .measures import relative_error
 
         integrator = self.integrator
         times, norms = np.asarray(integrator.times), np.asarray(integrator.norms)
+        signs = self._signs_per_snapshot()
         return FlowTrace(
             times=times,
             loss=np.asarray(integrator.losses),
             residual=np.asarray(integrator.residuals),
             norms=norms,
-            signs=self.slot_signs,
+            signs=signs,
             events=list(integrator.events),
-            discovery_time=discovery_times(times, norms, self.slot_signs, self.lineage, groups),
+            discovery_time=discovery_times(times, norms, signs, self.lineage, groups),
             component_slots=groups,
             stop_reason=self.stop_reason,
             step_size=integrator.step_size,
             scale=self.scale,
             refine_steps=refine_steps,
             final_error=relative_error(self.operator, cp),
+            explained=check.explained,
+            unexplained_weight=check.largest,
+            noise_floor=check.floor,
+            most_fitted=self.most_fitted,
         )
+
+
+def _check_rng():
+    """The random starts of the result's check: fixed, so that reading a result out
+    never moves the run's own random stream (a warm-started run continues it)."""
+    return np.random.RandomState(0)
 
 
 def _call_back(callback, integrator):
@@ -488,32 +707,48 @@ def _refine(target, weights, vectors, step_size, tol):
     return point.mass, point.directions, step
 
 
+def default_width(dim, rank):
+    """The default number of slots: room for every component, and spare slots.
+
+    Spare slots matter: an odd-order slot can start on the wrong side of every
+    component and stall, merges need free slots to re-draw, and a whitened
+    tensor's rank is its dimension (with ``width = dim`` one component of 20
+    was missed).
+    """
+    if rank is not None:
+        return max(2 * rank, 8)
+    return min(dim, 50) + max(8, min(dim, 50) // 2)
+
+
 def _check_settings(operator, *, rank, width, variant, regularization, init_scale,
                     reinit_threshold, epoch_time, epoch_growth, step_size, max_time, tol):
     variant = check_choice("variant", variant, VARIANTS)
     if rank is not None:
         rank = check_int("rank", rank, 1)
     if width is None:
-        # Spare slots: an odd-order slot can start on the wrong side of every
-        # component and stall, and merges need free slots to re-draw.
-        width = max(2 * rank, 8) if rank is not None else min(operator.dim, 50)
+        width = default_width(operator.dim, rank)
     width = check_int("width", width, 1)
     if rank is not None and width < rank:
         raise ValueError(
             f"width={width} must be >= rank={rank}: the flow fits at most width components; "
             "increase width (default max(2 * rank, 8)) or lower rank."
         )
-    if regularization is None:
-        regularization = 0.0 if variant == "vanilla" else 1e-3
+    if regularization is None or isinstance(regularization, str):
+        check_choice("regularization", "auto" if regularization is None else regularization,
+                     ("auto",))
+        regularization = "auto"
+    else:
+        regularization = check_nonnegative("regularization", regularization)
     if step_size is None:
         step_size = 0.3
-    regularization = check_nonnegative("regularization", regularization)
     reinit_threshold = check_positive("reinit_threshold", reinit_threshold)
     return dict(
         rank=rank,
         width=width,
         variant=variant,
         regularization=regularization,
+        # An explicit regularization is the user's floor; "auto" also sizes the noise.
+        noise_aware=regularization == "auto",
         init_scale=check_positive("init_scale", init_scale),
         reinit_threshold=reinit_threshold,
         # Slots the re-draw rule treats as noise are not components.
@@ -526,13 +761,32 @@ def _check_settings(operator, *, rank, width, variant, regularization, init_scal
     )
 
 
+def auto_regularization(target, variant, rng):
+    """``regularization="auto"``: 0 (vanilla), or 1e-3 raised to the sampling noise floor.
+
+    For sample statistics, twice ``NOISE_STANDARD_ERRORS`` standard errors
+    along the target's leading directions (found by power iterations), so
+    that weights the data cannot tell from zero are never fitted: without
+    it the flow fits sampling noise until ``max_time``. ``target`` is
+    normalized; so is the result.
+    """
+    if variant == "vanilla":
+        return 0.0
+    # An empty batch asks, at no cost, whether the target has sampling noise at all.
+    if target.standard_error(tl.zeros((target.dim, 0), **target.context)) is None:
+        return DEFAULT_FLOOR
+    probe = probe_residual(target, None, rng)
+    error = float(tl.max(target.standard_error(probe.directions)))
+    return max(DEFAULT_FLOOR, 2.0 * NOISE_STANDARD_ERRORS * error)
+
+
 def gradient_flow_cp(
     tensor,
     rank=None,
     *,
     width=None,
     variant="merge",
-    regularization=None,
+    regularization="auto",
     init_scale=1e-3,
     reinit_threshold=1e-2,
     epoch_time=20.0,
@@ -564,8 +818,9 @@ def gradient_flow_cp(
         flow fitted (automatic rank, set by ``regularization``).
     width : int >= 1, optional
         Number ``m`` of model components. Default: ``max(2 * rank, 8)``, or
-        ``min(dim, 50)`` when ``rank`` is None. The flow fits at most ``width``
-        components.
+        ``min(dim, 50) + max(8, min(dim, 50) // 2)`` when ``rank`` is None
+        (spare slots even when the rank equals the dimension, as for whitened
+        moment tensors). The flow fits at most ``width`` components.
     variant : {"merge", "paper", "vanilla"}, default="merge"
         ``"vanilla"``: plain gradient flow (``lambda = 0`` unless given).
         ``"paper"``: the paper's modified flow, re-drawing components of norm
@@ -574,10 +829,15 @@ def gradient_flow_cp(
         so that the freed slots can discover the remaining directions; when
         the epoch's power probe of the residual ran, re-drawn slots start on
         the directions it found (the rest uniformly at random).
-    regularization : float >= 0, optional
+    regularization : "auto" or float >= 0, default="auto"
         ``lambda``, relative to the target's Frobenius norm. A component of
         weight ``a`` is fitted only if ``a > lambda / 2`` (times the norm).
-        Default: 0 for ``"vanilla"``, 1e-3 otherwise.
+        ``"auto"`` (or None): 0 for ``"vanilla"``; otherwise 1e-3, raised for
+        sample statistics (``SampleMoments``, ``SampleCumulants``) to twice 3
+        standard errors of the statistic along its leading directions, so that
+        sampling noise is not fitted; and the stop rules and the final check
+        then also compare what is left with the noise (see Notes). A number
+        is the floor itself: nothing else is compared with.
     init_scale : float > 0, default=1e-3
         ``delta0``: norm of the initial and re-drawn components (unit-norm target).
     reinit_threshold : float > 0, default=1e-2
@@ -603,8 +863,10 @@ def gradient_flow_cp(
         float64): a smaller ``tol`` is never met and the other stop rules end
         the run.
     signs : None, "mixed" or array of +-1 of shape (width,)
-        The fixed signs ``s_j``. None: all +1. "mixed": alternating +1 and -1
-        (even orders; needed for negative weights).
+        The signs ``s_j``. None: every slot starts at +1 and, at even order,
+        a re-drawn slot takes the sign of the residual direction it starts on,
+        so negative weights are fitted too. "mixed": fixed alternating +1 and
+        -1 (even orders). An array: fixed signs.
     debias : bool, default=True
         Re-fit the weights of the kept directions by least squares and refine
         them by gradient flow with ``lambda = 0`` (removes the ``lambda / 2``
@@ -629,18 +891,28 @@ def gradient_flow_cp(
         ``(weights, [V] * order)`` sorted by ``|weight|`` descending, ``V`` with
         unit columns, in the backend, device and dtype of the input.
 
+    Warns
+    -----
+    ConvergenceWarning
+        Whenever the result falls short, with what to do: no component or
+        fewer than ``rank`` found, ``max_time`` reached, or a residual that
+        still holds a component above the noise floor. The trace records the
+        verdict (``trace.explained``, ``trace.converged``).
+
     Notes
     -----
-    The flow stops when the residual is below ``tol``; or when, at an epoch
-    boundary, the loss fell by less than 1% over the epoch and power
-    iterations on the residual find no direction of weight above
-    ``max(regularization, tol)``; or, with ``rank`` given, once ``rank``
-    components are fitted and the loss fell by less than 1% over the last
-    ``epoch_time`` (checked every ``epoch_time``, not only at boundaries); or
-    (vanilla) when nothing moves any more; or at ``max_time``. On moment tensors of data, sampling noise leaves residual
-    directions of weight about ``1/sqrt(n_samples)``: give ``rank``, or a
-    ``regularization`` above that level, or the flow fits noise until
-    ``max_time``.
+    The flow stops when the residual is below ``tol``; or, at a check (every
+    epoch boundary, and every ``epoch_time`` in between), when the loss fell by
+    less than 1% since the last check and power iterations on the residual
+    find no direction whose weight stands above the noise floor: ``max(lambda,
+    tol)``, 3 standard errors for sample statistics, twice what Gaussian noise
+    of the residual's unexplained size shows for a dense array (see
+    :mod:`tensorly_gfdeflate.probe`). With ``rank`` given it also needs
+    ``rank`` distinct components fitted (``"rank_reached"``; otherwise
+    ``"nothing_to_fit"``). Vanilla runs also stop when nothing moves any more
+    (``"stalled"``); every run stops at ``max_time``. The returned
+    decomposition is checked the same way: success is reported
+    (``trace.converged``) only when its residual holds nothing above the floor.
 
     Examples
     --------
@@ -650,17 +922,31 @@ def gradient_flow_cp(
     >>> [round(float(w), 4) for w in cp.weights]
     [1.0, 0.3162, 0.1]
     """
-    debias = check_bool("debias", debias)
     return_trace = check_bool("return_trace", return_trace)
-    verbose = check_bool("verbose", verbose)
-    run = start_flow(tensor, rank=rank, width=width, variant=variant,
-                     regularization=regularization, init_scale=init_scale,
-                     reinit_threshold=reinit_threshold, epoch_time=epoch_time,
-                     epoch_growth=epoch_growth, step_size=step_size, max_time=max_time,
-                     tol=tol, signs=signs, random_state=random_state, callback=callback)
-    continue_flow(run, max_time, callback=callback, verbose=verbose)
-    cp, trace = run.result(debias, with_trace=return_trace)
+    _, cp, trace = drive_flow(
+        tensor, None, rank=rank, width=width, variant=variant, regularization=regularization,
+        init_scale=init_scale, reinit_threshold=reinit_threshold, epoch_time=epoch_time,
+        epoch_growth=epoch_growth, step_size=step_size, max_time=max_time, tol=tol,
+        signs=signs, debias=debias, random_state=random_state, callback=callback,
+        verbose=verbose)
     return (cp, trace) if return_trace else cp
+
+
+def drive_flow(tensor, run, *, max_time, debias, callback, verbose, **options):
+    """The one driver of :func:`gradient_flow_cp` and :class:`GradientFlowCP`.
+
+    Starts a run on ``tensor`` (``run=None``) or continues ``run`` on it, for
+    ``max_time``, then reads out, checks and warns. Returns ``(run, cp, trace)``.
+    """
+    debias = check_bool("debias", debias)
+    verbose = check_bool("verbose", verbose)
+    if run is None:
+        run = start_flow(tensor, max_time=max_time, callback=callback, **options)
+    else:
+        run.retarget(as_operator(tensor))
+    run.advance(max_time, callback=callback, verbose=verbose)
+    cp, trace = run.result(debias, with_trace=True)
+    return run, cp, trace
 
 
 def start_flow(tensor, *, callback=None, random_state=None, signs=None, **options):
@@ -669,16 +955,11 @@ def start_flow(tensor, *, callback=None, random_state=None, signs=None, **option
     settings = _check_settings(operator, **options)
     if callback is not None and not callable(callback):
         raise TypeError(f"callback must be callable or None, got {type(callback).__name__}.")
-    slot_signs = _resolve_signs(signs, settings["width"], operator.order)
-    return FlowRun(operator, settings, slot_signs, check_random_state(random_state))
-
-
-def continue_flow(run, duration, *, callback=None, verbose=False):
-    """Advance ``run`` by ``duration``; warn if it stops at that horizon."""
-    if run.advance(duration, callback=callback, verbose=verbose) == "max_time":
+    if operator.order == 2:
         warnings.warn(
-            f"gradient_flow_cp reached max_time={duration:g} with relative residual "
-            f"{run.integrator.point.residual:.3g}; increase max_time or step_size.",
-            ConvergenceWarning,
-            stacklevel=3,
-        )
+            "the tensor has order 2 (a matrix): a symmetric matrix has infinitely many "
+            "decompositions into non-orthogonal rank-one terms, so the components are "
+            "identifiable only when they are orthogonal (the eigenvectors). Use order >= 3 to "
+            "recover non-orthogonal components.", UserWarning, stacklevel=user_stacklevel())
+    slot_signs, adaptive = _resolve_signs(signs, settings["width"], operator.order)
+    return FlowRun(operator, settings, slot_signs, adaptive, check_random_state(random_state))

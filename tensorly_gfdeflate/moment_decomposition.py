@@ -42,9 +42,14 @@ _NOISE_STANDARD_ERRORS = 3.0
 _REFINE_TOL = 1e-10
 _REFINE_MAX_ITER = 100
 # The solvers' warnings that MomentDecomposition replaces by its own, which
-# says what the completion of the missing sources means and what to do.
-_REPLACED_SOLVER_WARNINGS = ("gradient_flow_cp found .* fewer than rank",
-                             "gradient_flow_cp fitted no component")
+# says what the completion of the missing sources means and what to do: only
+# when that is their one problem (a warning that also reports another, such
+# as reaching max_time, ends the first problem with "; it" and passes).
+_REPLACED_SOLVER_WARNINGS = (
+    r"gradient_flow_cp found \d+ components, fewer than rank=\d+\. ",
+    r"gradient_flow_cp fitted no component \([^)]*\)\. ",
+    r"power_deflation_cp explained the tensor with \d+ components: [^;]* only fill the rank\. ",
+)
 
 
 class MomentDecomposition(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
@@ -111,9 +116,11 @@ class MomentDecomposition(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Bas
     n_components_ : int
         Number of sources.
     n_sources_found_ : int
-        How many sources the solver found: ``n_components_`` for the power
-        method (which always extracts that many), possibly fewer for the
-        flow, which leaves components below the noise floor unfitted. When
+        How many sources the solver found: possibly fewer than
+        ``n_components_`` for the flow, which leaves components below the
+        noise floor unfitted; for the power method, the extractions before
+        the tensor was explained (``decomposer_.trace_.explained_by``; the
+        later ones have weight about 0 and only fill the rank). When
         fewer, ``fit`` warns (ConvergenceWarning) and the remaining
         components are filled by an orthonormal completion: uncorrelated
         unit-variance directions, not identified sources.
@@ -154,8 +161,10 @@ class MomentDecomposition(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Bas
     to the tensor's norm) through ``solver_options`` if sources are missed, or
     raise it if noise is fitted. Directions the flow leaves unfitted are
     completed as described under ``n_sources_found_``. The power method
-    extracts ``n_components`` components, and ``fit`` warns when its
-    iterations did not converge (``decomposer_.converged_`` is False).
+    extracts ``n_components`` components. Both solvers check their fit and
+    warn (ConvergenceWarning) when it falls short; those warnings reach the
+    caller, except "fewer components than rank" alone, which ``fit``
+    replaces by its own.
 
     The unmixing is decorrelated, as FastICA's always is: the solvers' factors
     are close to, not exactly, orthogonal, and using them as they are lost a
@@ -377,17 +386,14 @@ class MomentDecomposition(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Bas
             solver.set_params(**(self.solver_options or {}))
             # The flow fits weights above regularization / 2 of a unit-norm tensor,
             # whose weights are at most 1: from 2 on it would fit nothing.
-            if self.solver == "power_deflation" or (solver.regularization or 0.0) < 2.0:
+            floor = getattr(solver, "regularization", None)
+            if not (isinstance(floor, numbers.Real) and floor >= 2.0):
                 with warnings.catch_warnings():
                     for message in _REPLACED_SOLVER_WARNINGS:
                         warnings.filterwarnings("ignore", message=message)
                     solver.fit(operator)
                 self.n_iter_ = solver.n_iter_
-                directions = tl.to_numpy(solver.factor_)
-                if self.solver == "power_deflation":
-                    # In extraction order, the order of decorrelation (see Notes).
-                    directions = directions[:, np.argsort(solver.trace_.extraction_index)]
-                self._warn_unless_converged(solver)
+                directions = self._found_directions(solver)
         self.n_sources_found_ = directions.shape[1]
         if self.n_sources_found_ < n_components:
             warnings.warn(
@@ -399,16 +405,17 @@ class MomentDecomposition(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Bas
                 ConvergenceWarning, stacklevel=3)
         return directions
 
-    @staticmethod
-    def _warn_unless_converged(solver):
-        # The flow warns by itself when it stops at its horizon; the power method
-        # only records it in converged_.
-        if isinstance(solver, PowerDeflationCP) and not solver.converged_:
-            warnings.warn(
-                f"power_deflation did not converge in n_iter_max={solver.n_iter_max} "
-                "iterations for every source: the sources may be inaccurate. Raise "
-                "solver_options['n_iter_max'] or fit more samples.",
-                ConvergenceWarning, stacklevel=4)
+    def _found_directions(self, solver):
+        """The solver's factors that are sources, the most reliable first (see Notes).
+
+        The flow's zero-weight component stands for "nothing fitted"; the power
+        method's extractions after the tensor was explained only fill the rank.
+        """
+        factor, weights = tl.to_numpy(solver.factor_), tl.to_numpy(solver.weights_)
+        if self.solver == "gradient_flow":
+            return factor[:, weights != 0]
+        in_extraction_order = factor[:, np.argsort(solver.trace_.extraction_index)]
+        return in_extraction_order[:, :solver.trace_.explained_by]
 
     def _signed_and_sorted(self, components, centred):
         """Fix the signs and the order of the sources; their statistic (``weights_``).

@@ -81,6 +81,11 @@ def _check_float_tensor(name, tensor):
 def _as_backend_tensor(name, value):
     """The backend tensor for ``value``, converting numpy arrays and lists."""
     if tl.is_tensor(value):
+        # The solvers are not differentiated through: a tensor that requires
+        # gradients (pytorch) would grow an autograd graph over thousands of
+        # steps and hand the user results attached to it.
+        if getattr(value, "requires_grad", False):
+            value = value.detach()
         return value
     try:
         array = np.asarray(value)
@@ -186,6 +191,18 @@ class SymmetricOperator:
     #: residuals are then approximate, and no solver stops on them.
     norm_is_estimate = False
 
+    #: True for a dense array: its noise, if any, is sized from the residual
+    #: (see :mod:`tensorly_gfdeflate.probe`).
+    is_dense = False
+
+    def standard_error(self, V):
+        """Standard error of ``T(v^l)`` for each column of ``V``, or None for an exact tensor.
+
+        Sample statistics estimate it from their data; a dense array or a CP
+        tensor is taken as exact.
+        """
+        return None
+
     def rescaled(self, factor):
         """This operator times the positive number ``factor``."""
         return _ScaledOperator(self, factor)
@@ -199,14 +216,21 @@ class _ScaledOperator(SymmetricOperator):
     def __init__(self, base, factor):
         self.base, self.factor = base, float(factor)
         self.order, self.dim, self._context = base.order, base.dim, base.context
-        self.norm_is_estimate = base.norm_is_estimate
+        self.norm_is_estimate, self.is_dense = base.norm_is_estimate, base.is_dense
 
     def contract(self, V):
         return self.factor * self.base.contract(V)
 
+    def standard_error(self, V):
+        error = self.base.standard_error(V)
+        return None if error is None else self.factor * error
+
     def _norm_parts(self):
         magnitude, unit_norm_sq = self.base._cached_norm_parts()
         return self.factor * magnitude, unit_norm_sq
+
+    def to_dense(self):
+        return self.factor * self.base.to_dense()
 
 
 class ResidualOperator(SymmetricOperator):
@@ -215,12 +239,26 @@ class ResidualOperator(SymmetricOperator):
     def __init__(self, base, weights, vectors):
         self.base, self.weights, self.vectors = base, weights, vectors
         self.order, self.dim, self._context = base.order, base.dim, base.context
-        self.norm_is_estimate = base.norm_is_estimate
+        self.norm_is_estimate, self.is_dense = base.norm_is_estimate, base.is_dense
+
+    def standard_error(self, V):
+        # Subtracting a fixed tensor leaves the sampling noise unchanged.
+        return self.base.standard_error(V)
 
     def contract(self, V):
         return self.base.contract(V) - cp_contract(self.weights, self.vectors, V, self.order)
 
+    def to_dense(self):
+        model = tl.cp_to_tensor((self.weights, [self.vectors] * self.order))
+        return self.base.to_dense() - model
+
     def _norm_parts(self):
+        if self.is_dense:
+            # The expansion below cancels to noise near sqrt(eps) of the norm; a
+            # dense residual is measured directly.
+            residual = self.to_dense()
+            magnitude = _power_of_two_below(_max_abs(residual))
+            return magnitude, tl.sum((residual / magnitude) ** 2)
         cross = tl.sum(self.weights * self.base.evaluate(self.vectors))
         model = cp_norm_sq(self.weights, self.vectors, self.order)
         return 1.0, max(self.base.norm_sq - 2 * float(cross) + float(model), 0.0)
@@ -234,6 +272,8 @@ class DenseOperator(SymmetricOperator):
     which gives ``T(v_j^q, I, ..., I)`` as row ``j``, followed by ``l - q - 1``
     batched matrix-vector products that each read the previous result once.
     """
+
+    is_dense = True
 
     def __init__(self, tensor, name="tensor"):
         tensor = _as_backend_tensor(name, tensor)
@@ -433,6 +473,24 @@ class SampleMoments(SymmetricOperator):
             part = tl.dot(tl.transpose(block), int_power(tl.dot(block, V), self.order - 1))
             total = part if total is None else total + part
         return total / self.n_samples
+
+    def standard_error(self, V):
+        """``std((X v)^l) / sqrt(n)`` per column: the sampling noise of ``M_l(v^l)``.
+
+        One pass over ``X``. The moments of a data set are its mean
+        statistics, so their standard errors come from the same samples.
+        """
+        # Rows prescaled by a power of two: squares of (Xv)^l stay in range.
+        row_scale = _power_of_two_below(_max_abs(self.X))
+        total = total_sq = 0.0
+        for block in self._blocks(tl.shape(V)[1]):
+            values = int_power(tl.dot(block / row_scale, V), self.order)
+            total = total + tl.sum(values, axis=0)
+            total_sq = total_sq + tl.sum(values * values, axis=0)
+        n = self.n_samples
+        mean = total / n
+        variance = tl.clip(total_sq / n - mean * mean, 0.0, None)
+        return tl.sqrt(variance / (n - 1)) * row_scale**self.order
 
     def _densify_pays(self):
         """Whether to accumulate the dense moments once and contract those.

@@ -6,45 +6,25 @@ the restart with the largest |T(v^l)| refined, its weight ``T(v^l)``, then
 deflation ``T <- T - w v^(x)l``, kept implicit so structured targets stay cheap.
 """
 
+import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
 import tensorly as tl
+from sklearn.exceptions import ConvergenceWarning
 
-from ._checks import check_bool, check_int, check_positive, check_random_state
+from ._checks import check_bool, check_int, check_positive, check_random_state, user_stacklevel
 from .operators import as_operator, normalize
+from .probe import DEFAULT_FLOOR, check_fit, power_iterate
 from .readout import canonical_signs, to_cp_tensor
 from .synthetic import random_unit_vectors
 
-__all__ = ["power_iterate", "power_deflation_cp", "PowerTrace"]
+__all__ = ["power_deflation_cp", "PowerTrace"]
 
-# A converged column still moves by about one machine epsilon per iteration (measured).
-_SETTLED_IN_EPS = 16.0
-
-
-def power_iterate(operator, V, n_iter_max, tol):
-    """Batched power iterations ``v <- T(v^{l-1}, I) / |T(v^{l-1}, I)|`` on the columns of V.
-
-    Stops when every column moves by less than ``tol`` (up to sign), or by less
-    than a few machine epsilons of the dtype, the most a float32 column can
-    settle to. A column whose contraction vanishes stays where it is. Returns
-    ``(V, iterations)``.
-    """
-    tol = max(tol, _SETTLED_IN_EPS * float(tl.eps(tl.context(V)["dtype"])))
-    for iteration in range(1, n_iter_max + 1):
-        image = operator.contract(V)
-        lengths = tl.sqrt(tl.sum(image * image, axis=0))
-        moved = lengths > 0
-        # Dividing the vanished columns by 1, not by a clipped 1e-300 (which is 0 in float32).
-        image = tl.where(moved, image / (lengths + (lengths == 0)), V)
-        change = tl.minimum(
-            tl.sqrt(tl.sum((image - V) ** 2, axis=0)), tl.sqrt(tl.sum((image + V) ** 2, axis=0))
-        )
-        V = image
-        if float(tl.max(change)) < tol:
-            break
-    return V, iteration
-
+# A relative residual below this (or below sqrt(eps) of the dtype, where the
+# expansion of the residual's norm rounds) means the tensor is explained:
+# further extractions only find rounding noise.
+_NOTHING_LEFT = 1e-6
 
 @dataclass
 class PowerTrace:
@@ -61,12 +41,36 @@ class PowerTrace:
         Power iterations spent per extraction (restarts and refinement).
     residual : ndarray
         Relative error ``|T - T_hat| / |T|`` after each deflation.
+    iterations_converged : bool
+        Every extraction's power iterations settled before ``n_iter_max``.
+    explained : bool
+        Power iterations on the final residual found no component above the
+        noise floor (see :mod:`tensorly_gfdeflate.probe`).
+    unexplained_weight : float
+        The largest residual weight above its floor, relative to ``|T|``
+        (0.0 when ``explained``).
+    noise_floor : float
+        The floor it was compared with, relative to ``|T|``.
+    explained_by : int or None
+        When the tensor was explained (relative residual below 1e-6) before
+        ``rank`` extractions, how many it took; the later components have
+        weight about 0. None otherwise.
     """
 
     extraction_index: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=int))
     weights: np.ndarray = field(default_factory=lambda: np.zeros(0))
     n_iter: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=int))
     residual: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    iterations_converged: bool = False
+    explained: bool = False
+    unexplained_weight: float = float("nan")
+    noise_floor: float = float("nan")
+    explained_by: int = None
+
+    @property
+    def converged(self):
+        """The iterations settled and the result explains the tensor."""
+        return self.iterations_converged and self.explained
 
 
 def _extract_one(residual, n_restarts, n_iter_max, tol, rng):
@@ -75,7 +79,9 @@ def _extract_one(residual, n_restarts, n_iter_max, tol, rng):
     best = int(np.argmax(np.abs(tl.to_numpy(residual.evaluate(candidates)))))
     vector, refined = power_iterate(residual, candidates[:, best : best + 1], n_iter_max, tol)
     weight = residual.evaluate(vector)
-    return weight, vector, spent + refined
+    # The restarts need not all settle (on a noisy tensor some wander between
+    # near-equal maxima); the chosen one must.
+    return weight, vector, spent + refined, refined < n_iter_max
 
 
 def power_deflation_cp(
@@ -146,9 +152,15 @@ def power_deflation_cp(
 
     residual, weights, vectors = target, [], []
     trace = PowerTrace()
-    iterations, errors = [], []
+    iterations, errors, settled, explained_by = [], [], True, None
+    nothing_left = max(_NOTHING_LEFT, np.sqrt(float(tl.eps(target.context["dtype"]))))
     for step in range(rank):
-        weight, vector, spent = _extract_one(residual, n_restarts, n_iter_max, tol, rng)
+        if explained_by is None and errors and errors[-1] <= nothing_left:
+            explained_by = step
+        weight, vector, spent, chosen_settled = _extract_one(residual, n_restarts, n_iter_max,
+                                                             tol, rng)
+        # Power iterations on a residual that is rounding noise cannot settle.
+        settled = settled and (chosen_settled or explained_by is not None)
         weights.append(weight)
         vectors.append(vector)
         residual = target.minus(tl.concatenate(weights), tl.concatenate(vectors, axis=1))
@@ -162,6 +174,8 @@ def power_deflation_cp(
             )
     weights, vectors = canonical_signs(tl.concatenate(weights), tl.concatenate(vectors, axis=1),
                                        operator.order)
+    check = check_fit(target, weights, vectors, rng, DEFAULT_FLOOR)
+    _warn(check, settled, rank, n_iter_max, explained_by)
     cp, permutation = to_cp_tensor(weights, vectors, operator.order, scale)
     if not return_trace:
         return cp
@@ -169,5 +183,34 @@ def power_deflation_cp(
     trace.weights = tl.to_numpy(weights) * scale
     trace.n_iter = np.asarray(iterations, dtype=int)
     trace.residual = np.asarray(errors)
+    trace.iterations_converged, trace.explained = settled, check.explained
+    trace.explained_by = explained_by
+    trace.unexplained_weight, trace.noise_floor = check.largest, check.floor
     return cp, trace
+
+
+def _warn(check, settled, rank, n_iter_max, explained_by):
+    """One warning that says what fell short, and what to do about it."""
+    problems, advice = [], []
+    if explained_by is not None:
+        problems.append(
+            f"explained the tensor with {explained_by} components: the other "
+            f"{rank - explained_by} of rank={rank} have weight about 0 and only fill the rank")
+        advice.append(f"pass rank={explained_by}")
+    if not settled:
+        problems.append(f"stopped power iterations at n_iter_max={n_iter_max} before they "
+                        "settled")
+        advice.append("increase n_iter_max")
+    if not check.explained:
+        problems.append(
+            f"leaves a residual holding a component of weight {check.largest:.3g} (relative to "
+            f"|T|) after rank={rank} components, above the noise floor {check.floor:.3g}")
+        advice.append(
+            "deflation errors accumulate when the components are not orthogonal "
+            "(gradient_flow_cp does not deflate), or the tensor has more than rank components "
+            "(pass a larger rank)")
+    if problems:
+        warnings.warn("power_deflation_cp " + "; it ".join(problems) + ". "
+                      + "; ".join(advice).capitalize() + ".", ConvergenceWarning,
+                      stacklevel=user_stacklevel())
 

@@ -21,13 +21,13 @@ class FlowEvent:
     slots: tuple
 
 
-@dataclass
+@dataclass(repr=False)
 class FlowTrace:
     """History of a :func:`~tensorly_gfdeflate.gradient_flow_cp` run.
 
     Masses and residuals are in units of the target's Frobenius norm ``scale``:
     the weight carried by slot ``j`` at snapshot ``k`` is
-    ``scale * signs[j] * norms[k, j] ** 2``.
+    ``scale * signs[k, j] * norms[k, j] ** 2``.
 
     Attributes
     ----------
@@ -39,8 +39,10 @@ class FlowTrace:
         Relative residual ``|T(W) - T*| / |T*|``.
     norms : ndarray of shape (n_snapshots, width)
         Column norms ``|w_j|`` of the model.
-    signs : ndarray of shape (width,)
-        The fixed signs ``s_j``.
+    signs : ndarray of shape (n_snapshots, width)
+        The slot signs ``s_j`` at each snapshot (at even order with
+        ``signs=None``, a re-drawn slot takes the sign of the residual
+        direction it starts on).
     events : list of FlowEvent
         Re-draws, merges and step reductions, in time order.
     discovery_time : ndarray of shape (n_components,)
@@ -61,6 +63,17 @@ class FlowTrace:
         Euler steps of the refinement stage after read-out.
     final_error : float
         Relative reconstruction error of the returned decomposition.
+    explained : bool
+        Power iterations on the residual of the returned decomposition found
+        no component above the noise floor (see :mod:`tensorly_gfdeflate.probe`).
+    unexplained_weight : float
+        The largest residual weight above its floor, relative to the target's
+        norm (0.0 when ``explained``).
+    noise_floor : float
+        The floor it was compared with, relative to the target's norm.
+    most_fitted : int
+        The most distinct components the flow held at any check (more than
+        ``rank`` means the tensor has more components than were kept).
     """
 
     times: np.ndarray
@@ -76,11 +89,28 @@ class FlowTrace:
     scale: float = 1.0
     refine_steps: int = 0
     final_error: float = float("nan")
+    explained: bool = False
+    unexplained_weight: float = float("nan")
+    noise_floor: float = float("nan")
+    most_fitted: int = 0
+
+    def __repr__(self):
+        # The dataclass repr would print every array (tens of thousands of characters).
+        start, end = (float(self.times[0]), float(self.times[-1])) if len(self.times) else (0, 0)
+        return (f"FlowTrace(stop_reason={self.stop_reason!r}, n_steps={self.n_steps}, "
+                f"t={start:g}..{end:g}, n_components={len(self.discovery_time)}, "
+                f"final_error={self.final_error:.3g}, n_events={len(self.events)})")
 
     @property
     def converged(self):
-        """Whether the flow stopped on its own rather than at the horizon or a callback."""
-        return self.stop_reason in ("tolerance", "nothing_to_fit", "rank_reached", "stalled")
+        """Whether the flow stopped on its own and the result explains the target.
+
+        The stop rules ``"tolerance"``, ``"nothing_to_fit"``, ``"rank_reached"``
+        and ``"stalled"`` count only when the probe of the returned
+        decomposition's residual found nothing above the noise floor.
+        """
+        return self.explained and self.stop_reason in (
+            "tolerance", "nothing_to_fit", "rank_reached", "stalled")
 
     @property
     def n_steps(self):

@@ -172,6 +172,3 @@ def test_non_finite_torch_tensor_is_rejected(torch_backend):
     with pytest.raises(ValueError, match="tensor"):
         gradient_flow_cp(tensor, 2)
 
-
-def test_fixture_restores_numpy():
-    assert tl.get_backend() == "numpy"

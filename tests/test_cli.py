@@ -1,5 +1,4 @@
 import importlib
-import io
 import json
 import os
 import subprocess
@@ -11,7 +10,7 @@ import pytest
 import tensorly as tl
 
 from tensorly_gfdeflate import random_symmetric_cp
-from tensorly_gfdeflate.cli import ProgressBar, main
+from tensorly_gfdeflate.cli import main
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SMALL = ["compare", "--dim", "6", "--rank", "3", "--order", "3", "--no-progress"]
@@ -23,12 +22,6 @@ def error_line(capsys):
     assert len(lines) == 1, err
     assert lines[0].startswith("gfdeflate: error: ")
     return lines[0]
-
-
-def test_demo_keeps_its_table(capsys):
-    assert main(["demo"]) == 0
-    out = capsys.readouterr().out
-    assert "e_5" in out and "power method" in out and "discovered at t" in out
 
 
 def test_compare_prints_the_table_and_writes_json(capsys, tmp_path):
@@ -91,9 +84,20 @@ def test_compare_a_tensor_file(capsys, tmp_path):
     (["compare", "--plot", "x.png", "--methods", "power_deflation"], "include gradient_flow"),
     (["compare", "--json", "/no/such/dir/r.json"], "does not exist"),
     (["compare", "--tensor", "missing.npy", "--rank", "2"], "not found: missing.npy"),
+    (["compare", "--plot", "out.xyz"], "'.xyz' is not a format matplotlib writes; end the "
+     "name with one of .eps"),
+    (["compare", "--plot", "out"], "--plot out: no extension"),
     ([], "required: COMMAND"),
 ])
-def test_errors_are_one_line_with_exit_status_2(capsys, argv, fragment):
+def test_errors_are_one_line_with_exit_status_2(capsys, monkeypatch, argv, fragment):
+    if "--plot" in argv:
+        pytest.importorskip("matplotlib")
+
+    def no_compare(*args, **kwargs):
+        raise AssertionError("the runs started before the bad flag was caught")
+
+    monkeypatch.setattr(importlib.import_module("tensorly_gfdeflate.comparison"), "compare",
+                        no_compare)
     assert main(argv) == 2
     assert fragment in error_line(capsys)
 
@@ -107,6 +111,11 @@ def test_tensor_file_errors(capsys, tmp_path):
     assert "cannot be combined with --tensor" in error_line(capsys)
     assert main(["compare", "--tensor", str(path)]) == 2
     assert "--rank is required" in error_line(capsys)
+    text = tmp_path / "t.txt"
+    text.write_text("1 2\n3 4\n")
+    assert main(["compare", "--tensor", str(text), "--rank", "2"]) == 2
+    assert error_line(capsys) == (f"gfdeflate: error: {text} is not a .npy file (no numpy "
+                                  "header); write the tensor with numpy: np.save('T.npy', array)")
 
 
 def test_library_warnings_become_one_line(capsys, monkeypatch):
@@ -126,26 +135,34 @@ def test_library_warnings_become_one_line(capsys, monkeypatch):
     assert err == "gfdeflate: warning: the flow reached its horizon\n"
 
 
-def test_progress_bar_draws_in_place_and_ends_the_line():
-    stream = io.StringIO()
-    bar = ProgressBar(stream, width=10)
-    bar(1, 4, "gradient_flow run 1/2")
-    bar(4, 4, "x")
-    text = stream.getvalue()
-    assert text.startswith("\r[##........] 1/4 gradient_flow run 1/2")
-    assert "\r[##########] 4/4 x" in text and text.endswith("\n")
-    # The shorter second line is padded to wipe out the first.
-    second = text.split("\r")[2]
-    assert len(second.rstrip("\n")) == len("[##........] 1/4 gradient_flow run 1/2")
-
-
 def test_progress_flag_draws_on_stderr(capsys):
     argv = ["compare", "--dim", "5", "--rank", "2", "--methods", "power_deflation",
-            "--runs", "2", "--progress"]
-    assert main(argv) == 0
+            "--runs", "2"]
+    assert main(argv + ["--progress"]) == 0
     captured = capsys.readouterr()
-    assert "2/2 power_deflation run 2/2" in captured.err
+    assert "2/2" in captured.err and "power_deflation, run 1" in captured.err
     assert "\r" not in captured.out
+    # By default only a terminal gets a bar; pytest's captured stderr is none.
+    assert main(argv) == 0
+    assert capsys.readouterr().err == ""
+
+
+def test_json_dash_writes_the_records_to_stdout_and_the_rest_to_stderr(capsys, tmp_path):
+    assert main(SMALL + ["--methods", "power_deflation", "--json", "-"]) == 0
+    captured = capsys.readouterr()
+    saved = json.loads(captured.out)
+    assert [(r["method"], r["run"]) for r in saved["records"]] == [("power_deflation", 0)]
+    assert "d=6, r=3, order 3" in captured.err and "power_deflation" in captured.err
+    assert not (tmp_path / "-").exists() and not os.path.exists("-")
+
+
+def test_help_numbers_runs_as_the_tables_do(capsys):
+    with pytest.raises(SystemExit):
+        main(["compare", "--help"])
+    help_text = " ".join(capsys.readouterr().out.split())
+    assert "figures of run 0" in help_text and "run 1" not in help_text
+    # The default width is gradient_flow_cp's rule, stated there only.
+    assert "(default: gradient_flow_cp's, which depends on the rank" in help_text
 
 
 def test_subprocess_exit_status_and_streams():
@@ -155,3 +172,17 @@ def test_subprocess_exit_status_and_streams():
     assert bad.returncode == 2
     assert bad.stdout == ""
     assert bad.stderr.count("\n") == 1 and "argument --rank" in bad.stderr
+
+
+def test_a_closed_pipe_ends_quietly():
+    # As "gfdeflate compare | head -1" once head has exited: the reader is gone
+    # before anything is written.
+    env = {**os.environ, "PYTHONPATH": ROOT}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "tensorly_gfdeflate", "compare", "--dim", "5", "--rank", "2",
+         "--methods", "power_deflation"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, cwd=ROOT)
+    process.stdout.close()
+    stderr = process.stderr.read()
+    assert process.wait(timeout=120) == 1
+    assert stderr == b""

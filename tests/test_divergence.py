@@ -4,6 +4,7 @@ import warnings
 
 import numpy as np
 import pytest
+from sklearn.exceptions import ConvergenceWarning
 import tensorly as tl
 
 from tensorly_gfdeflate import (
@@ -83,11 +84,14 @@ def test_power_method_on_a_vanishing_residual(form, dtype):
         "cp": (np.ones(1, dtype), [e[:, :1]] * 3),
         "moments": SampleMoments(e[:2], 3),
     }
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
-        cp = power_deflation_cp(targets[form], 4, random_state=0)
-    assert _finite(cp)
     fitted = 2 if form == "moments" else 1
+    # The filled components are said to be filling, and nothing else is warned about.
+    with pytest.warns(ConvergenceWarning, match=f"explained the tensor with {fitted} comp"):
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", RuntimeWarning)
+            cp, trace = power_deflation_cp(targets[form], 4, random_state=0, return_trace=True)
+    assert trace.explained_by == fitted and trace.explained and trace.iterations_converged
+    assert _finite(cp)
     np.testing.assert_allclose(np.abs(cp.weights[fitted:]), 0.0, atol=1e-6)
     assert np.all(np.abs(cp.weights[:fitted]) > 0.4)
 

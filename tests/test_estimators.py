@@ -113,7 +113,7 @@ def test_score_is_minus_the_relative_error(estimator, truth, dense):
     assert estimator.score(dense) == pytest.approx(
         -relative_error(dense, estimator.decomposition_))
     assert estimator.score(truth) == pytest.approx(estimator.score(dense), rel=1e-6)
-    assert -0.05 < estimator.score(dense) < -1e-4  # fitted the noise too: not exact
+    assert -0.1 < estimator.score(dense) < -1e-4  # fitted the noise too: not exact
 
 
 def test_score_rejects_a_tensor_of_another_shape(dense):

@@ -54,7 +54,11 @@ def assert_same_decomposition(first, second):
 def test_three_forms_give_the_same_decomposition(order, solver):
     truth, forms = three_forms(order, seed=2)
     if solver == "flow":
-        results = {n: gradient_flow_cp(f, tol=1e-9, random_state=3) for n, f in forms.items()}
+        # The moments of these 3 rows are exactly the CP tensor, not an estimate of
+        # anything: a fixed regularization keeps the automatic sampling-noise floor
+        # (which 3 samples would set above every weight) out of the comparison.
+        results = {n: gradient_flow_cp(f, tol=1e-9, regularization=1e-3, random_state=3)
+                   for n, f in forms.items()}
     else:
         results = {n: power_deflation_cp(f, 3, random_state=3) for n, f in forms.items()}
     for name in ("cp", "moments"):

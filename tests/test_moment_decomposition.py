@@ -250,7 +250,7 @@ def test_solver_warnings_other_than_the_replaced_ones_reach_the_caller(
     X, _ = blind_source_separation
     with pytest.warns(ConvergenceWarning, match="reached max_time=1"):
         MomentDecomposition(solver_options={"max_time": 1.0}, random_state=0).fit(X)
-    with pytest.warns(ConvergenceWarning, match="power_deflation did not converge"):
+    with pytest.warns(ConvergenceWarning, match="at n_iter_max=1 before they settled"):
         model = MomentDecomposition(solver="power_deflation",
                                     solver_options={"n_iter_max": 1}, random_state=0).fit(X)
     assert not model.decomposer_.converged_

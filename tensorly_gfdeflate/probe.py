@@ -1,0 +1,221 @@
+"""Looking for what a decomposition left: power iterations on the residual, and the noise floor.
+
+Both solvers check their result the same way before they report success: they
+power-iterate on the residual ``T* - T_hat`` (from their own directions and
+random ones, both signs) and compare the largest residual weight ``R(v^l)``
+found with the level that noise alone could show:
+
+- sample statistics (:class:`~tensorly_gfdeflate.SampleMoments`,
+  :class:`~tensorly_gfdeflate.SampleCumulants`) know their standard error
+  along any direction, estimated from the data: the floor is
+  ``NOISE_STANDARD_ERRORS`` standard errors there;
+- a dense array is compared with a Gaussian symmetric tensor of the
+  residual's own size (after the structure the probe finds is taken out):
+  such noise shows a weight of ``kappa(d, l)`` times its Frobenius norm in
+  its best direction, and the floor is twice that;
+- a CP tensor is exact: only the caller's floor (regularization, tol) counts.
+"""
+
+from dataclasses import dataclass
+from functools import lru_cache
+from itertools import permutations
+
+import numpy as np
+import tensorly as tl
+
+from .readout import ALIGNMENT_TOL, group_aligned
+from .synthetic import random_unit_vectors
+
+__all__ = ["power_iterate", "probe_residual", "ResidualProbe", "noise_injective_ratio",
+           "noise_floors", "check_fit", "FitCheck", "NOISE_STANDARD_ERRORS", "DEFAULT_FLOOR"]
+
+# A converged column still moves by about one machine epsilon per iteration (measured).
+_SETTLED_IN_EPS = 16.0
+# Random starts (at least) when looking for a residual direction worth fitting.
+PROBE_RANDOM_STARTS = 16
+# Power iterations spent looking for a residual direction worth fitting.
+PROBE_ITERATIONS = 30
+# The floor below which residual weights do not count when nothing else sets one
+# (relative to the norm): the flow's default regularization, lambda = 1e-3.
+DEFAULT_FLOOR = 1e-3
+# A weight within this many standard errors of zero cannot be told from sampling noise.
+NOISE_STANDARD_ERRORS = 3.0
+# A dense residual "holds structure" when its probe finds more than this many times
+# what a Gaussian symmetric tensor of its size shows (its injective norm). Measured:
+# that norm fluctuates by about 15% between draws, so twice it is never reached by noise.
+_NOISE_MARGIN = 2.0
+# Matched-noise tensors are built up to this many entries; larger ones are extrapolated.
+_MATCHED_NOISE_ENTRIES = 2**20
+# Greedy rounds that take found structure out of a dense residual before its noise is sized.
+_STRUCTURE_ROUNDS = 8
+
+
+def power_iterate(operator, V, n_iter_max, tol):
+    """Batched power iterations ``v <- T(v^{l-1}, I) / |T(v^{l-1}, I)|`` on the columns of V.
+
+    Stops when every column moves by less than ``tol`` (up to sign), or by less
+    than a few machine epsilons of the dtype, the most a float32 column can
+    settle to. A column whose contraction vanishes stays where it is. Returns
+    ``(V, iterations)``.
+    """
+    tol = max(tol, _SETTLED_IN_EPS * float(tl.eps(tl.context(V)["dtype"])))
+    for iteration in range(1, n_iter_max + 1):
+        image = operator.contract(V)
+        lengths = tl.sqrt(tl.sum(image * image, axis=0))
+        moved = lengths > 0
+        # Dividing the vanished columns by 1, not by a clipped 1e-300 (which is 0 in float32).
+        image = tl.where(moved, image / (lengths + (lengths == 0)), V)
+        change = tl.minimum(
+            tl.sqrt(tl.sum((image - V) ** 2, axis=0)), tl.sqrt(tl.sum((image + V) ** 2, axis=0))
+        )
+        V = image
+        if float(tl.max(change)) < tol:
+            break
+    return V, iteration
+
+
+@dataclass
+class ResidualProbe:
+    """What power iterations on a residual found.
+
+    ``directions`` (unit columns) and their ``values`` ``R(v^l)``, distinct
+    directions only, largest ``|value|`` first; for odd orders each direction
+    points at its positive value.
+    """
+
+    directions: object
+    values: np.ndarray
+
+    @property
+    def largest(self):
+        """The largest ``|R(v^l)|`` found (0.0 when nothing was probed)."""
+        return float(np.max(np.abs(self.values))) if len(self.values) else 0.0
+
+
+def probe_residual(residual, starts, rng, n_random=PROBE_RANDOM_STARTS):
+    """Power-iterate on ``residual`` from ``starts`` (or None) plus ``n_random`` random directions.
+
+    The fitted directions attract many random starts (what is left along them
+    is the regularizer's shrinkage), hence a floor on the random ones.
+    """
+    extra = random_unit_vectors(residual.dim, n_random, rng, residual.context)
+    starts = extra if starts is None else tl.concatenate([starts, extra], axis=1)
+    probes, _ = power_iterate(residual, starts, PROBE_ITERATIONS, 1e-8)
+    values = tl.to_numpy(residual.evaluate(probes))
+    if residual.order % 2:
+        # c v^l = (-c)(-v)^l: point every probe at its positive weight.
+        flip = np.where(values < 0, -1.0, 1.0)
+        probes = probes * tl.tensor(flip, **residual.context)
+        values = values * flip
+    best = np.argsort(-np.abs(values), kind="stable")
+    probes, values = probes[:, best.tolist()], values[best]
+    groups = group_aligned(probes, tl.tensor(np.abs(values), **residual.context),
+                           residual.order, ALIGNMENT_TOL)
+    # Aligned probes of opposite sign are different components at even order.
+    leaders = sorted(group[0] for group in groups)
+    return ResidualProbe(probes[:, leaders], values[leaders])
+
+
+@lru_cache(maxsize=64)
+def noise_injective_ratio(dim, order):
+    """``kappa``: largest ``|E(v^l)|`` over unit ``v``, for a Gaussian symmetric ``E`` of unit norm.
+
+    Measured on one such tensor drawn with a fixed seed (deterministic; about
+    0.3 for d = 10, order 3, and 0.08 for d = 20, order 4). Above
+    ``_MATCHED_NOISE_ENTRIES`` entries it is measured at the largest dimension
+    below that size and scaled by ``(d / d')^{(1 - l) / 2}``, the ratio of
+    ``sqrt(d)`` (the injective norm's growth) to ``sqrt(d^l)`` (the Frobenius
+    norm's), which leaves out a slowly growing logarithmic factor: the floor is
+    then a little low, so more is called structure, never less.
+    """
+    from .operators import DenseOperator
+
+    measured = dim
+    while measured > 2 and measured**order > _MATCHED_NOISE_ENTRIES:
+        measured -= 1
+    rng = np.random.RandomState(0)
+    draw = rng.standard_normal((measured,) * order)
+    noise = sum(np.transpose(draw, axes) for axes in permutations(range(order)))
+    noise /= np.linalg.norm(noise)
+    probe = probe_residual(DenseOperator.from_trusted(tl.tensor(noise)), None, rng,
+                           n_random=2 * PROBE_RANDOM_STARTS)
+    return probe.largest * (dim / measured) ** ((1 - order) / 2)
+
+
+def _dense_noise_floor(residual, probe):
+    """``_NOISE_MARGIN`` times what Gaussian noise of the residual's unexplained size shows.
+
+    The residual of a fit that missed components holds them as well as the
+    noise, and sized whole it would set the floor far too high. So the
+    largest ``k`` probed directions are taken out, for the largest ``k`` that
+    is self-consistent: each of them stands above the floor set by what is
+    left without them. Noise has no such ``k`` (its probed weights are all
+    about ``kappa`` times its norm, below twice that), and then the floor is
+    set by the whole residual.
+    """
+    kappa = noise_injective_ratio(residual.dim, residual.order)
+    values = np.abs(probe.values)
+    for count in range(min(len(values), _STRUCTURE_ROUNDS), 0, -1):
+        rest = residual.minus(tl.tensor(probe.values[:count], **residual.context),
+                              probe.directions[:, :count])
+        floor = _NOISE_MARGIN * kappa * float(np.sqrt(rest.norm_sq))
+        if values[count - 1] > floor:
+            return floor
+    return _NOISE_MARGIN * kappa * float(np.sqrt(residual.norm_sq))
+
+
+def noise_floors(target, residual, probe):
+    """For each probed direction, the weight above which it is structure and not noise.
+
+    ``target`` and ``residual`` are in the same (normalized) units.
+    """
+    standard_error = target.standard_error(probe.directions)
+    if standard_error is not None:
+        return NOISE_STANDARD_ERRORS * tl.to_numpy(standard_error)
+    if target.is_dense:
+        return np.full(len(probe.values), _dense_noise_floor(residual, probe))
+    return np.zeros(len(probe.values))
+
+
+@dataclass
+class FitCheck:
+    """Whether a decomposition explains its target: the verdict both solvers act on.
+
+    Attributes
+    ----------
+    explained : bool
+        No probed residual direction holds a weight above its floor.
+    largest : float
+        The largest residual weight above its floor (0.0 when explained),
+        relative to the target's norm.
+    floor : float
+        The floor in that direction (or the largest floor, when explained),
+        relative to the target's norm.
+    unexplained : int
+        How many distinct probed directions hold weight above their floor.
+    """
+
+    explained: bool
+    largest: float
+    floor: float
+    unexplained: int
+
+
+def check_fit(target, weights, vectors, rng, min_floor, noise_aware=True):
+    """Probe ``target - sum_k weights_k vectors_k^(x)l`` and judge it against the noise floor.
+
+    ``target`` is normalized (unit norm); ``min_floor`` is the solver's own
+    floor (its regularization or tolerance), below which nothing counts.
+    ``noise_aware=False`` leaves the noise out: only ``min_floor`` counts.
+    """
+    residual = target.minus(weights, vectors) if tl.shape(weights)[0] else target
+    starts = vectors if tl.shape(weights)[0] else None
+    probe = probe_residual(residual, starts, rng)
+    floors = np.full(len(probe.values), float(min_floor))
+    if noise_aware:
+        floors = np.maximum(noise_floors(target, residual, probe), min_floor)
+    above = np.flatnonzero(np.abs(probe.values) > floors)
+    if not len(above):
+        return FitCheck(True, 0.0, float(np.max(floors, initial=min_floor)), 0)
+    worst = above[np.argmax(np.abs(probe.values[above]))]
+    return FitCheck(False, float(abs(probe.values[worst])), float(floors[worst]), len(above))
