@@ -66,7 +66,8 @@ class SampleCumulants(SymmetricOperator):
     ``h(x, y) = <x^(x)l - S, y^(x)l - S>`` (``S = 0`` for order 3), which for
     order 4 is ``<x, y>^4 - 3 (x^T C x)^2 - 3 (y^T C y)^2 + |S|^2`` with
     ``|S|^2 = 3 (tr C^2)^2 + 6 tr C^4``. It is exact for ``n <= 4096`` and
-    whenever the dense cumulant tensor is formed (see above). Otherwise the diagonal ``s = t`` is summed exactly and the off-diagonal mean of
+    whenever the dense cumulant tensor is formed (see above). Otherwise the
+    diagonal ``s = t`` is summed exactly and the off-diagonal mean of
     ``h`` is estimated from 4096 rows drawn once with a fixed seed (an unbiased
     U-statistic, deterministic, scaling exactly with ``X``). Estimating the
     mean of ``h`` rather than of ``<x, y>^4`` matters: ``h`` has the Gaussian
@@ -247,7 +248,7 @@ def _products(columns, combos):
 
 
 def _gaussian_part(C):
-    """``S_ijkl = C_ij C_kl + C_ik C_jl + C_il C_jk``: the fourth moment of a Gaussian of covariance ``C``."""
+    """``S_ijkl = C_ij C_kl + C_ik C_jl + C_il C_jk``: a Gaussian's fourth moment (covariance ``C``)."""
     return (C[:, :, None, None] * C[None, None, :, :]
             + C[:, None, :, None] * C[None, :, None, :]
             + C[:, None, None, :] * C[None, :, :, None])

@@ -162,8 +162,9 @@ class MomentDecomposition(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Bas
     unfitted, and the flow's check of its fit accepts a residual below that
     floor in every direction (the largest sampling noise over all directions
     grows as about ``2 sqrt(d)`` standard errors), so that the flow stops
-    once the signal is fitted instead of fitting noise. Without whitening each feature is first scaled to unit
-    variance (a diagonal map, which keeps the CP structure), and the floor is
+    once the signal is fitted instead of fitting noise. Without whitening
+    each feature is first scaled to unit variance (a diagonal map, which
+    keeps the CP structure), and the floor is
     that of one standardized feature; directions that mix correlated features
     have a larger variance and noise, so lower ``regularization`` (relative
     to the tensor's norm) through ``solver_options`` if sources are missed, or
