@@ -13,6 +13,7 @@ import numbers
 import numpy as np
 import tensorly as tl
 
+from .dask_moments import central_moment_sums, is_dask_array
 from .operators import (
     _EXACT_NORM_SAMPLES,
     DenseOperator,
@@ -46,11 +47,15 @@ class SampleCumulants(SymmetricOperator):
 
     Parameters
     ----------
-    X : array of shape (n_samples, n_features)
+    X : array of shape (n_samples, n_features), or a dask.array.Array
         The data, one sample per row, in any tensorly backend. It is centred
-        here; whitening (if wanted) is the caller's.
+        here; whitening (if wanted) is the caller's. A Dask array is read in
+        two passes (mean and covariance, then the dense central moments) on
+        the active scheduler, never computed whole.
     order : {3, 4}
         The order of the cumulant.
+    verbose : bool, default=False
+        With a Dask array, show Dask's progress bar during the passes.
 
     Attributes
     ----------
@@ -91,17 +96,39 @@ class SampleCumulants(SymmetricOperator):
     -1.2
     """
 
-    def __init__(self, X, order):
+    def __init__(self, X, order, *, verbose=False):
         if isinstance(order, bool) or not isinstance(order, numbers.Integral):
             raise TypeError(f"order must be 3 or 4 (an int) for a cumulant tensor, got {order!r}.")
         if order not in (3, 4):
             raise ValueError(f"order must be 3 or 4 for a cumulant tensor, got {order!r}.")
+        if is_dask_array(X):
+            mean, _, _, sums = central_moment_sums(X, order, verbose=verbose)
+            self._set_central_sums(X - mean, order, sums)
+            return
         moments = SampleMoments(X, order)
         centred = moments.X - tl.mean(moments.X, axis=0)
         self.moments = SampleMoments(centred, order)
         self.covariance = tl.dot(tl.transpose(centred), centred) / moments.n_samples
         self.order, self.dim = order, moments.dim
         self._context = tl.context(centred)
+
+    @classmethod
+    def from_central_sums(cls, X, order, sums):
+        """The cumulants from the sums of centred rows (see ``central_moment_sums``).
+
+        ``X`` is the lazy Dask array of those centred rows (kept, never computed).
+        """
+        cumulants = cls.__new__(cls)
+        cumulants._set_central_sums(X, order, sums)
+        return cumulants
+
+    def _set_central_sums(self, X, order, sums):
+        self.moments = SampleMoments.from_sums(X, order, sums)
+        # The rows were centred with the first pass's mean: what is left of it is rounding.
+        mean = sums.first / sums.n
+        self.covariance = tl.tensor(sums.second / sums.n - np.outer(mean, mean))
+        self.order, self.dim = order, self.moments.dim
+        self._context = self.moments.context
 
     def __repr__(self):
         return (f"SampleCumulants(X of shape {(self.moments.n_samples, self.dim)}, "
@@ -123,9 +150,13 @@ class SampleCumulants(SymmetricOperator):
     def _dense_cumulants(self):
         """The cumulants as a :class:`DenseOperator`, built on first use and kept."""
         if not hasattr(self, "_dense_cache"):
-            # Rows prescaled by a power of two, as in SampleMoments: no overflow.
-            row_scale = _power_of_two_below(_max_abs(self.moments.X))
-            tensor = tl.reshape(self._symmetric_unfolding(row_scale), self.shape)
+            if self.moments.is_reduced:
+                # Read from a Dask array: the dense moments are all there is.
+                row_scale, tensor = 1.0, self.moments.to_dense()
+            else:
+                # Rows prescaled by a power of two, as in SampleMoments: no overflow.
+                row_scale = _power_of_two_below(_max_abs(self.moments.X))
+                tensor = tl.reshape(self._symmetric_unfolding(row_scale), self.shape)
             if self.order == 4:
                 tensor = tensor - _gaussian_part(self.covariance / row_scale**2)
             self._dense_cache = (row_scale**self.order, DenseOperator.from_trusted(tensor))
@@ -173,7 +204,9 @@ class SampleCumulants(SymmetricOperator):
         the standard error is its standard deviation over ``sqrt(n)``. One
         pass over the data.
         """
-        projected = tl.dot(self.moments.X, V)
+        # Of a Dask array, one chunk's (centred) rows estimate the spread.
+        rows = self.moments._error_rows if self.moments.is_reduced else self.moments.X
+        projected = tl.dot(rows, V)
         spread = tl.sum(V * tl.dot(self.covariance, V), axis=0)
         if self.order == 3:
             influence = int_power(projected, 3) - 3.0 * spread * projected
@@ -181,9 +214,9 @@ class SampleCumulants(SymmetricOperator):
             third = tl.mean(int_power(projected, 3), axis=0)
             influence = (int_power(projected, 4) - 4.0 * third * projected
                          - 6.0 * spread * projected * projected)
-        n = self.moments.n_samples
         centred = influence - tl.mean(influence, axis=0)
-        return tl.sqrt(tl.sum(centred * centred, axis=0) / (n - 1) / n)
+        variance = tl.sum(centred * centred, axis=0) / (tl.shape(rows)[0] - 1)
+        return tl.sqrt(variance / self.moments.n_samples)
 
     def _gaussian_part_norm_sq(self):
         C2 = tl.dot(self.covariance, self.covariance)

@@ -18,7 +18,8 @@ from functools import reduce
 
 import numpy as np
 
-__all__ = ["is_dask_array", "check_dask_matrix", "MomentSums", "moment_sums"]
+__all__ = ["is_dask_array", "check_dask_matrix", "MomentSums", "moment_sums",
+           "central_moment_sums"]
 
 # The dense moment tensor built by a pass holds at most this many entries (32 MB).
 MAX_DENSE_ENTRIES = 2**22
@@ -221,3 +222,19 @@ def _sample_chunk(X, shift, rotation):
         return block if rotation is None else block @ rotation.T
 
     return dask.delayed(transform, pure=True)(rows)
+
+
+def central_moment_sums(X, order, *, rotation=None, verbose=False, name="X"):
+    """Two passes: the mean and covariance of ``X``, then the sums of the centred rows.
+
+    ``rotation``, when given, is a function of the covariance returning the
+    ``(k, n_features)`` rows applied to the centred data in the second pass
+    (a whitening computed from the first). Returns ``(mean, covariance,
+    rows, sums)``, ``rows`` being what ``rotation`` returned (or None).
+    """
+    first = moment_sums(X, 2, verbose=verbose, name=name)
+    mean = first.first / first.n
+    covariance = first.second / first.n - np.outer(mean, mean)
+    rows = None if rotation is None else rotation(covariance)
+    sums = moment_sums(X, order, shift=mean, rotation=rows, verbose=verbose, name=name)
+    return mean, covariance, rows, sums

@@ -20,8 +20,9 @@ from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 
 from ._checks import check_choice, check_int
 from .cumulants import SampleCumulants
+from .dask_moments import central_moment_sums, check_dask_matrix, is_dask_array
 from .estimators import GradientFlowCP, PowerDeflationCP
-from .operators import SampleMoments, int_power
+from .operators import SampleMoments
 
 __all__ = ["MomentDecomposition"]
 
@@ -239,25 +240,25 @@ class MomentDecomposition(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Bas
         self
         """
         self._check_params()
-        X = validate_data(self, X, dtype=[np.float64, np.float32], ensure_min_samples=2)
-        # The statistics are accumulated in float64 (the d^l tensor and the
-        # covariance are small); only the fitted attributes take X's dtype.
-        data = X.astype(np.float64, copy=False)
-        mean = data.mean(axis=0)
-        centred = data - mean
-        covariance = centred.T @ centred / len(centred)
-        transform, n_components = self._preprocessing(covariance, len(centred))
-        Z = centred @ transform.T
+        if is_dask_array(X):
+            check_dask_matrix(X)
+            self.n_features_in_ = X.shape[1]
+            if hasattr(self, "feature_names_in_"):
+                del self.feature_names_in_
+            statistics = self._read_dask(X)
+        else:
+            X = validate_data(self, X, dtype=[np.float64, np.float32], ensure_min_samples=2)
+            statistics = self._read(X)
+        mean, covariance, (transform, n_components), n_samples, operator, moments = statistics
         # Whitened, Z's covariance is the identity by construction.
         Z_covariance = (np.eye(n_components) if self.whiten
                         else transform @ covariance @ transform.T)
-        operator = self._operator(Z)
-        directions = self._decompose(operator, len(Z), n_components)
+        directions = self._decompose(operator, n_samples, n_components)
         found = _decorrelated(directions, Z_covariance, self.whiten)
         if self.whiten:
             found = _refined(found, operator)
         unmixing = np.vstack([found, _completion(found, Z_covariance, n_components)])
-        components, weights = self._signed_and_sorted(unmixing @ transform, centred)
+        components, weights = self._signed_and_sorted(unmixing, transform, moments)
         self.mean_ = mean.astype(X.dtype)
         self.whitening_ = transform.astype(X.dtype) if self.whiten else None
         self.components_ = components.astype(X.dtype)
@@ -265,6 +266,39 @@ class MomentDecomposition(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Bas
         self.weights_ = weights.astype(X.dtype)
         self.n_components_ = n_components
         return self
+
+    def _read(self, X):
+        """The statistics of an in-memory ``X``: ``(mean, covariance, (transform,
+        n_components), n, operator, moments)``, ``moments`` the raw moments of
+        ``Z = (X - mean) transform^T`` (for the sources' statistics)."""
+        # Accumulated in float64 (the d^l tensor and the covariance are small);
+        # only the fitted attributes take X's dtype.
+        data = X.astype(np.float64, copy=False)
+        mean = data.mean(axis=0)
+        centred = data - mean
+        covariance = centred.T @ centred / len(centred)
+        preprocessing = self._preprocessing(covariance, len(centred))
+        Z = tl.tensor(centred @ preprocessing[0].T)
+        moments = SampleMoments(Z, self.order)
+        operator = SampleCumulants(Z, self.order) if self.statistic == "cumulant" else moments
+        return mean, covariance, preprocessing, len(centred), operator, moments
+
+    def _read_dask(self, X):
+        """:meth:`_read` for a Dask array, in two passes: mean and covariance, then the
+        ``k^l`` moment tensor of ``Z`` (see :mod:`tensorly_gfdeflate.dask_moments`)."""
+        n_samples, preprocessing = X.shape[0], []
+
+        def transform_of(covariance):
+            preprocessing.extend(self._preprocessing(covariance, n_samples))
+            return preprocessing[0]
+
+        mean, covariance, transform, sums = central_moment_sums(X, self.order,
+                                                                rotation=transform_of)
+        Z = (X - mean) @ transform.T
+        moments = SampleMoments.from_sums(Z, self.order, sums)
+        operator = (SampleCumulants.from_central_sums(Z, self.order, sums)
+                    if self.statistic == "cumulant" else moments)
+        return mean, covariance, tuple(preprocessing), sums.n, operator, moments
 
     def transform(self, X):
         """The recovered sources of ``X``.
@@ -279,6 +313,12 @@ class MomentDecomposition(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Bas
             float32 for float32 ``X`` and a float32 fit, float64 otherwise.
         """
         check_is_fitted(self)
+        if is_dask_array(X):
+            # Lazy: the sources of a Dask array are a Dask array, chunk by chunk.
+            if X.ndim != 2 or X.shape[1] != self.n_features_in_:
+                raise ValueError(f"X has shape {X.shape}; MomentDecomposition was fitted on "
+                                 f"{self.n_features_in_} features.")
+            return (X - self.mean_) @ self.components_.T
         X = validate_data(self, X, dtype=[np.float64, np.float32], reset=False)
         return (X - self.mean_) @ self.components_.T
 
@@ -366,11 +406,6 @@ class MomentDecomposition(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Bas
                 f"n_components <= {rank}.")
         return rows[:n_components] / np.sqrt(variances[:n_components, None]), n_components
 
-    def _operator(self, Z):
-        if self.statistic == "cumulant":
-            return SampleCumulants(tl.tensor(Z), self.order)
-        return SampleMoments(tl.tensor(Z), self.order)
-
     def _solver_defaults(self, n_samples, operator, n_components):
         if self.solver == "power_deflation":
             return {}
@@ -425,14 +460,16 @@ class MomentDecomposition(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Bas
         in_extraction_order = factor[:, np.argsort(solver.trace_.extraction_index)]
         return in_extraction_order[:, :solver.trace_.explained_by]
 
-    def _signed_and_sorted(self, components, centred):
-        """Fix the signs and the order of the sources; their statistic (``weights_``).
+    def _signed_and_sorted(self, unmixing, transform, moments):
+        """The unmixing rows in data space, signed and sorted, and the sources' statistic (``weights_``).
 
-        Identified sources come first, sorted by ``|weight|`` descending, then
-        the completion, sorted likewise.
+        A source ``<u, z>`` has the moment ``E <u, z>^l = M_l(Z)(u, ..., u)``:
+        the moment tensor of ``Z`` evaluated at the unmixing row, no pass over
+        the data. Identified sources come first, sorted by ``|weight|``
+        descending, then the completion, sorted likewise.
         """
-        sources = centred @ components.T
-        weights = np.mean(int_power(sources, self.order), axis=0)
+        components = unmixing @ transform
+        weights = np.asarray(tl.to_numpy(moments.evaluate(tl.tensor(unmixing.T))), dtype=float)
         if self.order % 2:
             signs = np.where(weights < 0, -1.0, 1.0)
         else:

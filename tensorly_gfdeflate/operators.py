@@ -469,13 +469,29 @@ class SampleMoments(SymmetricOperator):
 
     def _read_dask(self, X, order, verbose):
         """One pass over the Dask array ``X``: the dense moments and a sample of rows."""
-        self.order = check_int("order", order, 2)
-        sums = moment_sums(X, max(self.order, 2), verbose=verbose)
-        moments = {2: sums.second}.get(self.order, sums.high)
-        self.X, self.n_samples, self.dim = X, sums.n, X.shape[1]
+        self._set_sums(X, check_int("order", order, 2), moment_sums(X, order, verbose=verbose))
+
+    @classmethod
+    def from_sums(cls, X, order, sums):
+        """The moments of ``order`` from a pass that already read ``X`` (see ``moment_sums``).
+
+        ``X`` is the lazy Dask array the sums describe (kept, never computed).
+        """
+        moments = cls.__new__(cls)
+        moments._set_sums(X, order, sums)
+        return moments
+
+    def _set_sums(self, X, order, sums):
+        moments = {2: sums.second}.get(order, sums.high)
+        self.order, self.X, self.n_samples, self.dim = order, X, sums.n, len(sums.first)
         self._context = tl.context(tl.tensor(sums.first))
         self._error_rows = tl.tensor(sums.sample)
         self._dense_cache = (1.0, DenseOperator.from_trusted(tl.tensor(moments / sums.n)))
+
+    @property
+    def is_reduced(self):
+        """Whether the moments were read from a Dask array: dense, with a sample of rows."""
+        return hasattr(self, "_error_rows")
 
     def __repr__(self):
         return f"SampleMoments(X of shape {(self.n_samples, self.dim)}, order={self.order})"
@@ -501,7 +517,7 @@ class SampleMoments(SymmetricOperator):
         statistics, so their standard errors come from the same samples.
         """
         # Of a Dask array, one chunk's rows estimate the spread of (x v)^l.
-        rows = getattr(self, "_error_rows", self.X)
+        rows = self._error_rows if self.is_reduced else self.X
         # Rows prescaled by a power of two: squares of (Xv)^l stay in range.
         row_scale = _power_of_two_below(_max_abs(rows))
         total = total_sq = 0.0
@@ -523,7 +539,7 @@ class SampleMoments(SymmetricOperator):
         the first contraction on, and a solver makes hundreds. The cache is
         bounded by ``_DENSE_CACHE_ENTRIES``.
         """
-        if hasattr(self, "_error_rows"):
+        if self.is_reduced:
             return True  # read from a Dask array: the dense moments are all there is
         entries = self.dim**self.order
         return entries <= _DENSE_CACHE_ENTRIES and self.n_samples > entries // self.dim
@@ -590,7 +606,7 @@ class SampleMoments(SymmetricOperator):
 
     def to_dense(self):
         """The dense ``(d,) * l`` moment tensor; only for small problems and tests."""
-        if hasattr(self, "_error_rows"):
+        if self.is_reduced:
             return self._dense_cache[1].tensor
         outer = self.X
         for _ in range(self.order - 1):

@@ -104,3 +104,32 @@ def test_the_core_package_does_not_import_dask():
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                             check=True)
     assert result.stdout.strip() == "False"
+
+
+@pytest.mark.parametrize("order", [3, 4])
+def test_dask_cumulants_equal_the_in_memory_ones(data, order):
+    from tensorly_gfdeflate import SampleCumulants
+
+    shifted = data + 3.0  # the cumulants must not see the mean
+    in_memory = SampleCumulants(shifted, order)
+    chunked = SampleCumulants(da.from_array(shifted, chunks=(7000, 5)), order)
+    np.testing.assert_allclose(chunked.to_dense(), in_memory.to_dense(),
+                               atol=1e-10 * np.abs(in_memory.to_dense()).max())
+    assert chunked.norm == pytest.approx(in_memory.norm, rel=1e-10)
+
+
+@pytest.mark.parametrize("solver", ["gradient_flow", "power_deflation"])
+def test_moment_decomposition_of_a_dask_array_equals_the_in_memory_fit(data, solver):
+    from tensorly_gfdeflate import MomentDecomposition
+
+    chunked = da.from_array(data, chunks=(7000, 5))
+    expected = MomentDecomposition(solver=solver, random_state=0).fit(data)
+    model = MomentDecomposition(solver=solver, random_state=0).fit(chunked)
+    np.testing.assert_allclose(model.components_, expected.components_, rtol=1e-6, atol=1e-9)
+    np.testing.assert_allclose(model.weights_, expected.weights_, rtol=1e-6)
+    # transform stays lazy for Dask input, and accepts in-memory data as well.
+    sources = model.transform(chunked)
+    assert isinstance(sources, da.Array)
+    np.testing.assert_allclose(sources.compute(), model.transform(data), rtol=1e-10)
+    with pytest.raises(ValueError, match="fitted on 5 features"):
+        model.transform(chunked[:, :4])
