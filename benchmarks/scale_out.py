@@ -106,7 +106,7 @@ def child(task, n_samples, chunk, seed):
             model = MomentDecomposition(random_state=seed).fit(X)
             result["seconds"] = time.perf_counter() - start
             result["correlation"] = smallest_correlation(model.transform(X), sources)
-        result["converged"] = bool(model.converged_)
+        result["sources_found"] = int(model.n_sources_found_)
     else:
         from distributed import Client, LocalCluster
 
@@ -125,8 +125,10 @@ def child(task, n_samples, chunk, seed):
 def measure(task, args):
     command = [sys.executable, __file__, "--child", task, "--n-samples", str(args.n_samples),
                "--chunk", str(args.chunk), "--seed", str(args.seed)]
-    output = subprocess.run(command, capture_output=True, text=True, check=True).stdout
-    return json.loads(output.strip().splitlines()[-1])
+    done = subprocess.run(command, capture_output=True, text=True)
+    if done.returncode:
+        raise RuntimeError(f"{task} run failed:\n{done.stderr}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 def report(args):

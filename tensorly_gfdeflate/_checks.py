@@ -18,9 +18,15 @@ __all__ = [
     "check_choice",
     "check_bool",
     "user_stacklevel",
+    "is_dask_array",
 ]
 
 _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
+
+
+def is_dask_array(value):
+    """Whether ``value`` is a Dask array, without importing Dask (an optional dependency)."""
+    return type(value).__module__.split(".")[0] == "dask" and hasattr(value, "chunks")
 
 
 def user_stacklevel():

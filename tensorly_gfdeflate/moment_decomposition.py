@@ -18,9 +18,9 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils.extmath import svd_flip
 from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 
-from ._checks import check_choice, check_int
+from ._checks import check_choice, check_int, is_dask_array
 from .cumulants import SampleCumulants
-from .dask_moments import central_moment_sums, check_dask_matrix, is_dask_array
+from .dask_moments import central_moment_sums, check_dask_matrix
 from .estimators import GradientFlowCP, PowerDeflationCP
 from .operators import SampleMoments
 

@@ -7,14 +7,15 @@ a dense array, a symmetric CP tensor and the moment tensor of a data matrix.
 The last two never build the ``d^l`` array.
 """
 
+import itertools
 import numbers
+from functools import lru_cache
 
 import numpy as np
 import tensorly as tl
 from tensorly.cp_tensor import CPTensor
 
-from ._checks import check_int
-from .dask_moments import is_dask_array, moment_sums
+from ._checks import check_int, is_dask_array
 
 __all__ = [
     "SymmetricOperator",
@@ -26,6 +27,8 @@ __all__ = [
     "normalize",
     "cp_contract",
     "cp_norm_sq",
+    "distinct_products",
+    "products",
 ]
 
 # The norm of a moment tensor is exact when the n x n Gram matrix is small
@@ -48,6 +51,33 @@ def int_power(tensor, exponent):
     result = tensor
     for _ in range(exponent - 1):
         result = result * tensor
+    return result
+
+
+@lru_cache(maxsize=32)
+def distinct_products(dim, k):
+    """The sorted ``k``-tuples of ``range(dim)``, and where each of the ``dim^k`` tuples goes.
+
+    The second list gives, for each tuple in C order, the position of its
+    sorted version in the first: a symmetric tensor's distinct entries and
+    their copies.
+    """
+    combos = list(itertools.combinations_with_replacement(range(dim), k))
+    position = {combo: i for i, combo in enumerate(combos)}
+    return combos, [position[tuple(sorted(t))] for t in itertools.product(range(dim), repeat=k)]
+
+
+def products(columns, combos):
+    """``prod_t columns[c_t]`` for each tuple ``c`` of ``combos``: ``len(combos) x n``.
+
+    ``columns`` holds one feature per row (``d x n``); any array with
+    integer-list indexing and ``*`` works (a backend tensor, or numpy inside
+    a Dask task).
+    """
+    indices = list(zip(*combos))
+    result = columns[list(indices[0])]
+    for index in indices[1:]:
+        result = result * columns[list(index)]
     return result
 
 
@@ -469,6 +499,8 @@ class SampleMoments(SymmetricOperator):
 
     def _read_dask(self, X, order, verbose):
         """One pass over the Dask array ``X``: the dense moments and a sample of rows."""
+        from .dask_moments import moment_sums
+
         self._set_sums(X, check_int("order", order, 2), moment_sums(X, order, verbose=verbose))
 
     @classmethod
