@@ -18,7 +18,7 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils.extmath import svd_flip
 from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 
-from ._checks import check_choice, check_int, is_dask_array
+from ._checks import check_bool, check_choice, check_int, is_dask_array
 from .cumulants import SampleCumulants
 from .dask_moments import central_moment_sums, check_dask_matrix
 from .estimators import GradientFlowCP, PowerDeflationCP
@@ -99,6 +99,8 @@ class MomentDecomposition(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Bas
         ``random_state`` are set by ``n_components`` and ``random_state``.
     random_state : None, int or numpy.random.RandomState
         Seed of the solver; numpy's global random state is never used.
+    verbose : bool, default=False
+        With a Dask array, show Dask's progress bar during the two passes.
 
     Attributes
     ----------
@@ -216,7 +218,8 @@ class MomentDecomposition(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Bas
     """
 
     def __init__(self, n_components=None, *, order=4, statistic="cumulant", whiten=True,
-                 solver="gradient_flow", solver_options=None, random_state=None):
+                 solver="gradient_flow", solver_options=None, random_state=None,
+                 verbose=False):
         self.n_components = n_components
         self.order = order
         self.statistic = statistic
@@ -224,14 +227,17 @@ class MomentDecomposition(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Bas
         self.solver = solver
         self.solver_options = solver_options
         self.random_state = random_state
+        self.verbose = verbose
 
     def fit(self, X, y=None):
         """Estimate the unmixing of ``X``.
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features)
-            Training data.
+        X : array-like of shape (n_samples, n_features), or a dask.array.Array
+            Training data. A Dask array (chunked along rows only) is read in
+            two passes on the active Dask scheduler (mean and covariance, then
+            the whitened ``k^l`` moment tensor) and never computed whole.
         y : None
             Ignored.
 
@@ -292,8 +298,8 @@ class MomentDecomposition(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Bas
             preprocessing.extend(self._preprocessing(covariance, n_samples))
             return preprocessing[0]
 
-        mean, covariance, transform, sums = central_moment_sums(X, self.order,
-                                                                rotation=transform_of)
+        mean, covariance, transform, sums = central_moment_sums(
+            X, self.order, rotation=transform_of, verbose=check_bool("verbose", self.verbose))
         Z = (X - mean) @ transform.T
         moments = SampleMoments.from_sums(Z, self.order, sums)
         operator = (SampleCumulants.from_central_sums(Z, self.order, sums)
@@ -305,7 +311,9 @@ class MomentDecomposition(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Bas
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features)
+        X : array-like of shape (n_samples, n_features), or a dask.array.Array
+            A Dask array gives a Dask array of sources, computed chunk by chunk
+            when asked.
 
         Returns
         -------
