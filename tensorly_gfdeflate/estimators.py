@@ -148,11 +148,13 @@ class GradientFlowCP(_SymmetricCPEstimator):
     trace_ : FlowTrace
         The history of the flow.
     component_snr_ : ndarray of shape (n_components,)
-        ``|weight|`` over the noise level along each component (inf for an
-        exact tensor): how far each component stands out of the noise.
+        ``|weight|`` over the noise level along each component: how far each
+        component stands out of the noise (inf for a CP tensor, which is
+        exact; about 1e6 for a noise-free dense array, whose residual is
+        rounding).
     noise_level_ : float
-        The estimated noise level, relative to the tensor's norm (0.0 for an
-        exact tensor); see ``trace_.noise_level``.
+        The estimated noise level, relative to the tensor's norm (0.0 for a CP
+        tensor); see ``trace_.noise_level``.
     n_iter_ : int
         Euler steps taken: those of the flow and those of the refinement.
     converged_ : bool
@@ -270,11 +272,13 @@ class PowerDeflationCP(_SymmetricCPEstimator):
     trace_ : PowerTrace
         Extraction order, iterations and residual after each deflation.
     component_snr_ : ndarray of shape (n_components,)
-        ``|weight|`` over the noise level along each component (inf for an
-        exact tensor): how far each component stands out of the noise.
+        ``|weight|`` over the noise level along each component: how far each
+        component stands out of the noise (inf for a CP tensor, which is
+        exact; about 1e6 for a noise-free dense array, whose residual is
+        rounding).
     noise_level_ : float
-        The estimated noise level, relative to the tensor's norm (0.0 for an
-        exact tensor); see ``trace_.noise_level``.
+        The estimated noise level, relative to the tensor's norm (0.0 for a CP
+        tensor); see ``trace_.noise_level``.
     n_iter_ : int
         Power iterations in total (restart batches and refinements).
     converged_ : bool

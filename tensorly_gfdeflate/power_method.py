@@ -54,11 +54,11 @@ class PowerTrace:
     component_snr : ndarray
         For each returned component (sorted as the CPTensor), ``|weight|``
         over the noise level along its direction (see ``noise_level``); inf
-        for an exact tensor.
+        for a CP tensor.
     noise_level : float
         Relative to ``|T|``: the standard error of a sample statistic along
         a component (the largest), or the largest weight Gaussian noise of the
-        dense residual's size shows in any direction; 0.0 for an exact tensor.
+        dense residual's size shows in any direction; 0.0 for a CP tensor.
     explained_by : int or None
         When the tensor was explained (relative residual below 1e-6) before
         ``rank`` extractions, how many it took; the later components have

@@ -73,13 +73,13 @@ class FlowTrace:
         The floor it was compared with, relative to the target's norm.
     component_snr : ndarray
         For each returned component, ``|weight|`` over the noise level along
-        its direction (see ``noise_level``): how sure the rank is. inf for an
-        exact tensor, or with an explicit ``regularization`` (noise not sized).
+        its direction (see ``noise_level``): how sure the rank is. inf for a
+        CP tensor, or with an explicit ``regularization`` (noise not sized).
     noise_level : float
         Relative to the target's norm: the standard error of a sample
         statistic along a component (the largest), or the largest weight that
         Gaussian noise of the dense residual's size shows in any direction
-        (its injective norm); 0.0 for an exact tensor.
+        (its injective norm); 0.0 for a CP tensor (exact by construction).
     most_fitted : int
         The most distinct components the flow held at any check (more than
         ``rank`` means the tensor has more components than were kept).
