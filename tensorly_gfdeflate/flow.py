@@ -59,6 +59,10 @@ _STALL_DROP = 1e-6
 # The refinement stops once 100 steps improve the loss by less than this fraction.
 _REFINE_STALL = 1e-3
 _REFINE_MAX_STEPS = 20000
+# Settled checks in a row that find the same weight left (within this fraction) before
+# the flow gives up on it.
+_STUCK_CHECKS = 3
+_STUCK_CHANGE = 0.05
 # Components tried per round when looking for a shorter decomposition (automatic rank).
 _MINIMALITY_TRIES = 2
 
@@ -282,9 +286,9 @@ class FlowRun:
         self._start_epoch()
         self.stop_reason = None
         # Residual directions (and their weights) found by the last probe: where
-        # re-drawn slots start. The last probe's verdict, for the max_time advice.
+        # re-drawn slots start. What the checks found left, while it stays the same.
         self.seeds = None
-        self.left = None
+        self.unchanged = (None, 0)
         self.most_fitted = 0
 
     def retarget(self, operator):
@@ -398,12 +402,26 @@ class FlowRun:
         if s["noise_aware"]:
             floors = np.maximum(noise_floors(self.target, residual, probe), floors)
         above = np.abs(probe.values) > floors
-        self.left = (float(np.max(np.abs(probe.values), initial=0.0)),
-                     float(np.max(floors, initial=0.0)), int(np.sum(above)))
         self.seeds = (probe.directions[:, np.flatnonzero(above).tolist()], probe.values[above])
         if np.any(above):
-            return None
+            return self._stuck_reason(float(np.max(np.abs(probe.values[above]))))
         return "rank_reached" if s["rank"] is not None and self._rank_fitted() else "nothing_to_fit"
+
+    def _stuck_reason(self, largest):
+        """``"stalled"`` once the same residual weight is left at ``_STUCK_CHECKS`` settled checks in a row.
+
+        Re-drawn slots started on that direction and could not fit it: what is
+        left there is what the regularized fit of non-orthogonal components
+        leaves off their directions (the refinement with ``lambda = 0`` fits
+        it), or a component the flow cannot reach. Either way more flow time
+        changes nothing; the check of the refined result decides.
+        """
+        fitted = self._fitted()
+        previous, count = self.unchanged
+        same = (previous is not None and previous[0] == fitted
+                and abs(previous[1] - largest) <= _STUCK_CHANGE * largest)
+        self.unchanged = ((fitted, largest), count + 1 if same else 0)
+        return "stalled" if self.unchanged[1] >= _STUCK_CHECKS else None
 
     def _fit_threshold(self):
         """Residual weights at or below this are left alone (at least the tolerance).
@@ -925,13 +943,17 @@ def gradient_flow_cp(
     The flow stops when the residual is below ``tol``; or, at a check (every
     epoch boundary, and every ``epoch_time`` in between), when the loss fell by
     less than 1% since the last check and power iterations on the residual
-    find no direction whose weight stands above the noise floor: ``max(lambda,
-    tol)``, 3 standard errors for sample statistics, twice what Gaussian noise
-    of the residual's unexplained size shows for a dense array (see
-    :mod:`tensorly_gfdeflate.probe`). With ``rank`` given it also needs
-    ``rank`` distinct components fitted (``"rank_reached"``; otherwise
-    ``"nothing_to_fit"``). Vanilla runs also stop when nothing moves any more
-    (``"stalled"``); every run stops at ``max_time``. The returned
+    find no direction whose weight stands above the noise floor: ``lambda / 2``
+    with ``"auto"`` (``lambda`` when given), 3 standard errors for sample
+    statistics, twice what Gaussian noise of the residual's unexplained size
+    shows for a dense array (see :mod:`tensorly_gfdeflate.probe`); the
+    residual probed is that of the fitted directions with least-squares
+    weights, without the regularizer's shrinkage. With ``rank`` given it also
+    needs ``rank`` distinct components fitted (``"rank_reached"``; otherwise
+    ``"nothing_to_fit"``). The flow also stops (``"stalled"``) when three
+    settled checks in a row find the same weight left that re-drawn slots did
+    not fit, and (vanilla) when nothing moves any more; every run stops at
+    ``max_time``. The returned
     decomposition is checked the same way: success is reported
     (``trace.converged``) only when its residual holds nothing above the floor.
 
