@@ -1,0 +1,83 @@
+"""What the latent variable estimators share: parameters, the decomposition, and its verdict."""
+
+import warnings
+
+import numpy as np
+import tensorly as tl
+from sklearn.base import BaseEstimator
+from sklearn.exceptions import ConvergenceWarning
+
+from .._checks import check_choice, check_int, user_stacklevel
+from ..estimators import GradientFlowCP, PowerDeflationCP
+
+SOLVERS = {"gradient_flow": GradientFlowCP, "power_deflation": PowerDeflationCP}
+
+
+class MomentEstimator(BaseEstimator):
+    """Parameters and the third-moment decomposition of :class:`SingleTopicModel` and
+    :class:`SphericalGaussianMixture`.
+
+    Subclasses implement ``fit`` with :meth:`_check_params` and :meth:`_decompose`.
+    """
+
+    def __init__(self, n_components, *, solver="gradient_flow", whiten=True,
+                 solver_options=None, random_state=None):
+        self.n_components = n_components
+        self.solver = solver
+        self.whiten = whiten
+        self.solver_options = solver_options
+        self.random_state = random_state
+
+    def _check_params(self, n_features):
+        """Validate the parameters; ``n_components`` must not exceed ``n_features``."""
+        check_choice("solver", self.solver, tuple(SOLVERS))
+        n_components = check_int("n_components", self.n_components, 1)
+        if n_components > n_features:
+            raise ValueError(
+                f"n_components={n_components} exceeds the {n_features} features of X: the "
+                f"second moment has rank at most {n_features}. Lower n_components.")
+        if not isinstance(self.whiten, (bool, np.bool_)):
+            raise TypeError(f"whiten must be True or False, got {self.whiten!r}.")
+        options = {} if self.solver_options is None else self.solver_options
+        if not isinstance(options, dict):
+            raise TypeError(f"solver_options must be a dict of solver parameters or None, "
+                            f"got {type(options).__name__}.")
+        reserved = sorted({"rank", "random_state"} & options.keys())
+        if reserved:
+            raise ValueError(f"solver_options must not set {reserved}: use n_components and "
+                             "random_state instead.")
+        valid = set(SOLVERS[self.solver]._get_param_names()) - {"rank", "random_state"}
+        unknown = sorted(set(options) - valid)
+        if unknown:
+            raise ValueError(f"solver_options has unknown keys {unknown} for "
+                             f"solver={self.solver!r}; valid keys: {sorted(valid)}.")
+        return n_components
+
+    def _decompose(self, operator, n_components):
+        """``(weights, factors)`` of the positive components the solver found, as numpy.
+
+        Sets ``trace_`` and ``converged_``. Weights that are not positive
+        cannot be those of a mixture and are left out (an odd-order
+        component ``-a v^3`` is ``a (-v)^3``; the solvers return positive
+        weights for real components).
+        """
+        solver = SOLVERS[self.solver](n_components, random_state=self.random_state)
+        solver.set_params(**(self.solver_options or {}))
+        solver.fit(operator)
+        self.trace_, self.converged_ = solver.trace_, bool(solver.converged_)
+        weights = np.asarray(tl.to_numpy(solver.weights_), dtype=float)
+        factors = np.asarray(tl.to_numpy(solver.factor_), dtype=float)
+        keep = weights > 0
+        return weights[keep], factors[:, keep]
+
+    def _report_found(self, n_found, n_components):
+        """Set ``n_sources_found_``; warn when fewer than ``n_components`` were found."""
+        self.n_sources_found_ = int(n_found)
+        if n_found < n_components:
+            self.converged_ = False
+            warnings.warn(
+                f"{type(self).__name__} found {n_found} of n_components={n_components} "
+                f"components (solver={self.solver!r}); the fitted attributes hold only those "
+                f"found. Try more data, another random_state, solver_options "
+                f"(for example a longer max_time), or fewer components.",
+                ConvergenceWarning, stacklevel=user_stacklevel())
