@@ -5,6 +5,7 @@ The building blocks (moment operators, whitening, un-whitening) are in
 assembled from them.
 """
 
+from .mixtures import SphericalGaussianMixture
 from .topics import SingleTopicModel
 
-__all__ = ["SingleTopicModel"]
+__all__ = ["SingleTopicModel", "SphericalGaussianMixture"]

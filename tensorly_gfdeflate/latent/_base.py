@@ -28,14 +28,14 @@ class MomentEstimator(BaseEstimator):
         self.solver_options = solver_options
         self.random_state = random_state
 
-    def _check_params(self, n_features):
-        """Validate the parameters; ``n_components`` must not exceed ``n_features``."""
+    def _check_params(self, max_components, reason):
+        """Validate the parameters; ``n_components`` may not exceed ``max_components``
+        (``reason`` says why, for the error)."""
         check_choice("solver", self.solver, tuple(SOLVERS))
         n_components = check_int("n_components", self.n_components, 1)
-        if n_components > n_features:
+        if n_components > max_components:
             raise ValueError(
-                f"n_components={n_components} exceeds the {n_features} features of X: the "
-                f"second moment has rank at most {n_features}. Lower n_components.")
+                f"n_components={n_components} exceeds {reason}. Lower n_components.")
         if not isinstance(self.whiten, (bool, np.bool_)):
             raise TypeError(f"whiten must be True or False, got {self.whiten!r}.")
         options = {} if self.solver_options is None else self.solver_options

@@ -143,7 +143,8 @@ class SingleTopicModel(MomentEstimator):
         self
         """
         X = validate_data(self, X, accept_sparse="csr", dtype=np.float64)
-        n_components = self._check_params(X.shape[1])
+        n_components = self._check_params(
+            X.shape[1], f"the {X.shape[1]} words of X: M2 has rank at most {X.shape[1]}")
         check_counts(X)
         X = self._drop_short_documents(X)
         values, vectors = top_eigenpairs(topic_second_moment(X), n_components,
