@@ -327,6 +327,12 @@ class SphericalCorrection(SymmetricOperator):
         return self.variance**2 * float(
             3.0 * tl.sum(self.mean**2) * tl.sum(self.gram**2) + 6.0 * tl.sum(Gm**2))
 
+    def to_dense(self):
+        """The dense ``k^3`` array (tests and small problems)."""
+        once = tl.reshape(self.mean, (-1, 1, 1)) * tl.reshape(self.gram, (1, self.dim, self.dim))
+        return self.variance * (once + tl.transpose(once, (1, 0, 2))
+                                + tl.transpose(once, (1, 2, 0)))
+
 
 class MixtureMoments(SymmetricOperator):
     """Third moment of a spherical Gaussian mixture with the noise removed: ``M3 - sigma^2 sym(m, I)``.
@@ -341,9 +347,11 @@ class MixtureMoments(SymmetricOperator):
     X : array of shape (n_samples, n_features)
         The data.
     variance : float
-        ``sigma^2``: the smallest eigenvalue of the covariance of ``X``.
-    noise_direction : array of shape (n_features,)
-        A unit eigenvector of that eigenvalue (used for its influence in
+        ``sigma^2``: the mean of the covariance's eigenvalues over
+        ``noise_basis``.
+    noise_basis : array of shape (n_features, q)
+        Orthonormal eigenvectors of the covariance that the means do not
+        span (the ``q`` smallest; used for the influence of ``sigma^2`` in
         :meth:`standard_error`).
     projection : array of shape (n_features, k) or None, default=None
         ``P`` (for example a whitening); None for the identity.
@@ -361,18 +369,19 @@ class MixtureMoments(SymmetricOperator):
     :class:`~tensorly_gfdeflate.SampleMoments` (exact or its documented
     estimate). :meth:`standard_error` takes the first-order influence of
     each sample on ``T(v^3)``, through the moment, the mean and
-    ``sigma^2`` (an eigenvalue, whose influence is
-    ``(u.(x - m))^2 - sigma^2``); the projection is held fixed.
+    ``sigma^2`` (whose influence is ``|Q^T (x - m)|^2 / q - sigma^2`` for
+    the noise basis ``Q``); the projection is held fixed.
     """
 
-    def __init__(self, X, variance, noise_direction, projection=None):
+    def __init__(self, X, variance, noise_basis, projection=None):
         X = np.asarray(X, dtype=float)
         projection = np.eye(X.shape[1]) if projection is None else np.asarray(projection)
         Y = X @ projection
         self.moments = SampleMoments(tl.tensor(Y), 3)
         self.correction = SphericalCorrection(Y.mean(axis=0), variance,
                                               projection.T @ projection)
-        self._noise_scores = (X - X.mean(axis=0)) @ noise_direction
+        scores = (X - X.mean(axis=0)) @ np.reshape(noise_basis, (X.shape[1], -1))
+        self._noise_spread = np.mean(scores**2, axis=1)
         self.order, self.dim = 3, Y.shape[1]
         self.norm_is_estimate = self.moments.norm_is_estimate
         self._context = self.moments.context
@@ -390,7 +399,7 @@ class MixtureMoments(SymmetricOperator):
         quadratic = tl.sum(V * tl.dot(correction.gram, V), axis=0)
         linear = tl.dot(correction.mean, V)
         influence = (int_power(projected, 3) - 3.0 * correction.variance * quadratic * projected
-                     - 3.0 * quadratic * linear * tl.reshape(tl.tensor(self._noise_scores**2),
+                     - 3.0 * quadratic * linear * tl.reshape(tl.tensor(self._noise_spread),
                                                              (-1, 1)))
         n = self.moments.n_samples
         centred = influence - tl.mean(influence, axis=0)
