@@ -10,6 +10,7 @@ from sklearn.base import clone
 from sklearn.exceptions import ConvergenceWarning
 
 from tensorly_gfdeflate import SphericalGaussianMixture
+from tensorly_gfdeflate.latent.sampling import sample_spherical_mixture
 from tensorly_gfdeflate.latent.whitening import MixtureMoments, SphericalCorrection
 
 MEANS = np.array([[3.0, 0.0, 0.0, 1.0, 0.0],
@@ -18,9 +19,8 @@ MEANS = np.array([[3.0, 0.0, 0.0, 1.0, 0.0],
 WEIGHTS = np.array([0.5, 0.3, 0.2])
 
 
-def make_mixture(n_samples, rng, sigma=1.0):
-    labels = rng.choice(len(WEIGHTS), size=n_samples, p=WEIGHTS)
-    return MEANS[labels] + sigma * rng.standard_normal((n_samples, MEANS.shape[1])), labels
+def make_mixture(n_samples, rng):
+    return sample_spherical_mixture(n_samples, MEANS, WEIGHTS, random_state=rng)
 
 
 @pytest.fixture(scope="module")

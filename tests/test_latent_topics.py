@@ -11,6 +11,7 @@ from sklearn.base import clone
 from sklearn.exceptions import ConvergenceWarning
 
 from tensorly_gfdeflate import SingleTopicModel
+from tensorly_gfdeflate.latent.sampling import sample_topic_corpus
 from tensorly_gfdeflate.latent.whitening import TopicMoments, topic_second_moment
 
 TOPICS = np.array([[0.40, 0.30, 0.15, 0.10, 0.05, 0.00, 0.00, 0.00],
@@ -19,12 +20,10 @@ TOPICS = np.array([[0.40, 0.30, 0.15, 0.10, 0.05, 0.00, 0.00, 0.00],
 WEIGHTS = np.array([0.5, 0.3, 0.2])
 
 
-def make_corpus(n_documents, rng, topics=TOPICS, weights=WEIGHTS, lengths=(5, 12)):
-    """Counts from the single-topic model, documents of random lengths."""
-    labels = rng.choice(len(weights), size=n_documents, p=weights)
-    sizes = rng.randint(lengths[0], lengths[1] + 1, size=n_documents)
-    counts = np.array([rng.multinomial(L, topics[i]) for i, L in zip(labels, sizes)])
-    return counts.astype(float), labels
+def make_corpus(n_documents, rng, lengths=(5, 12)):
+    """Dense counts from the single-topic model, documents of random lengths."""
+    X, labels = sample_topic_corpus(n_documents, TOPICS, WEIGHTS, lengths, rng)
+    return X.toarray(), labels
 
 
 @pytest.fixture(scope="module")
@@ -79,14 +78,16 @@ def test_moments_are_unbiased_and_standard_error_matches_their_spread():
     truth = np.einsum("i,ia,ib,ic->abc", WEIGHTS, TOPICS, TOPICS, TOPICS)
     v = rng.standard_normal((8, 1))
     values, errors = [], []
-    for _ in range(40):
-        operator = TopicMoments(make_corpus(300, rng, lengths=(3, 6))[0])
+    # Per-document estimates are heavy-tailed (short documents weigh most):
+    # 100 replicates pin the spread down to about 10%.
+    for _ in range(100):
+        operator = TopicMoments(make_corpus(200, rng, lengths=(3, 6))[0])
         values.append(float(operator.evaluate(v)[0]))
         errors.append(float(operator.standard_error(v)[0]))
     expected = float(np.einsum("abc,a,b,c->", truth, v[:, 0], v[:, 0], v[:, 0]))
     spread = np.std(values, ddof=1)
     assert abs(np.mean(values) - expected) < 3 * spread / np.sqrt(len(values))
-    assert 0.7 < np.mean(errors) / spread < 1.4
+    assert 0.75 < np.mean(errors) / spread < 1.33
 
 
 @pytest.mark.parametrize("whiten", [True, False])
