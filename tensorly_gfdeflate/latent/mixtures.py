@@ -54,14 +54,14 @@ class SphericalGaussianMixture(MomentEstimator):
 
     Attributes
     ----------
-    means_ : ndarray of shape (n_sources_found_, n_features)
+    means_ : ndarray of shape (n_found, n_features)
         Component means, sorted by weight, descending.
-    weights_ : ndarray of shape (n_sources_found_,)
+    weights_ : ndarray of shape (n_found,)
         Mixing proportions, normalized to sum to 1 over the components found.
     variance_ : float
         The common variance ``sigma^2``.
     n_sources_found_ : int
-        Number of components found; below ``n_components`` comes with a
+        Number ``n_found`` of components found; below ``n_components`` comes with a
         ConvergenceWarning, and missing components are never filled in.
     converged_ : bool
         The solver's verdict (its result passed its check) and all components found.
@@ -175,7 +175,7 @@ class SphericalGaussianMixture(MomentEstimator):
 
         Returns
         -------
-        ndarray of shape (n_samples, n_sources_found_)
+        ndarray of shape (n_samples, n_found)
             Rows sum to 1.
         """
         joint = self._log_joint(X)

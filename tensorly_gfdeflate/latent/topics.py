@@ -79,14 +79,14 @@ class SingleTopicModel(MomentEstimator):
 
     Attributes
     ----------
-    topic_word_ : ndarray of shape (n_sources_found_, n_words)
+    topic_word_ : ndarray of shape (n_found, n_words)
         Word distribution of each topic found: non-negative rows summing to 1
         (negative estimates, which sampling noise produces for rare words, are
         clipped to 0 before normalizing). Sorted by weight, descending.
-    topic_weights_ : ndarray of shape (n_sources_found_,)
+    topic_weights_ : ndarray of shape (n_found,)
         Probability of each topic, normalized to sum to 1 over those found.
     n_sources_found_ : int
-        Number of topics the solver found; below ``n_components`` comes with
+        Number ``n_found`` of topics the solver found; below ``n_components`` comes with
         a ConvergenceWarning, and missing topics are never filled in.
     converged_ : bool
         The solver's verdict (its result passed its check) and all topics found.
@@ -207,7 +207,7 @@ class SingleTopicModel(MomentEstimator):
 
         Returns
         -------
-        ndarray of shape (n_documents, n_sources_found_)
+        ndarray of shape (n_documents, n_found)
             Rows sum to 1.
         """
         joint = self._log_joint(X)
