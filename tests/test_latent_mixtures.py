@@ -1,13 +1,11 @@
 """SphericalGaussianMixture and its corrected third moment: operators, recovery, likelihoods."""
 
-import warnings
-
 import numpy as np
 import pytest
 from scipy.optimize import linear_sum_assignment
 from scipy.stats import multivariate_normal
-from sklearn.base import clone
-from sklearn.exceptions import ConvergenceWarning
+
+from latent_helpers import assert_clone_is_deterministic_without_global_rng
 
 from tensorly_gfdeflate import SphericalGaussianMixture
 from tensorly_gfdeflate.latent.sampling import sample_spherical_mixture
@@ -139,13 +137,4 @@ def test_bad_inputs_name_the_argument(mixture):
 
 def test_clone_and_determinism_without_global_rng(mixture):
     model = SphericalGaussianMixture(3, whiten=False, random_state=5)
-    twin = clone(model)
-    assert twin.get_params() == model.get_params()
-    state = np.random.get_state()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        first = model.fit(mixture[0][:5000]).means_
-        second = twin.fit(mixture[0][:5000]).means_
-    np.testing.assert_array_equal(first, second)
-    after = np.random.get_state()
-    assert state[0] == after[0] and np.array_equal(state[1], after[1]) and state[2:] == after[2:]
+    assert_clone_is_deterministic_without_global_rng(model, mixture[0][:5000], "means_")

@@ -1,14 +1,13 @@
 """SingleTopicModel and its building blocks: unbiased moments of word counts, recovery, posteriors."""
 
 import itertools
-import warnings
-
 import numpy as np
 import pytest
 import scipy.sparse as sp
 from scipy.optimize import linear_sum_assignment
-from sklearn.base import clone
 from sklearn.exceptions import ConvergenceWarning
+
+from latent_helpers import assert_clone_is_deterministic_without_global_rng
 
 from tensorly_gfdeflate import SingleTopicModel
 from tensorly_gfdeflate.latent.sampling import sample_topic_corpus
@@ -191,13 +190,4 @@ def test_solver_options_are_checked(corpus):
 def test_clone_and_determinism_without_global_rng(corpus):
     model = SingleTopicModel(3, whiten=False, solver_options={"max_time": 500.0},
                              random_state=3)
-    twin = clone(model)
-    assert twin.get_params() == model.get_params()
-    state = np.random.get_state()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        first = model.fit(corpus[0][:5000]).topic_word_
-        second = twin.fit(corpus[0][:5000]).topic_word_
-    np.testing.assert_array_equal(first, second)
-    after = np.random.get_state()
-    assert state[0] == after[0] and np.array_equal(state[1], after[1]) and state[2:] == after[2:]
+    assert_clone_is_deterministic_without_global_rng(model, corpus[0][:5000], "topic_word_")

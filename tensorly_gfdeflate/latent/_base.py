@@ -4,6 +4,7 @@ import warnings
 
 import numpy as np
 import tensorly as tl
+from scipy.special import logsumexp
 from sklearn.base import BaseEstimator
 from sklearn.exceptions import ConvergenceWarning
 
@@ -17,7 +18,8 @@ class MomentEstimator(BaseEstimator):
     """Parameters and the third-moment decomposition of :class:`SingleTopicModel` and
     :class:`SphericalGaussianMixture`.
 
-    Subclasses implement ``fit`` with :meth:`_check_params` and :meth:`_decompose`.
+    Subclasses implement ``fit`` with :meth:`_check_params` and :meth:`_decompose`,
+    and ``_log_joint(X)``: the log-probability of each sample and each component.
     """
 
     def __init__(self, n_components, *, solver="gradient_flow", whiten=True,
@@ -81,3 +83,12 @@ class MomentEstimator(BaseEstimator):
                 f"found. Try more data, another random_state, solver_options "
                 f"(for example a longer max_time), or fewer components.",
                 ConvergenceWarning, stacklevel=user_stacklevel())
+
+    def _posterior(self, X):
+        """Probability of each component given each sample (rows sum to 1)."""
+        joint = self._log_joint(X)
+        return np.exp(joint - logsumexp(joint, axis=1, keepdims=True))
+
+    def _log_likelihood(self, X):
+        """Log-probability of each sample under the fitted mixture."""
+        return logsumexp(self._log_joint(X), axis=1)

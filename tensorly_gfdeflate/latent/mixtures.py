@@ -9,7 +9,6 @@ with ``m = E[x]``.
 """
 
 import numpy as np
-from scipy.special import logsumexp
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from ._base import MomentEstimator
@@ -178,8 +177,7 @@ class SphericalGaussianMixture(MomentEstimator):
         ndarray of shape (n_samples, n_found)
             Rows sum to 1.
         """
-        joint = self._log_joint(X)
-        return np.exp(joint - logsumexp(joint, axis=1, keepdims=True))
+        return self._posterior(X)
 
     def predict(self, X):
         """The most probable component of each sample.
@@ -206,7 +204,7 @@ class SphericalGaussianMixture(MomentEstimator):
         -------
         ndarray of shape (n_samples,)
         """
-        return logsumexp(self._log_joint(X), axis=1)
+        return self._log_likelihood(X)
 
     def score(self, X, y=None):
         """Average log-likelihood per sample, as :meth:`sklearn.mixture.GaussianMixture.score`.

@@ -11,7 +11,6 @@ import warnings
 
 import numpy as np
 import scipy.sparse as sp
-from scipy.special import logsumexp
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from .._checks import user_stacklevel
@@ -210,8 +209,7 @@ class SingleTopicModel(MomentEstimator):
         ndarray of shape (n_documents, n_found)
             Rows sum to 1.
         """
-        joint = self._log_joint(X)
-        return np.exp(joint - logsumexp(joint, axis=1, keepdims=True))
+        return self._posterior(X)
 
     def score(self, X, y=None):
         """Average log-likelihood per document of its word sequence under the fitted model.
@@ -231,4 +229,4 @@ class SingleTopicModel(MomentEstimator):
         -------
         float
         """
-        return float(np.mean(logsumexp(self._log_joint(X), axis=1)))
+        return float(np.mean(self._log_likelihood(X)))
