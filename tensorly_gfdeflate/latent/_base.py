@@ -8,7 +8,7 @@ from scipy.special import logsumexp
 from sklearn.base import BaseEstimator
 from sklearn.exceptions import ConvergenceWarning
 
-from .._checks import check_choice, check_int, user_stacklevel
+from .._checks import check_bool, check_choice, check_int, check_solver_options, user_stacklevel
 from ..estimators import GradientFlowCP, PowerDeflationCP
 
 SOLVERS = {"gradient_flow": GradientFlowCP, "power_deflation": PowerDeflationCP}
@@ -38,21 +38,8 @@ class MomentEstimator(BaseEstimator):
         if n_components > max_components:
             raise ValueError(
                 f"n_components={n_components} exceeds {reason}. Lower n_components.")
-        if not isinstance(self.whiten, (bool, np.bool_)):
-            raise TypeError(f"whiten must be True or False, got {self.whiten!r}.")
-        options = {} if self.solver_options is None else self.solver_options
-        if not isinstance(options, dict):
-            raise TypeError(f"solver_options must be a dict of solver parameters or None, "
-                            f"got {type(options).__name__}.")
-        reserved = sorted({"rank", "random_state"} & options.keys())
-        if reserved:
-            raise ValueError(f"solver_options must not set {reserved}: use n_components and "
-                             "random_state instead.")
-        valid = set(SOLVERS[self.solver]._get_param_names()) - {"rank", "random_state"}
-        unknown = sorted(set(options) - valid)
-        if unknown:
-            raise ValueError(f"solver_options has unknown keys {unknown} for "
-                             f"solver={self.solver!r}; valid keys: {sorted(valid)}.")
+        check_bool("whiten", self.whiten)
+        check_solver_options(self.solver_options, SOLVERS[self.solver], type(self).__name__)
         return n_components
 
     def _decompose(self, operator, n_components):
