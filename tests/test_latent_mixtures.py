@@ -5,7 +5,7 @@ import pytest
 from scipy.optimize import linear_sum_assignment
 from scipy.stats import multivariate_normal
 
-from latent_helpers import assert_clone_is_deterministic_without_global_rng
+from latent_helpers import assert_clone_is_deterministic_without_global_rng, fit_under_pytorch
 
 from tensorly_gfdeflate import SphericalGaussianMixture
 from tensorly_gfdeflate.latent.sampling import sample_spherical_mixture
@@ -138,3 +138,10 @@ def test_bad_inputs_name_the_argument(mixture):
 def test_clone_and_determinism_without_global_rng(mixture):
     model = SphericalGaussianMixture(3, whiten=False, random_state=5)
     assert_clone_is_deterministic_without_global_rng(model, mixture[0][:5000], "means_")
+
+
+def test_pytorch_backend_gives_the_numpy_result(mixture):
+    X = mixture[0][:5000]
+    expected = SphericalGaussianMixture(3, whiten=False, random_state=0).fit(X)
+    fitted = fit_under_pytorch(SphericalGaussianMixture(3, whiten=False, random_state=0), X)
+    np.testing.assert_allclose(fitted.means_, expected.means_, atol=1e-8)

@@ -7,7 +7,7 @@ import scipy.sparse as sp
 from scipy.optimize import linear_sum_assignment
 from sklearn.exceptions import ConvergenceWarning
 
-from latent_helpers import assert_clone_is_deterministic_without_global_rng
+from latent_helpers import assert_clone_is_deterministic_without_global_rng, fit_under_pytorch
 
 from tensorly_gfdeflate import SingleTopicModel
 from tensorly_gfdeflate.latent.sampling import sample_topic_corpus
@@ -191,3 +191,10 @@ def test_clone_and_determinism_without_global_rng(corpus):
     model = SingleTopicModel(3, whiten=False, solver_options={"max_time": 500.0},
                              random_state=3)
     assert_clone_is_deterministic_without_global_rng(model, corpus[0][:5000], "topic_word_")
+
+
+def test_pytorch_backend_gives_the_numpy_result(corpus):
+    X = corpus[0][:5000]
+    expected = SingleTopicModel(3, random_state=0).fit(X)
+    fitted = fit_under_pytorch(SingleTopicModel(3, random_state=0), X)
+    np.testing.assert_allclose(fitted.topic_word_, expected.topic_word_, atol=1e-8)
