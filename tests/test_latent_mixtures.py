@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 from scipy.optimize import linear_sum_assignment
 from scipy.stats import multivariate_normal
+from sklearn.exceptions import ConvergenceWarning
 
 from latent_helpers import assert_clone_is_deterministic_without_global_rng, fit_under_pytorch
 
@@ -145,3 +146,11 @@ def test_pytorch_backend_gives_the_numpy_result(mixture):
     expected = SphericalGaussianMixture(3, whiten=False, random_state=0).fit(X)
     fitted = fit_under_pytorch(SphericalGaussianMixture(3, whiten=False, random_state=0), X)
     np.testing.assert_allclose(fitted.means_, expected.means_, atol=1e-8)
+
+
+def test_nothing_found_cannot_predict(mixture):
+    model = SphericalGaussianMixture(3, solver_options={"max_time": 0.5}, random_state=0)
+    with pytest.warns(ConvergenceWarning, match="found 0 of n_components=3"):
+        model.fit(mixture[0][:2000])
+    with pytest.raises(ValueError, match="found no component in fit"):
+        model.predict(mixture[0][:5])

@@ -198,3 +198,10 @@ def test_pytorch_backend_gives_the_numpy_result(corpus):
     expected = SingleTopicModel(3, random_state=0).fit(X)
     fitted = fit_under_pytorch(SingleTopicModel(3, random_state=0), X)
     np.testing.assert_allclose(fitted.topic_word_, expected.topic_word_, atol=1e-8)
+
+
+def test_moment_operators_refuse_short_documents():
+    X = np.array([[2.0, 0.0], [1.0, 3.0]])
+    with pytest.raises(ValueError, match="1 documents of fewer than 3 words"):
+        TopicMoments(X)
+    assert topic_second_moment(X).shape == (2, 2)

@@ -7,6 +7,7 @@ import tensorly as tl
 from scipy.special import logsumexp
 from sklearn.base import BaseEstimator
 from sklearn.exceptions import ConvergenceWarning
+from sklearn.utils.validation import check_is_fitted
 
 from .._checks import check_bool, check_choice, check_int, check_solver_options, user_stacklevel
 from ..estimators import GradientFlowCP, PowerDeflationCP
@@ -70,6 +71,14 @@ class MomentEstimator(BaseEstimator):
                 f"found. Try more data, another random_state, solver_options "
                 f"(for example a longer max_time), or fewer components.",
                 ConvergenceWarning, stacklevel=user_stacklevel())
+
+    def _check_fitted(self):
+        """Raise unless ``fit`` ran and found at least one component to evaluate data against."""
+        check_is_fitted(self)
+        if self.n_sources_found_ == 0:
+            raise ValueError(
+                f"{type(self).__name__} found no component in fit, so X cannot be evaluated; "
+                "refit as its ConvergenceWarning suggests.")
 
     def _posterior(self, X):
         """Probability of each component given each sample (rows sum to 1)."""

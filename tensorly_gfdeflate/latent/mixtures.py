@@ -9,7 +9,7 @@ with ``m = E[x]``.
 """
 
 import numpy as np
-from sklearn.utils.validation import check_is_fitted, validate_data
+from sklearn.utils.validation import validate_data
 
 from ._base import MomentEstimator
 from .whitening import (
@@ -157,7 +157,7 @@ class SphericalGaussianMixture(MomentEstimator):
 
     def _log_joint(self, X):
         """``log w_i + log N(x; mu_i, sigma^2 I)`` per sample and component."""
-        check_is_fitted(self)
+        self._check_fitted()
         X = validate_data(self, X, dtype=np.float64, reset=False)
         variance = max(self.variance_, np.finfo(float).tiny)
         distances = ((X**2).sum(axis=1, keepdims=True) - 2.0 * X @ self.means_.T

@@ -11,7 +11,7 @@ import warnings
 
 import numpy as np
 import scipy.sparse as sp
-from sklearn.utils.validation import check_is_fitted, validate_data
+from sklearn.utils.validation import validate_data
 
 from .._checks import user_stacklevel
 from ._base import MomentEstimator
@@ -179,7 +179,9 @@ class SingleTopicModel(MomentEstimator):
 
     def _set_topics(self, weights, topics, n_components):
         """Keep the valid topics, normalized and sorted by weight; report how many."""
-        valid = weights > 0
+        # A real topic has positive weight and positive total mass; noise fitted
+        # as a component can have either negative.
+        valid = (weights > 0) & (topics.sum(axis=1) > 0)
         topics = np.clip(topics[valid], 0.0, None)
         weights = weights[valid]
         order = np.argsort(-weights, kind="stable")
@@ -190,7 +192,7 @@ class SingleTopicModel(MomentEstimator):
     def _log_joint(self, X):
         """``log w_i + sum_j c_j log mu_ij`` per document and topic: the word sequence's
         log-probability under each topic."""
-        check_is_fitted(self)
+        self._check_fitted()
         X = validate_data(self, X, accept_sparse="csr", dtype=np.float64, reset=False)
         check_counts(X)
         log_topics = np.log(np.maximum(self.topic_word_, _PROBABILITY_FLOOR))

@@ -45,8 +45,14 @@ _RANK_TOLERANCE = 1e-10
 _BLOCK_ENTRIES = 2**22
 
 
-def _inverse_falling_factorial(lengths, terms):
-    """``1 / (L (L-1) ... (L-terms+1))`` per document, the unbiased estimators' normalization."""
+def _inverse_falling_factorial(X, terms):
+    """``1 / (L (L-1) ... (L-terms+1))`` per document of lengths ``L``: the unbiased
+    estimators' normalization; defined for documents of at least ``terms`` words."""
+    lengths = np.asarray(X.sum(axis=1), dtype=float).ravel()
+    if lengths.min() < terms:
+        raise ValueError(
+            f"X has {int(np.sum(lengths < terms))} documents of fewer than {terms} words; "
+            f"the order-{terms} moment needs {terms} words per document. Drop them first.")
     product = np.ones_like(lengths)
     for j in range(terms):
         product = product * (lengths - j)
@@ -74,7 +80,8 @@ class TopicMoments(SymmetricOperator):
     ----------
     X : ndarray or scipy.sparse matrix of shape (n_documents, n_words)
         Non-negative integer word counts, at least 3 words per document
-        (validation is the caller's: see :class:`SingleTopicModel`).
+        (shorter ones raise; the counts themselves are the caller's to
+        validate: see :class:`~tensorly_gfdeflate.SingleTopicModel`).
     projection : ndarray of shape (n_words, k) or None, default=None
         ``P``: a whitening of ``M2`` (:func:`whitening_from_eigenpairs`) or an
         orthonormal basis of its top eigenspace. None: the identity, allowed
@@ -103,8 +110,7 @@ class TopicMoments(SymmetricOperator):
             projection = np.eye(X.shape[1])
         self.X, self.projection = X, np.asarray(projection, dtype=float)
         self.n_samples, self.order, self.dim = X.shape[0], 3, self.projection.shape[1]
-        lengths = np.asarray(X.sum(axis=1), dtype=float).ravel()
-        self._doc_weights = _inverse_falling_factorial(lengths, 3)
+        self._doc_weights = _inverse_falling_factorial(X, 3)
         tensor = self._projected_tensor()
         self._dense = DenseOperator.from_trusted(tl.tensor(tensor))
         self._context = self._dense.context
@@ -175,8 +181,7 @@ def topic_second_moment(X):
     -------
     scipy.sparse.linalg.LinearOperator of shape (n_words, n_words)
     """
-    lengths = np.asarray(X.sum(axis=1), dtype=float).ravel()
-    a = _inverse_falling_factorial(lengths, 2) / X.shape[0]
+    a = _inverse_falling_factorial(X, 2) / X.shape[0]
     diagonal = np.asarray(X.T @ a).ravel()
 
     def apply(v):
