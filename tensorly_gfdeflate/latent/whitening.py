@@ -261,7 +261,7 @@ def check_rank(values, name="n_components"):
     if rank < len(values):
         raise ValueError(
             f"{name}={len(values)} exceeds the rank {rank} of the second moment M2: the data "
-            f"support at most {rank} components. Lower {name}, or pass more (or more varied) "
+            f"support at most {rank} component(s). Lower {name}, or pass more (or more varied) "
             "data.")
 
 
