@@ -55,6 +55,11 @@ class ComparisonRecord:
         directions and the order of their true weights, largest first: 1 when
         the larger weights were all found first, -1 for the reverse, NaN when
         fewer than two directions were found. None without a truth.
+    converged : bool or None
+        The method's own verdict on its result (``trace.converged``: the
+        residual holds nothing above the noise floor); None for
+        ``"tensorly_power"``, which does not check. When False the method has
+        also warned.
     decomposition : CPTensor
         What the method returned (not shown in tables).
     trace : FlowTrace, PowerTrace or None
@@ -68,6 +73,7 @@ class ComparisonRecord:
     n_components: int
     recovered: int | None = None
     order_tau: float | None = None
+    converged: bool | None = None
     decomposition: CPTensor | None = field(default=None, repr=False, compare=False)
     trace: object = field(default=None, repr=False, compare=False)
 
@@ -84,6 +90,7 @@ _COLUMNS = (
     ("n_components", "components", "{}"),
     ("recovered", "recovered", "{}"),
     ("order_tau", "order tau", "{:+.2f}"),
+    ("converged", "converged", "{}"),
 )
 
 
@@ -375,9 +382,11 @@ def compare(tensor, methods=METHODS, *, rank=None, truth=None, n_runs=1,
                 run=run,
                 seconds=seconds,
                 relative_error=relative_error(operator, decomposition),
-                n_components=int(tl.shape(decomposition.weights)[0]),
+                # A zero-weight component stands for "nothing fitted".
+                n_components=int(np.count_nonzero(tl.to_numpy(decomposition.weights))),
                 recovered=recovered,
                 order_tau=tau,
+                converged=None if trace is None else bool(trace.converged),
                 decomposition=decomposition,
                 trace=trace,
             ))

@@ -7,12 +7,21 @@ Gaussian sources contribute nothing. This is the tensor that independent
 component analysis decomposes.
 """
 
+import itertools
 import numbers
 
 import numpy as np
 import tensorly as tl
 
-from .operators import _EXACT_NORM_SAMPLES, SampleMoments, SymmetricOperator, int_power
+from .operators import (
+    _EXACT_NORM_SAMPLES,
+    DenseOperator,
+    SampleMoments,
+    SymmetricOperator,
+    _max_abs,
+    _power_of_two_below,
+    int_power,
+)
 
 __all__ = ["SampleCumulants"]
 
@@ -28,8 +37,12 @@ class SampleCumulants(SymmetricOperator):
       ``K_4(v, v, v, I) = M_4(Y)(v, v, v, I) - 3 (v^T C v) C v``.
       On whitened data (``C = I``) this is ``M_4(v, v, v, I) - 3 |v|^2 v``.
 
-    A contraction costs one :class:`SampleMoments` contraction plus
-    ``O(d^2 m)``.
+    When the dense moment tensor is small and pays (as for
+    :class:`SampleMoments`: at most 2**22 entries and ``n > d^{l-1}``), the
+    dense cumulant tensor is formed once from it, ``O(d^l)`` more, and each
+    contraction costs ``O(d^l m)``, independent of ``n``; the norm is then
+    exact. Otherwise a contraction costs one streamed :class:`SampleMoments`
+    contraction plus ``O(d^2 m)``.
 
     Parameters
     ----------
@@ -52,8 +65,9 @@ class SampleCumulants(SymmetricOperator):
     ``|K_l|^2 = (1/n^2) sum_{s,t} h(y_s, y_t)`` of the kernel
     ``h(x, y) = <x^(x)l - S, y^(x)l - S>`` (``S = 0`` for order 3), which for
     order 4 is ``<x, y>^4 - 3 (x^T C x)^2 - 3 (y^T C y)^2 + |S|^2`` with
-    ``|S|^2 = 3 (tr C^2)^2 + 6 tr C^4``. It is exact for ``n <= 4096``. Above
-    that, the diagonal ``s = t`` is summed exactly and the off-diagonal mean of
+    ``|S|^2 = 3 (tr C^2)^2 + 6 tr C^4``. It is exact for ``n <= 4096`` and
+    whenever the dense cumulant tensor is formed (see above). Otherwise the
+    diagonal ``s = t`` is summed exactly and the off-diagonal mean of
     ``h`` is estimated from 4096 rows drawn once with a fixed seed (an unbiased
     U-statistic, deterministic, scaling exactly with ``X``). Estimating the
     mean of ``h`` rather than of ``<x, y>^4`` matters: ``h`` has the Gaussian
@@ -62,9 +76,10 @@ class SampleCumulants(SymmetricOperator):
     itself and not with the much larger fourth moment (measured on 20000
     whitened samples of bounded sources: about 1% error, against 5-10% when
     ``|M_4|^2`` is estimated first and ``S`` subtracted after). Heavy tails
-    inflate it (Laplace sources: tens of percent). As for
-    :class:`SampleMoments`, the norm only sets the solvers' normalization and
-    the denominator of relative errors; no factor depends on it.
+    inflate it (Laplace sources: tens of percent). ``norm_is_estimate`` is
+    then True, and (as for :class:`SampleMoments`) the norm only sets the
+    solvers' normalization and the denominator of relative errors: no solver
+    stops on a residual measured against it.
 
     Examples
     --------
@@ -92,12 +107,62 @@ class SampleCumulants(SymmetricOperator):
         return (f"SampleCumulants(X of shape {(self.moments.n_samples, self.dim)}, "
                 f"order={self.order})")
 
+    @property
+    def norm_is_estimate(self):
+        return not self.moments._densify_pays() and self.moments.n_samples > _EXACT_NORM_SAMPLES
+
     def contract(self, V):
+        if self.moments._densify_pays():
+            return self._dense_cumulants().contract(V)
         contraction = self.moments.contract(V)
         if self.order == 3:
             return contraction
         CV = tl.dot(self.covariance, V)
         return contraction - 3.0 * tl.sum(V * CV, axis=0) * CV
+
+    def _dense_cumulants(self):
+        """The cumulants as a :class:`DenseOperator`, built on first use and kept."""
+        if not hasattr(self, "_dense_cache"):
+            # Rows prescaled by a power of two, as in SampleMoments: no overflow.
+            row_scale = _power_of_two_below(_max_abs(self.moments.X))
+            tensor = tl.reshape(self._symmetric_unfolding(row_scale), self.shape)
+            if self.order == 4:
+                tensor = tensor - _gaussian_part(self.covariance / row_scale**2)
+            self._dense_cache = (row_scale**self.order, DenseOperator.from_trusted(tensor))
+        magnitude, dense = self._dense_cache
+        return dense.rescaled(magnitude) if magnitude != 1.0 else dense
+
+    def _symmetric_unfolding(self, row_scale):
+        """The ``d^q x d^{l-q}`` unfolding of the moments of the rows over ``row_scale``.
+
+        Only the distinct products are accumulated: with ``P_k`` the ``n x
+        C(d+k-1, k)`` matrix of the sorted ``k``-fold products of each row,
+        the distinct entries are ``P_q^T P_{l-q} / n``, which the full
+        unfolding repeats. For order 4 and ``d = 10`` that is one GEMM of
+        inner size 55 instead of 1000 (measured 8x to 10x faster at n = 200000,
+        d = 6 to 10).
+        """
+        split = self.order // 2
+        orders = (split, self.order - split)
+        tuples = {k: _distinct_products(self.dim, k) for k in set(orders)}
+        total = None
+        for block in self.moments._blocks(len(tuples[orders[1]][0])):
+            # One contiguous row per feature: gathering those for the products is
+            # 4x faster than gathering columns of the block (measured).
+            columns = tl.stack([block[:, i] for i in range(self.dim)]) / row_scale
+            products = {k: _products(columns, combos) for k, (combos, _) in tuples.items()}
+            part = tl.dot(products[orders[0]], tl.transpose(products[orders[1]]))
+            total = part if total is None else total + part
+        distinct = total / self.moments.n_samples
+        head_index, tail_index = (tuples[k][1] for k in orders)
+        return distinct[head_index][:, tail_index]
+
+    def _norm_parts(self):
+        if self.moments._densify_pays():
+            self._dense_cumulants()
+            magnitude, dense = self._dense_cache
+            return magnitude, tl.sum(dense.tensor**2)
+        return super()._norm_parts()
 
     def standard_error(self, V):
         """Standard error of ``K_l(v^l)`` per column, from the sample influence of each row.
@@ -158,7 +223,32 @@ class SampleCumulants(SymmetricOperator):
         dense = self.moments.to_dense()
         if self.order == 3:
             return dense
-        C = self.covariance
-        return dense - (C[:, :, None, None] * C[None, None, :, :]
-                        + C[:, None, :, None] * C[None, :, None, :]
-                        + C[:, None, None, :] * C[None, :, :, None])
+        return dense - _gaussian_part(self.covariance)
+
+
+def _distinct_products(dim, k):
+    """The sorted ``k``-tuples of ``range(dim)``, and where each of the ``dim^k`` tuples goes.
+
+    The second list gives, for each tuple in C order, the position of its
+    sorted version in the first: a symmetric tensor's distinct entries and
+    their copies.
+    """
+    combos = list(itertools.combinations_with_replacement(range(dim), k))
+    position = {combo: i for i, combo in enumerate(combos)}
+    return combos, [position[tuple(sorted(t))] for t in itertools.product(range(dim), repeat=k)]
+
+
+def _products(columns, combos):
+    """``prod_t columns[c_t]`` for each tuple ``c`` of ``combos``: ``len(combos) x n``."""
+    indices = list(zip(*combos))
+    result = columns[list(indices[0])]
+    for index in indices[1:]:
+        result = result * columns[list(index)]
+    return result
+
+
+def _gaussian_part(C):
+    """``S_ijkl = C_ij C_kl + C_ik C_jl + C_il C_jk``: a Gaussian's fourth moment (covariance ``C``)."""
+    return (C[:, :, None, None] * C[None, None, :, :]
+            + C[:, None, :, None] * C[None, :, None, :]
+            + C[:, None, None, :] * C[None, :, :, None])

@@ -51,6 +51,7 @@ class _SymmetricCPEstimator(BaseEstimator):
         self.n_components_ = int(np.count_nonzero(tl.to_numpy(cp.weights)))
         self.trace_ = trace
         self.n_iter_, self.converged_ = self._summarize(trace)
+        self.component_snr_, self.noise_level_ = trace.component_snr, trace.noise_level
         return self
 
     def fit_transform(self, X, y=None):
@@ -146,6 +147,12 @@ class GradientFlowCP(_SymmetricCPEstimator):
     n_components_ : int
     trace_ : FlowTrace
         The history of the flow.
+    component_snr_ : ndarray of shape (n_components,)
+        ``|weight|`` over the noise level along each component (inf for an
+        exact tensor): how far each component stands out of the noise.
+    noise_level_ : float
+        The estimated noise level, relative to the tensor's norm (0.0 for an
+        exact tensor); see ``trace_.noise_level``.
     n_iter_ : int
         Euler steps taken: those of the flow and those of the refinement.
     converged_ : bool
@@ -262,6 +269,12 @@ class PowerDeflationCP(_SymmetricCPEstimator):
     n_components_ : int
     trace_ : PowerTrace
         Extraction order, iterations and residual after each deflation.
+    component_snr_ : ndarray of shape (n_components,)
+        ``|weight|`` over the noise level along each component (inf for an
+        exact tensor): how far each component stands out of the noise.
+    noise_level_ : float
+        The estimated noise level, relative to the tensor's norm (0.0 for an
+        exact tensor); see ``trace_.noise_level``.
     n_iter_ : int
         Power iterations in total (restart batches and refinements).
     converged_ : bool

@@ -23,7 +23,14 @@ from ._checks import (
 )
 from .model import flow_point
 from .operators import as_operator, normalize
-from .probe import DEFAULT_FLOOR, NOISE_STANDARD_ERRORS, check_fit, noise_floors, probe_residual
+from .probe import (
+    DEFAULT_FLOOR,
+    NOISE_STANDARD_ERRORS,
+    check_fit,
+    noise_floors,
+    probe_residual,
+    signal_to_noise,
+)
 from .readout import (
     ALIGNMENT_TOL,
     canonical_signs,
@@ -59,8 +66,9 @@ _MINIMALITY_TRIES = 2
 class _Integrator:
     """Explicit Euler steps on the loss, with divergence back-off and a step record."""
 
-    def __init__(self, target, W, signs, regularization, step_size):
+    def __init__(self, target, W, signs, regularization, step_size, warn=True):
         self.target, self.signs, self.regularization = target, signs, regularization
+        self.warn = warn
         self.step_size = self.initial_step = step_size
         self.time, self.back_offs = 0.0, 0
         self.events = []
@@ -99,13 +107,13 @@ class _Integrator:
             )
         self.step_size /= 2
         self.events.append(FlowEvent(self.time, "step_reduced", ()))
-        if self.back_offs == 1:
+        if self.back_offs == 1 and self.warn:
             warnings.warn(
                 f"step_size={self.initial_step:.3g} overshoots: the loss rose at "
                 f"t={self.time:.4g}. Backed off to the last good point and halved the step "
                 "(trace.step_size has the final one). Pass a smaller step_size to avoid this.",
                 RuntimeWarning,
-                stacklevel=4,
+                stacklevel=user_stacklevel(),
             )
 
     def retarget(self, target):
@@ -384,9 +392,9 @@ class FlowRun:
         """
         s, point = self.settings, self.integrator.point
         self._fitted()
-        residual = self.target.minus(point.mass, point.directions)
+        residual = self._debiased_residual()
         probe = probe_residual(residual, point.directions, self.rng)
-        floors = self._fit_thresholds(probe.directions)
+        floors = np.full(len(probe.values), self._fit_threshold())
         if s["noise_aware"]:
             floors = np.maximum(noise_floors(self.target, residual, probe), floors)
         above = np.abs(probe.values) > floors
@@ -398,28 +406,30 @@ class FlowRun:
         return "rank_reached" if s["rank"] is not None and self._rank_fitted() else "nothing_to_fit"
 
     def _fit_threshold(self):
-        """Residual weights at or below this are left alone: ``lambda / 2``, or the tolerance.
+        """Residual weights at or below this are left alone (at least the tolerance).
 
-        A component of weight below ``lambda / 2`` cannot be fitted: the
-        regularizer is the user's floor.
+        An explicit ``lambda`` is the user's floor, as documented: nothing up
+        to ``lambda`` needs fitting. With ``"auto"`` the floor is the noise's
+        (see :meth:`_explained_reason`) and ``lambda / 2``, below which a
+        component cannot grow: a ``lambda`` raised to six standard errors must
+        not hide components between three and six.
         """
-        return max(self.settings["regularization"] / 2, self.settings["tol"])
+        s = self.settings
+        regularization = s["regularization"] / 2 if s["noise_aware"] else s["regularization"]
+        return max(regularization, s["tol"])
 
-    def _fit_thresholds(self, directions):
-        """:meth:`_fit_threshold` for each column of ``directions``, doubled along fitted slots.
+    def _debiased_residual(self):
+        """The residual once the fitted directions' weights are re-fitted by least squares.
 
-        A fitted component keeps ``lambda / 2`` of residual along it (the
-        shrinkage), which is not something left to fit.
+        The regularizer shrinks every fitted weight by ``lambda / 2``; for
+        components that are not orthogonal, those shrinkages add up to residual
+        weight above ``lambda`` in directions no slot holds, which no re-drawn
+        slot can fit (it is an artefact): the check looks past it.
         """
-        point = self.integrator.point
-        fitted = np.flatnonzero(np.abs(tl.to_numpy(point.mass))
-                                >= self.settings["drop_threshold"]).tolist()
-        thresholds = np.full(tl.shape(directions)[1], self._fit_threshold())
-        if fitted:
-            gram = tl.to_numpy(tl.dot(tl.transpose(directions), point.directions[:, fitted]))
-            along = np.max(np.abs(gram), axis=1) >= 1.0 - ALIGNMENT_TOL
-            thresholds[along] = max(self.settings["regularization"], self.settings["tol"])
-        return thresholds
+        weights, vectors, _ = read_out(
+            self.target, self.integrator.W, self.integrator.signs, None,
+            self.settings["drop_threshold"], True)
+        return self.target if weights is None else self.target.minus(weights, vectors)
 
     def _settled_reason(self, drop):
         s, point = self.settings, self.integrator.point
@@ -505,10 +515,13 @@ class FlowRun:
                           s["noise_aware"])
         found = int(np.count_nonzero(tl.to_numpy(weights)))
         self._warn(check, found)
+        snr, noise = signal_to_noise(weights, check)
         cp, permutation = to_cp_tensor(weights, vectors, target.order, self.scale)
         if not with_trace:
             return cp, None
-        return cp, self._trace(cp, [groups[i] for i in permutation], refine_steps, check)
+        trace = self._trace(cp, [groups[i] for i in permutation], refine_steps, check)
+        trace.component_snr, trace.noise_level = snr[permutation], noise
+        return cp, trace
 
     def _refine(self, weights, vectors):
         """``_refine`` then the least-squares weights: ``(weights, vectors, steps)``."""
@@ -597,6 +610,11 @@ class FlowRun:
                             "of weight 0, the zero tensor)")
         elif rank is not None and found < rank:
             problems.append(f"found {found} components, fewer than rank={rank}")
+        if rank is None and self.most_fitted >= s["width"]:
+            problems.append(
+                f"used every one of its width={s['width']} slots, so the automatic rank is "
+                "not to be trusted (the tensor may hold more components, or noise was fitted "
+                "as components)")
         # A run cut short at max_time whose result passes the check is a result:
         # only when the check fails is the horizon worth mentioning.
         if self.stop_reason == "max_time" and not check.explained:
@@ -694,7 +712,8 @@ def _refine(target, weights, vectors, step_size, tol):
     weights, vectors = canonical_signs(weights, vectors, target.order)
     signs = tl.sign(weights) + (weights == 0)
     W = vectors * tl.reshape(tl.sqrt(tl.abs(weights)), (1, -1))
-    integrator = _Integrator(target, W, signs, 0.0, step_size)
+    # A refinement's back-offs are its own business: its result is checked.
+    integrator = _Integrator(target, W, signs, 0.0, step_size, warn=False)
     trusted_residual = not target.norm_is_estimate
     for step in range(_REFINE_MAX_STEPS):
         if trusted_residual and integrator.point.residual <= tol:

@@ -14,6 +14,7 @@ import tensorly as tl
 from tensorly.cp_tensor import CPTensor
 
 from ._checks import check_int
+from .dask_moments import is_dask_array, moment_sums
 
 __all__ = [
     "SymmetricOperator",
@@ -418,10 +419,16 @@ class SampleMoments(SymmetricOperator):
 
     Parameters
     ----------
-    X : array of shape (n_samples, n_features)
-        The data, one sample per row, in any tensorly backend.
+    X : array of shape (n_samples, n_features), or a dask.array.Array
+        The data, one sample per row, in any tensorly backend. A Dask array
+        (chunked along rows only) is read once, chunk by chunk, on the
+        active Dask scheduler, into the dense moment tensor (``d^l`` at most
+        2**22 entries) and one chunk of rows kept for standard errors; it is
+        never computed whole (see :mod:`tensorly_gfdeflate.dask_moments`).
     order : int >= 2
         The order ``l`` of the moment tensor.
+    verbose : bool, default=False
+        With a Dask array, show Dask's progress bar during the pass.
 
     Notes
     -----
@@ -436,7 +443,10 @@ class SampleMoments(SymmetricOperator):
     stop on a residual measured against it.
     """
 
-    def __init__(self, X, order):
+    def __init__(self, X, order, *, verbose=False):
+        if is_dask_array(X):
+            self._read_dask(X, order, verbose)
+            return
         X = _as_backend_tensor("X", X)
         if len(tl.shape(X)) != 2:
             raise ValueError(
@@ -456,6 +466,16 @@ class SampleMoments(SymmetricOperator):
         self.order = check_int("order", order, 2)
         self.X, self.n_samples, self.dim = X, n, d
         self._context = tl.context(X)
+
+    def _read_dask(self, X, order, verbose):
+        """One pass over the Dask array ``X``: the dense moments and a sample of rows."""
+        self.order = check_int("order", order, 2)
+        sums = moment_sums(X, max(self.order, 2), verbose=verbose)
+        moments = {2: sums.second}.get(self.order, sums.high)
+        self.X, self.n_samples, self.dim = X, sums.n, X.shape[1]
+        self._context = tl.context(tl.tensor(sums.first))
+        self._error_rows = tl.tensor(sums.sample)
+        self._dense_cache = (1.0, DenseOperator.from_trusted(tl.tensor(moments / sums.n)))
 
     def __repr__(self):
         return f"SampleMoments(X of shape {(self.n_samples, self.dim)}, order={self.order})"
@@ -480,17 +500,20 @@ class SampleMoments(SymmetricOperator):
         One pass over ``X``. The moments of a data set are its mean
         statistics, so their standard errors come from the same samples.
         """
+        # Of a Dask array, one chunk's rows estimate the spread of (x v)^l.
+        rows = getattr(self, "_error_rows", self.X)
         # Rows prescaled by a power of two: squares of (Xv)^l stay in range.
-        row_scale = _power_of_two_below(_max_abs(self.X))
+        row_scale = _power_of_two_below(_max_abs(rows))
         total = total_sq = 0.0
-        for block in self._blocks(tl.shape(V)[1]):
-            values = int_power(tl.dot(block / row_scale, V), self.order)
+        size = max(1, _MOMENT_BLOCK_ENTRIES // max(tl.shape(V)[1], 1))
+        for start in range(0, tl.shape(rows)[0], size):
+            values = int_power(tl.dot(rows[start:start + size] / row_scale, V), self.order)
             total = total + tl.sum(values, axis=0)
             total_sq = total_sq + tl.sum(values * values, axis=0)
-        n = self.n_samples
-        mean = total / n
-        variance = tl.clip(total_sq / n - mean * mean, 0.0, None)
-        return tl.sqrt(variance / (n - 1)) * row_scale**self.order
+        count = tl.shape(rows)[0]
+        mean = total / count
+        variance = tl.clip(total_sq / count - mean * mean, 0.0, None)
+        return tl.sqrt(variance / (self.n_samples - 1)) * row_scale**self.order
 
     def _densify_pays(self):
         """Whether to accumulate the dense moments once and contract those.
@@ -500,6 +523,8 @@ class SampleMoments(SymmetricOperator):
         the first contraction on, and a solver makes hundreds. The cache is
         bounded by ``_DENSE_CACHE_ENTRIES``.
         """
+        if hasattr(self, "_error_rows"):
+            return True  # read from a Dask array: the dense moments are all there is
         entries = self.dim**self.order
         return entries <= _DENSE_CACHE_ENTRIES and self.n_samples > entries // self.dim
 
@@ -565,6 +590,8 @@ class SampleMoments(SymmetricOperator):
 
     def to_dense(self):
         """The dense ``(d,) * l`` moment tensor; only for small problems and tests."""
+        if hasattr(self, "_error_rows"):
+            return self._dense_cache[1].tensor
         outer = self.X
         for _ in range(self.order - 1):
             outer = tl.reshape(outer[:, :, None] * self.X[:, None, :], (self.n_samples, -1))

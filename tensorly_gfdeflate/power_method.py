@@ -15,7 +15,7 @@ from sklearn.exceptions import ConvergenceWarning
 
 from ._checks import check_bool, check_int, check_positive, check_random_state, user_stacklevel
 from .operators import as_operator, normalize
-from .probe import DEFAULT_FLOOR, check_fit, power_iterate
+from .probe import DEFAULT_FLOOR, check_fit, power_iterate, signal_to_noise
 from .readout import canonical_signs, to_cp_tensor
 from .synthetic import random_unit_vectors
 
@@ -51,6 +51,14 @@ class PowerTrace:
         (0.0 when ``explained``).
     noise_floor : float
         The floor it was compared with, relative to ``|T|``.
+    component_snr : ndarray
+        For each returned component (sorted as the CPTensor), ``|weight|``
+        over the noise level along its direction (see ``noise_level``); inf
+        for an exact tensor.
+    noise_level : float
+        Relative to ``|T|``: the standard error of a sample statistic along
+        a component (the largest), or the largest weight Gaussian noise of the
+        dense residual's size shows in any direction; 0.0 for an exact tensor.
     explained_by : int or None
         When the tensor was explained (relative residual below 1e-6) before
         ``rank`` extractions, how many it took; the later components have
@@ -66,6 +74,8 @@ class PowerTrace:
     unexplained_weight: float = float("nan")
     noise_floor: float = float("nan")
     explained_by: int = None
+    component_snr: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    noise_level: float = float("nan")
 
     @property
     def converged(self):
@@ -176,6 +186,7 @@ def power_deflation_cp(
                                        operator.order)
     check = check_fit(target, weights, vectors, rng, DEFAULT_FLOOR)
     _warn(check, settled, rank, n_iter_max, explained_by)
+    snr, noise = signal_to_noise(weights, check)
     cp, permutation = to_cp_tensor(weights, vectors, operator.order, scale)
     if not return_trace:
         return cp
@@ -185,6 +196,7 @@ def power_deflation_cp(
     trace.residual = np.asarray(errors)
     trace.iterations_converged, trace.explained = settled, check.explained
     trace.explained_by = explained_by
+    trace.component_snr, trace.noise_level = snr[permutation], noise
     trace.unexplained_weight, trace.noise_floor = check.largest, check.floor
     return cp, trace
 

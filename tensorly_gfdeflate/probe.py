@@ -27,7 +27,7 @@ from .readout import ALIGNMENT_TOL, group_aligned
 from .synthetic import random_unit_vectors
 
 __all__ = ["power_iterate", "probe_residual", "ResidualProbe", "noise_injective_ratio",
-           "noise_floors", "check_fit", "FitCheck", "NOISE_STANDARD_ERRORS", "DEFAULT_FLOOR"]
+           "noise_levels", "noise_floors", "check_fit", "signal_to_noise", "FitCheck", "NOISE_STANDARD_ERRORS", "DEFAULT_FLOOR"]
 
 # A converged column still moves by about one machine epsilon per iteration (measured).
 _SETTLED_IN_EPS = 16.0
@@ -142,39 +142,51 @@ def noise_injective_ratio(dim, order):
     return probe.largest * (dim / measured) ** ((1 - order) / 2)
 
 
-def _dense_noise_floor(residual, probe):
-    """``_NOISE_MARGIN`` times what Gaussian noise of the residual's unexplained size shows.
+def _dense_noise_level(residual, probe):
+    """The largest weight Gaussian noise of the residual's unexplained size shows: ``kappa |E|``.
 
     The residual of a fit that missed components holds them as well as the
-    noise, and sized whole it would set the floor far too high. So the
+    noise, and sized whole it would set the level far too high. So the
     largest ``k`` probed directions are taken out, for the largest ``k`` that
-    is self-consistent: each of them stands above the floor set by what is
-    left without them. Noise has no such ``k`` (its probed weights are all
-    about ``kappa`` times its norm, below twice that), and then the floor is
-    set by the whole residual.
+    is self-consistent: each of them stands above ``_NOISE_MARGIN`` times the
+    level of what is left without them. Noise has no such ``k`` (its probed
+    weights are all about ``kappa`` times its norm, below twice that), and
+    then the whole residual sets the level.
     """
     kappa = noise_injective_ratio(residual.dim, residual.order)
     values = np.abs(probe.values)
     for count in range(min(len(values), _STRUCTURE_ROUNDS), 0, -1):
         rest = residual.minus(tl.tensor(probe.values[:count], **residual.context),
                               probe.directions[:, :count])
-        floor = _NOISE_MARGIN * kappa * float(np.sqrt(rest.norm_sq))
-        if values[count - 1] > floor:
-            return floor
-    return _NOISE_MARGIN * kappa * float(np.sqrt(residual.norm_sq))
+        level = kappa * float(np.sqrt(rest.norm_sq))
+        if values[count - 1] > _NOISE_MARGIN * level:
+            return level
+    return kappa * float(np.sqrt(residual.norm_sq))
+
+
+def noise_levels(target, residual, probe, directions):
+    """The noise level along each column of ``directions``, and the factor that makes it a floor.
+
+    For sample statistics, the standard error of ``T(v^l)`` along each
+    direction (floor: ``NOISE_STANDARD_ERRORS`` of them); for a dense array,
+    the largest weight that Gaussian noise of the residual's unexplained size
+    shows in any direction, found from ``probe`` (floor: ``_NOISE_MARGIN``
+    times it); for an exact tensor, 0. ``target`` and ``residual`` are in the
+    same (normalized) units.
+    """
+    count = tl.shape(directions)[1]
+    standard_error = target.standard_error(directions)
+    if standard_error is not None:
+        return tl.to_numpy(standard_error), NOISE_STANDARD_ERRORS
+    if target.is_dense:
+        return np.full(count, _dense_noise_level(residual, probe)), _NOISE_MARGIN
+    return np.zeros(count), 0.0
 
 
 def noise_floors(target, residual, probe):
-    """For each probed direction, the weight above which it is structure and not noise.
-
-    ``target`` and ``residual`` are in the same (normalized) units.
-    """
-    standard_error = target.standard_error(probe.directions)
-    if standard_error is not None:
-        return NOISE_STANDARD_ERRORS * tl.to_numpy(standard_error)
-    if target.is_dense:
-        return np.full(len(probe.values), _dense_noise_floor(residual, probe))
-    return np.zeros(len(probe.values))
+    """For each probed direction, the weight above which it is structure and not noise."""
+    levels, factor = noise_levels(target, residual, probe, probe.directions)
+    return factor * levels
 
 
 @dataclass
@@ -193,12 +205,29 @@ class FitCheck:
         relative to the target's norm.
     unexplained : int
         How many distinct probed directions hold weight above their floor.
+    component_noise : ndarray
+        The noise level along each component's direction, relative to the
+        target's norm (0 for an exact tensor, or with ``noise_aware=False``).
     """
 
     explained: bool
     largest: float
     floor: float
     unexplained: int
+    component_noise: np.ndarray
+
+
+def signal_to_noise(weights, check):
+    """``|weight| / noise level`` per component (inf where the tensor is exact), and the level.
+
+    The level returned is the largest along the components (0.0 when exact),
+    relative to the target's norm, as ``weights`` must be.
+    """
+    weights = np.abs(np.asarray(tl.to_numpy(weights), dtype=float))
+    noise = check.component_noise
+    with np.errstate(divide="ignore", invalid="ignore"):
+        snr = np.where(noise > 0, weights / np.where(noise > 0, noise, 1.0), np.inf)
+    return snr, float(np.max(noise, initial=0.0))
 
 
 def check_fit(target, weights, vectors, rng, min_floor, noise_aware=True):
@@ -212,10 +241,13 @@ def check_fit(target, weights, vectors, rng, min_floor, noise_aware=True):
     starts = vectors if tl.shape(weights)[0] else None
     probe = probe_residual(residual, starts, rng)
     floors = np.full(len(probe.values), float(min_floor))
+    component_noise = np.zeros(tl.shape(vectors)[1])
     if noise_aware:
         floors = np.maximum(noise_floors(target, residual, probe), min_floor)
+        component_noise = noise_levels(target, residual, probe, vectors)[0]
     above = np.flatnonzero(np.abs(probe.values) > floors)
     if not len(above):
-        return FitCheck(True, 0.0, float(np.max(floors, initial=min_floor)), 0)
+        return FitCheck(True, 0.0, float(np.max(floors, initial=min_floor)), 0, component_noise)
     worst = above[np.argmax(np.abs(probe.values[above]))]
-    return FitCheck(False, float(abs(probe.values[worst])), float(floors[worst]), len(above))
+    return FitCheck(False, float(abs(probe.values[worst])), float(floors[worst]), len(above),
+                    component_noise)

@@ -71,6 +71,15 @@ class FlowTrace:
         norm (0.0 when ``explained``).
     noise_floor : float
         The floor it was compared with, relative to the target's norm.
+    component_snr : ndarray
+        For each returned component, ``|weight|`` over the noise level along
+        its direction (see ``noise_level``): how sure the rank is. inf for an
+        exact tensor, or with an explicit ``regularization`` (noise not sized).
+    noise_level : float
+        Relative to the target's norm: the standard error of a sample
+        statistic along a component (the largest), or the largest weight that
+        Gaussian noise of the dense residual's size shows in any direction
+        (its injective norm); 0.0 for an exact tensor.
     most_fitted : int
         The most distinct components the flow held at any check (more than
         ``rank`` means the tensor has more components than were kept).
@@ -93,6 +102,8 @@ class FlowTrace:
     unexplained_weight: float = float("nan")
     noise_floor: float = float("nan")
     most_fitted: int = 0
+    component_snr: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    noise_level: float = float("nan")
 
     def __repr__(self):
         # The dataclass repr would print every array (tens of thousands of characters).

@@ -146,7 +146,7 @@ def test_table_marks_missing_values_and_to_frame_names_the_extra(monkeypatch, tr
     lonely = CPTensor((weights[:1], [f[:, :1] for f in factors]))
     result = compare(lonely, ("gradient_flow",), truth=lonely, random_state=0)
     row = result.table().splitlines()[2].split()
-    assert row[-2:] == ["1/1", "-"]
+    assert row[-3:] == ["1/1", "-", "True"]
     assert isinstance(result, Comparison)
     monkeypatch.setitem(sys.modules, "pandas", None)
     with pytest.raises(ImportError, match=r"tensorly-gfdeflate\[pandas\]"):

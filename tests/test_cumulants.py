@@ -68,15 +68,34 @@ def test_cumulant_scales_as_the_data_to_the_order(order):
     np.testing.assert_allclose(scaled.norm_sq, 4.0**order * base.norm_sq, rtol=1e-12)
 
 
-def test_estimated_norm_for_many_samples_is_close_to_exact():
-    # Above 4096 samples the off-diagonal part of the norm is a subsample estimate.
+@pytest.mark.parametrize("order", [3, 4])
+def test_many_samples_of_few_features_give_the_exact_dense_cumulant(order):
+    # n > d^(l-1): the dense cumulant is formed once, and its norm is exact.
+    X, _, _ = _mixed_sources(20000, 8)
+    operator = SampleCumulants(X, order)
+    dense = operator.to_dense()
+    assert not operator.norm_is_estimate
+    assert operator.norm_sq == pytest.approx(float(np.sum(dense**2)), rel=1e-12)
+    V = np.random.RandomState(9).randn(3, 4)
+    np.testing.assert_allclose(operator.contract(V), DenseOperator(dense).contract(V),
+                               rtol=1e-10, atol=1e-12)
+
+
+def test_estimated_norm_is_flagged_and_close_to_exact():
+    # n > 4096 samples but n <= d^3: no dense cumulant, the norm is a subsample estimate.
     rng = np.random.RandomState(8)
-    n = 20000
-    sources = np.c_[np.sign(rng.randn(n)), rng.uniform(-np.sqrt(3), np.sqrt(3), n),
-                    np.sqrt(2) * np.sin(rng.uniform(0, 2 * np.pi, n))]
-    Z = sources @ np.linalg.qr(rng.randn(3, 3))[0]
+    n, d = 5000, 18
+    Z = np.sign(rng.randn(n, d)) @ np.linalg.qr(rng.randn(d, d))[0]
     operator = SampleCumulants(Z, 4)
-    exact = float(np.sum(operator.to_dense() ** 2))
+    assert operator.norm_is_estimate
+    # The exact norm by the kernel sum of the Notes, over blocks of the Gram matrix.
+    Y = Z - Z.mean(axis=0)
+    C = Y.T @ Y / n
+    C2 = C @ C
+    gaussian_sq = 3.0 * np.trace(C2) ** 2 + 6.0 * np.sum(C2 * C2)
+    gram_sum = sum(np.sum((Y[i:i + 1000] @ Y.T) ** 4) for i in range(0, n, 1000))
+    quad = np.einsum("si,ij,sj->s", Y, C, Y)
+    exact = gram_sum / n**2 - 6.0 * np.mean(quad**2) + gaussian_sq
     assert operator.norm_sq == pytest.approx(exact, rel=0.05)
     assert operator.norm_sq == SampleCumulants(Z, 4).norm_sq  # deterministic
 

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from scipy import signal
 from sklearn.decomposition import FastICA
+from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import GridSearchCV
 from sklearn.pipeline import make_pipeline
@@ -75,6 +76,19 @@ def test_blind_source_separation_recovers_every_source_as_fastica_does(
     np.testing.assert_array_equal(np.argsort(-np.abs(model.weights_)), [0, 1, 2])
 
 
+@pytest.mark.parametrize("solver", SOLVERS)
+def test_many_samples_separate_every_source(solver):
+    # 20000 samples: the flow's norm and stop rule must not rest on a subsample estimate.
+    rng = np.random.RandomState(7)
+    n = 20000
+    sources = np.c_[rng.exponential(size=n), rng.laplace(size=n), rng.uniform(-1, 1, n),
+                    rng.beta(2, 2, n)]
+    X = sources @ rng.randn(4, 4).T
+    model = MomentDecomposition(solver=solver, random_state=0).fit(X)
+    assert model.decomposer_.n_components_ == 4
+    assert np.all(_best_correlations(model.transform(X), sources) >= 0.99)
+
+
 def test_flow_with_mixed_signs_fits_sub_and_super_gaussian_sources():
     rng = np.random.RandomState(1)
     n = 2500
@@ -92,17 +106,35 @@ def test_flow_with_mixed_signs_fits_sub_and_super_gaussian_sources():
 
 
 def test_without_whitening_the_flow_fits_the_non_orthogonal_mixing(mixed_sources):
-    # The unwhitened cumulant has the mixing columns as non-orthogonal factors:
-    # the flow fits them, deflation by the power method does not.
-    # The default noise floor is set by the largest-variance direction, which is
-    # conservative without whitening: here the weakest component sits on it.
+    # The unwhitened cumulant (of the standardized features) has the mixing
+    # columns as non-orthogonal factors: the flow fits them, deflation by the
+    # power method does not. The default noise floor lets every source through.
     X, sources = mixed_sources
-    flow = MomentDecomposition(whiten=False, solver_options={"regularization": 0.3},
-                               random_state=1).fit(X)
+    flow = MomentDecomposition(whiten=False, random_state=1).fit(X)
     power = MomentDecomposition(whiten=False, solver="power_deflation", random_state=0).fit(X)
     assert flow.whitening_ is None
+    assert flow.n_sources_found_ == 3
     assert np.all(_best_correlations(flow.transform(X), sources) >= 0.98)
-    assert np.min(_best_correlations(power.transform(X), sources)) < 0.95
+    mixing = np.array([[1, 0.6, 0.2], [0.1, 1, 0.5], [0.3, 0.1, 1]]) / X.std(axis=0)[:, None]
+    mixing /= np.linalg.norm(mixing, axis=0)
+    for model, fitted in ((flow, True), (power, False)):
+        cosines = np.abs(mixing.T @ model.decomposer_.factor_).max(axis=1)
+        assert np.all(cosines >= 0.99) == fitted, cosines
+
+
+def test_without_whitening_features_of_any_scale_share_one_noise_floor(
+        blind_source_separation):
+    # scikit-learn's example, unwhitened: the floor was set by the largest-variance
+    # direction (1.26 of the tensor's norm), left one source and said nothing.
+    # The features are now standardized: a feature's units change nothing, and
+    # the sources the floor leaves out are reported.
+    X, _ = blind_source_separation
+    models = []
+    for scaled in (X, X * [1.0, 1.0, 100.0]):
+        with pytest.warns(ConvergenceWarning, match="found 1 of n_components=3"):
+            models.append(MomentDecomposition(whiten=False, random_state=0).fit(scaled))
+    assert models[0].decomposer_.regularization < 0.5
+    np.testing.assert_allclose(models[0].weights_, models[1].weights_, rtol=1e-8)
 
 
 def test_order_three_separates_skewed_sources_with_positive_skewness():
@@ -190,26 +222,41 @@ def test_components_left_unfitted_are_completed_by_the_orthogonal_complement(
         blind_source_separation):
     # A noise floor of 0.6 (relative weight) leaves only the square wave (0.77) fitted.
     X, sources = blind_source_separation
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
+    with pytest.warns(ConvergenceWarning, match=(
+            "found 1 of n_components=3 sources; the last 2 are filled by an orthonormal "
+            "completion")) as caught:
         model = MomentDecomposition(solver_options={"regularization": 1.2},
                                     random_state=0).fit(X)
-    assert model.decomposer_.n_components_ == 1 and model.n_components_ == 3
+    assert len(caught) == 1  # the flow's own "fewer than rank" is replaced, not repeated
+    assert model.decomposer_.n_components_ == model.n_sources_found_ == 1
+    assert model.n_components_ == 3
     recovered = model.transform(X)
+    # The identified source comes first, whatever the completion's statistics.
     assert abs(np.corrcoef(recovered[:, 0], sources[:, 1])[0, 1]) >= 0.99
     np.testing.assert_allclose(recovered.T @ recovered / len(X), np.eye(3), atol=1e-8)
 
 
-def test_data_with_no_detectable_structure_gives_the_whitened_basis():
+def test_data_with_no_detectable_structure_warns_and_gives_the_whitened_basis():
     # Gaussian data: no cumulant stands out of the noise, so the flow fits nothing
     # and the components complete an orthonormal whitened basis.
     X = np.random.RandomState(4).randn(200, 3) @ np.diag([1.0, 2.0, 3.0])
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
+    with pytest.warns(ConvergenceWarning, match="found 0 of n_components=3"):
         model = MomentDecomposition(random_state=0).fit(X)
+    assert model.n_sources_found_ == 0
     sources = model.transform(X)
     np.testing.assert_allclose(sources.T @ sources / len(X), np.eye(3), atol=1e-8)
     assert np.all(np.abs(model.weights_) < 1.0)
+
+
+def test_solver_warnings_other_than_the_replaced_ones_reach_the_caller(
+        blind_source_separation):
+    X, _ = blind_source_separation
+    with pytest.warns(ConvergenceWarning, match="reached max_time=1"):
+        MomentDecomposition(solver_options={"max_time": 1.0}, random_state=0).fit(X)
+    with pytest.warns(ConvergenceWarning, match="at n_iter_max=1 before they settled"):
+        model = MomentDecomposition(solver="power_deflation",
+                                    solver_options={"n_iter_max": 1}, random_state=0).fit(X)
+    assert not model.decomposer_.converged_
 
 
 def test_pipeline_with_scaler_and_logistic_regression_and_grid_search():

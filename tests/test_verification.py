@@ -174,3 +174,22 @@ def test_noise_floor_of_a_dense_tensor_tells_noise_from_structure():
     target, scale = normalize(as_operator(spiked))
     check = check_fit(target, *nothing, np.random.RandomState(0), 1e-3)
     assert not check.explained and check.largest * scale > 2 * kappa
+
+
+def test_component_snr_says_how_far_each_component_stands_out_of_the_noise():
+    # Issue 13: T0 orthogonal, d = 20, weights 1 .. 0.3, plus symmetric Gaussian noise
+    # of 5% of |T0|: the noise shows about kappa |E| in its best direction, and the
+    # weakest component stands about 0.3 / (kappa * 0.05) ~ 35 times above it.
+    truth = random_symmetric_cp(20, 5, 3, weights=np.linspace(1, .3, 5), random_state=0)
+    clean = tl.cp_to_tensor(truth)
+    noise = random_symmetric_dense(20, 3, seed=1)
+    noise *= 0.05 * np.linalg.norm(clean) / np.linalg.norm(noise)
+    estimator = GradientFlowCP(random_state=0).fit(clean + noise)
+    assert estimator.n_components_ == 5 and estimator.converged_
+    kappa = noise_injective_ratio(20, 3)
+    expected = kappa * 0.05 * np.linalg.norm(clean) / np.linalg.norm(clean + noise)
+    assert estimator.noise_level_ == pytest.approx(expected, rel=0.1)
+    scale = np.linalg.norm(clean + noise)
+    np.testing.assert_allclose(estimator.component_snr_,
+                               np.abs(estimator.weights_) / scale / estimator.noise_level_)
+    assert np.all(np.isinf(GradientFlowCP(random_state=0).fit(truth).component_snr_))
