@@ -113,12 +113,13 @@ def check_bool(name, value):
     raise TypeError(f"{name} must be True or False, got {value!r}.")
 
 
-def check_solver_options(options, solver, owner):
-    """Return ``options`` (a dict, None for empty) of the estimator class ``solver``, or raise.
+def check_solver_options(options, solvers, solver, owner):
+    """Return ``options`` (a dict; None for empty) for ``solvers[solver]``, or raise.
 
-    ``rank`` and ``random_state`` are the ``owner`` estimator's to set
-    (``n_components`` and ``random_state``); any other key must be a
-    parameter of ``solver``.
+    ``solvers`` maps the names an estimator's ``solver`` parameter takes to
+    estimator classes. ``rank`` and ``random_state`` are the ``owner``
+    estimator's to set (``n_components`` and ``random_state``); any other
+    key must be a parameter of the chosen class.
     """
     options = {} if options is None else options
     if not isinstance(options, dict):
@@ -128,9 +129,9 @@ def check_solver_options(options, solver, owner):
     if reserved:
         raise ValueError(f"solver_options must not set {reserved}: use {owner}'s "
                          "n_components and random_state instead.")
-    valid = set(solver._get_param_names()) - {"rank", "random_state"}
+    valid = set(solvers[solver]._get_param_names()) - {"rank", "random_state"}
     unknown = sorted(set(options) - valid)
     if unknown:
-        raise ValueError(f"solver_options has unknown keys {unknown} for "
-                         f"{solver.__name__}; valid keys: {sorted(valid)}.")
+        raise ValueError(f"solver_options has unknown keys {unknown} for solver={solver!r}; "
+                         f"valid keys: {sorted(valid)}.")
     return options

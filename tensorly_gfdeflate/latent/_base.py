@@ -40,7 +40,7 @@ class MomentEstimator(BaseEstimator):
             raise ValueError(
                 f"n_components={n_components} exceeds {reason}. Lower n_components.")
         check_bool("whiten", self.whiten)
-        check_solver_options(self.solver_options, SOLVERS[self.solver], type(self).__name__)
+        check_solver_options(self.solver_options, SOLVERS, self.solver, type(self).__name__)
         return n_components
 
     def _decompose(self, operator, n_components):
