@@ -16,7 +16,7 @@ Sections:
 
 Usage::
 
-    python benchmarks/latent.py --blas-threads 1            # all sections, about 2 minutes
+    python benchmarks/latent.py --blas-threads 1            # all sections, about 3 minutes
     python benchmarks/latent.py --quick --blas-threads 1    # smoke run
     python benchmarks/latent.py --sections 1 3 --seeds 5 --output my_results.txt
 """
