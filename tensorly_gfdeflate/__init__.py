@@ -4,6 +4,7 @@ from .comparison import Comparison, ComparisonRecord, compare
 from .cumulants import SampleCumulants
 from .estimators import GradientFlowCP, PowerDeflationCP
 from .flow import VARIANTS, gradient_flow_cp
+from .latent import SingleTopicModel, SphericalGaussianMixture
 from .moment_decomposition import MomentDecomposition
 from .measures import components_recovered, match_components, relative_error
 from .operators import SampleMoments
@@ -22,6 +23,8 @@ __all__ = [
     "GradientFlowCP",
     "PowerDeflationCP",
     "MomentDecomposition",
+    "SingleTopicModel",
+    "SphericalGaussianMixture",
     "random_symmetric_cp",
     "relative_error",
     "components_recovered",

@@ -17,6 +17,7 @@ __all__ = [
     "check_int",
     "check_choice",
     "check_bool",
+    "check_solver_options",
     "user_stacklevel",
     "is_dask_array",
 ]
@@ -116,3 +117,27 @@ def check_bool(name, value):
     ):
         return bool(value)
     raise TypeError(f"{name} must be True or False, got {value!r}.")
+
+
+def check_solver_options(options, solvers, solver, owner):
+    """Return ``options`` (a dict; None for empty) for ``solvers[solver]``, or raise.
+
+    ``solvers`` maps the names an estimator's ``solver`` parameter takes to
+    estimator classes. ``rank`` and ``random_state`` are the ``owner``
+    estimator's to set (``n_components`` and ``random_state``); any other
+    key must be a parameter of the chosen class.
+    """
+    options = {} if options is None else options
+    if not isinstance(options, dict):
+        raise TypeError(f"solver_options must be a dict of solver parameters or None, "
+                        f"got {type(options).__name__}.")
+    reserved = sorted({"rank", "random_state"} & options.keys())
+    if reserved:
+        raise ValueError(f"solver_options must not set {reserved}: use {owner}'s "
+                         "n_components and random_state instead.")
+    valid = set(solvers[solver]._get_param_names()) - {"rank", "random_state"}
+    unknown = sorted(set(options) - valid)
+    if unknown:
+        raise ValueError(f"solver_options has unknown keys {unknown} for solver={solver!r}; "
+                         f"valid keys: {sorted(valid)}.")
+    return options

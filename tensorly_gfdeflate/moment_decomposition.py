@@ -18,7 +18,7 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils.extmath import svd_flip
 from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 
-from ._checks import check_bool, check_choice, check_int, is_dask_array
+from ._checks import check_bool, check_choice, check_int, check_solver_options, is_dask_array
 from .cumulants import SampleCumulants
 from .dask_moments import central_moment_sums, check_dask_matrix
 from .estimators import GradientFlowCP, PowerDeflationCP
@@ -362,22 +362,7 @@ class MomentDecomposition(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Bas
             raise TypeError(f"whiten must be True or False, got {self.whiten!r}.")
         if self.n_components is not None:
             check_int("n_components", self.n_components, 1)
-        options = {} if self.solver_options is None else self.solver_options
-        if not isinstance(options, dict):
-            raise TypeError(
-                f"solver_options must be a dict of solver parameters or None, "
-                f"got {type(options).__name__}.")
-        reserved = {"rank", "random_state"} & options.keys()
-        if reserved:
-            raise ValueError(
-                f"solver_options must not set {sorted(reserved)}: use MomentDecomposition's "
-                "n_components and random_state instead.")
-        valid = set(SOLVERS[self.solver]._get_param_names())
-        unknown = sorted(set(options) - valid)
-        if unknown:
-            raise ValueError(
-                f"solver_options has unknown keys {unknown} for solver={self.solver!r}; "
-                f"valid keys: {sorted(valid - {'rank', 'random_state'})}.")
+        check_solver_options(self.solver_options, SOLVERS, self.solver, "MomentDecomposition")
 
     def _preprocessing(self, covariance, n_samples):
         """The rows that map centred data to the decomposed ``Z``, and the number of sources.

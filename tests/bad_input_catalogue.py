@@ -17,6 +17,8 @@ import tensorly as tl
 
 from tensorly_gfdeflate import (
     SampleMoments,
+    SingleTopicModel,
+    SphericalGaussianMixture,
     gradient_flow_cp,
     power_deflation_cp,
     random_symmetric_cp,
@@ -258,10 +260,52 @@ _SYNTHETIC = [
                random_state=1.5),
 ]
 
+# Word counts: 30 documents of 4 to 6 words over 4 words; and the same using only words 0 and 1.
+COUNTS = np.random.RandomState(0).randint(1, 3, size=(30, 4)).astype(float)
+TWO_WORDS = np.c_[COUNTS[:, :2] + 2, np.zeros((30, 2))]
+
+
+def _latent(code, shown, call, error, match):
+    return Case(f"latent-{code}", "Latent variable models", shown, call, error, match)
+
+
+_LATENT = [
+    _latent("counts-negative", "SingleTopicModel(2).fit(-counts)",
+            lambda: SingleTopicModel(2).fit(-COUNTS), ValueError,
+            r"X must hold non-negative word counts"),
+    _latent("counts-fractional", "SingleTopicModel(2).fit(counts / 2)",
+            lambda: SingleTopicModel(2).fit(COUNTS / 2), ValueError,
+            r"X must hold integer word counts"),
+    _latent("documents-short", "SingleTopicModel(2).fit(documents of 2 words)",
+            lambda: SingleTopicModel(2).fit(np.ones((30, 2))), ValueError,
+            r"X has no document of at least 3 words"),
+    _latent("n_components-above-words", "SingleTopicModel(5).fit(counts over 4 words)",
+            lambda: SingleTopicModel(5).fit(COUNTS), ValueError,
+            r"n_components=5 exceeds the 4 words of X"),
+    _latent("n_components-above-rank", "SingleTopicModel(3).fit(counts using 2 words)",
+            lambda: SingleTopicModel(3).fit(TWO_WORDS), ValueError,
+            r"n_components=3 exceeds the rank [12] of the second moment"),
+    _latent("n_components-float", "SingleTopicModel(2.0).fit(counts)",
+            lambda: SingleTopicModel(2.0).fit(COUNTS), TypeError,
+            r"n_components must be an integer >= 1"),
+    _latent("solver-unknown", "SingleTopicModel(2, solver='em').fit(counts)",
+            lambda: SingleTopicModel(2, solver="em").fit(COUNTS), ValueError,
+            r"solver must be one of 'gradient_flow', 'power_deflation'"),
+    _latent("solver_options-rank", "SingleTopicModel(2, solver_options={'rank': 3}).fit(counts)",
+            lambda: SingleTopicModel(2, solver_options={"rank": 3}).fit(COUNTS), ValueError,
+            r"solver_options must not set \['rank'\]"),
+    _latent("mixture-n_components-above", "SphericalGaussianMixture(4).fit(X with 4 features)",
+            lambda: SphericalGaussianMixture(4).fit(X), ValueError,
+            r"n_components=4 exceeds n_features - 1 = 3"),
+    _latent("mixture-whiten-string", "SphericalGaussianMixture(2, whiten='yes').fit(X)",
+            lambda: SphericalGaussianMixture(2, whiten="yes").fit(X), TypeError,
+            r"whiten must be True or False"),
+]
+
 CASES = (
     _solver_cases("Dense tensors (either solver)", _DENSE)
     + _solver_cases("CP tensors (either solver)", _CP)
-    + _MOMENTS + _FLOW + _POWER + _SYNTHETIC
+    + _MOMENTS + _FLOW + _POWER + _SYNTHETIC + _LATENT
 )
 
 

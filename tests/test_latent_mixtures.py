@@ -1,0 +1,156 @@
+"""SphericalGaussianMixture and its corrected third moment: operators, recovery, likelihoods."""
+
+import numpy as np
+import pytest
+from scipy.optimize import linear_sum_assignment
+from scipy.stats import multivariate_normal
+from sklearn.exceptions import ConvergenceWarning
+
+from latent_helpers import assert_clone_is_deterministic_without_global_rng, fit_under_pytorch
+
+from tensorly_gfdeflate import SphericalGaussianMixture
+from tensorly_gfdeflate.latent.sampling import sample_spherical_mixture
+from tensorly_gfdeflate.latent.whitening import MixtureMoments, SphericalCorrection
+
+MEANS = np.array([[3.0, 0.0, 0.0, 1.0, 0.0],
+                  [0.0, 3.0, 0.0, 0.0, 1.0],
+                  [1.0, 1.0, 3.0, 0.0, 0.0]])
+WEIGHTS = np.array([0.5, 0.3, 0.2])
+
+
+def make_mixture(n_samples, rng):
+    return sample_spherical_mixture(n_samples, MEANS, WEIGHTS, random_state=rng)
+
+
+@pytest.fixture(scope="module")
+def mixture():
+    return make_mixture(30000, np.random.RandomState(0))
+
+
+def mean_error(model):
+    cost = np.linalg.norm(MEANS[:, None] - model.means_[None], axis=2)
+    rows, cols = linear_sum_assignment(cost)
+    return cost[rows, cols].max(), np.abs(WEIGHTS[rows] - model.weights_[cols]).max()
+
+
+def dense_correction(mean, variance):
+    """``variance * sum_j sym(mean, e_j, e_j)``, entry by entry."""
+    d = len(mean)
+    tensor = np.zeros((d, d, d))
+    for j in range(d):
+        for a, b, c in [(None, j, j), (j, None, j), (j, j, None)]:
+            index = tuple(slice(None) if x is None else x for x in (a, b, c))
+            tensor[index] += variance * mean
+    return tensor
+
+
+def test_correction_operator_against_its_dense_array():
+    rng = np.random.RandomState(1)
+    mean, V = rng.standard_normal(4), rng.standard_normal((4, 3))
+    dense = dense_correction(mean, 0.7)
+    correction = SphericalCorrection(mean, 0.7, np.eye(4))
+    np.testing.assert_allclose(correction.contract(V), np.einsum("abc,ai,bi->ci", dense, V, V))
+    np.testing.assert_allclose(correction.to_dense(), dense)
+    assert correction.norm_sq == pytest.approx(np.sum(dense**2))
+
+
+def test_projected_mixture_moments_against_a_dense_computation():
+    rng = np.random.RandomState(2)
+    X = rng.standard_normal((500, 4)) + 1.0
+    projection, noise = rng.standard_normal((4, 2)), np.array([[0.0, 0.0, 0.6, 0.8]]).T
+    raw = np.einsum("si,sj,sk->ijk", X, X, X) / len(X) - dense_correction(X.mean(axis=0), 0.7)
+    expected = np.einsum("ijk,ia,jb,kc->abc", raw, projection, projection, projection)
+    operator = MixtureMoments(X, 0.7, noise, projection)
+    np.testing.assert_allclose(operator.to_dense(), expected, atol=1e-10)
+    V = rng.standard_normal((2, 3))
+    np.testing.assert_allclose(operator.contract(V), np.einsum("abc,ai,bi->ci", expected, V, V),
+                               atol=1e-10)
+    assert operator.norm_sq == pytest.approx(np.sum(expected**2), rel=1e-9)
+
+
+def test_corrected_moment_is_unbiased_and_standard_error_matches_its_spread():
+    """Over replicates: the mean of T(v^3) is sum_i w_i <mu_i, v>^3 and its spread the standard error."""
+    rng = np.random.RandomState(3)
+    v = rng.standard_normal((5, 1)) / np.sqrt(5)
+    values, errors = [], []
+    for _ in range(40):
+        X = make_mixture(2000, rng)[0]
+        variances, directions = np.linalg.eigh(np.cov(X, rowvar=False, bias=True))
+        operator = MixtureMoments(X, variances[:2].mean(), directions[:, :2])
+        values.append(float(operator.evaluate(v)[0]))
+        errors.append(float(operator.standard_error(v)[0]))
+    expected = float(WEIGHTS @ (MEANS @ v[:, 0]) ** 3)
+    spread = np.std(values, ddof=1)
+    assert abs(np.mean(values) - expected) < 3 * spread / np.sqrt(len(values))
+    assert 0.7 < np.mean(errors) / spread < 1.4
+
+
+@pytest.mark.parametrize("solver, whiten", [("gradient_flow", True), ("gradient_flow", False),
+                                            ("power_deflation", True)])
+def test_recovers_the_means(mixture, solver, whiten):
+    model = SphericalGaussianMixture(3, solver=solver, whiten=whiten, random_state=0)
+    model.fit(mixture[0])
+    assert model.n_sources_found_ == 3 and model.converged_
+    error, weight_error = mean_error(model)
+    assert error < 0.15 and weight_error < 0.02
+    assert model.variance_ == pytest.approx(1.0, abs=0.05)
+    assert model.weights_.sum() == pytest.approx(1.0)
+
+
+def test_posteriors_and_predictions(mixture):
+    X, labels = mixture
+    model = SphericalGaussianMixture(3, random_state=0).fit(X)
+    proba = model.predict_proba(X[:3000])
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0)
+    np.testing.assert_array_equal(model.predict(X[:3000]), proba.argmax(axis=1))
+    cost = np.linalg.norm(MEANS[:, None] - model.means_[None], axis=2)
+    truth_of = dict(zip(*linear_sum_assignment(cost)[::-1]))
+    predicted = np.array([truth_of[j] for j in model.predict(X[:3000])])
+    assert np.mean(predicted == labels[:3000]) > 0.9
+
+
+def test_score_is_the_mixture_log_likelihood_and_prefers_the_truth(mixture):
+    X = mixture[0][:2000]
+    model = SphericalGaussianMixture(3, random_state=0).fit(mixture[0])
+    model.means_, model.weights_, model.variance_ = MEANS.copy(), WEIGHTS.copy(), 1.0
+    density = sum(w * multivariate_normal(m, np.eye(5)).pdf(X) for w, m in zip(WEIGHTS, MEANS))
+    assert model.score(X) == pytest.approx(np.mean(np.log(density)), rel=1e-10)
+    true_score = model.score(X)
+    model.means_ = MEANS + 0.3
+    assert true_score > model.score(X)
+
+
+def test_bad_inputs_name_the_argument(mixture):
+    X = mixture[0][:500]
+    with pytest.raises(ValueError, match="n_components=5 exceeds n_features - 1 = 4"):
+        SphericalGaussianMixture(5).fit(X)
+    with pytest.raises(ValueError, match="NaN"):
+        SphericalGaussianMixture(2).fit(np.where(X > 2.5, np.nan, X))
+    with pytest.raises(ValueError, match="2D array"):
+        SphericalGaussianMixture(2).fit(X[:, 0])
+    with pytest.raises(TypeError, match="whiten must be True or False"):
+        SphericalGaussianMixture(2, whiten="yes").fit(X)
+    # Means in a 1-dimensional subspace: M2 has rank 1.
+    line = np.outer(np.random.RandomState(0).choice([-2.0, 3.0], 500), np.ones(5) / np.sqrt(5))
+    with pytest.raises(ValueError, match="n_components=2 exceeds the rank 1"):
+        SphericalGaussianMixture(2).fit(line)
+
+
+def test_clone_and_determinism_without_global_rng(mixture):
+    model = SphericalGaussianMixture(3, whiten=False, random_state=5)
+    assert_clone_is_deterministic_without_global_rng(model, mixture[0][:5000], "means_")
+
+
+def test_pytorch_backend_gives_the_numpy_result(mixture):
+    X = mixture[0][:5000]
+    expected = SphericalGaussianMixture(3, whiten=False, random_state=0).fit(X)
+    fitted = fit_under_pytorch(SphericalGaussianMixture(3, whiten=False, random_state=0), X)
+    np.testing.assert_allclose(fitted.means_, expected.means_, atol=1e-8)
+
+
+def test_nothing_found_cannot_predict(mixture):
+    model = SphericalGaussianMixture(3, solver_options={"max_time": 0.5}, random_state=0)
+    with pytest.warns(ConvergenceWarning, match="found 0 of n_components=3"):
+        model.fit(mixture[0][:2000])
+    with pytest.raises(ValueError, match="found no component in fit"):
+        model.predict(mixture[0][:5])
