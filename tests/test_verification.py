@@ -193,3 +193,21 @@ def test_component_snr_says_how_far_each_component_stands_out_of_the_noise():
     np.testing.assert_allclose(estimator.component_snr_,
                                np.abs(estimator.weights_) / scale / estimator.noise_level_)
     assert np.all(np.isinf(GradientFlowCP(random_state=0).fit(truth).component_snr_))
+
+
+def test_shrinkage_left_off_non_orthogonal_directions_does_not_keep_the_flow_running():
+    # Found by benchmarks/rank.py: the regularized fit of non-orthogonal components
+    # leaves 1.5e-3 of residual in a direction no slot can fit; the flow idled on it
+    # until t ~ 5000 (6 s) before the refinement fitted it anyway.
+    truth = random_symmetric_cp(12, 5, 3, weights=np.linspace(1, .3, 5), orthogonal=False,
+                                random_state=1)
+    cp, trace = gradient_flow_cp(truth, random_state=1, return_trace=True)
+    assert trace.times[-1] < 500 and trace.converged
+    assert components_recovered(truth, cp) == 5
+
+
+def test_an_automatic_rank_that_used_every_slot_is_not_trusted_silently():
+    truth = random_symmetric_cp(10, 6, 3, weights=np.linspace(1, .5, 6), random_state=0)
+    with pytest.warns(ConvergenceWarning, match="used every one of its width=4 slots"):
+        cp = gradient_flow_cp(truth, width=4, random_state=0)
+    assert len(cp.weights) == 4
