@@ -22,7 +22,7 @@ import scipy.sparse as sp
 from .operators import distinct_products, products
 
 __all__ = ["check_dask_matrix", "chunk_sums", "MomentSums", "moment_sums",
-           "central_moment_sums"]
+           "mean_and_second_moment", "central_moment_sums"]
 
 # The dense moment tensor built by a pass holds at most this many entries (32 MB).
 MAX_DENSE_ENTRIES = 2**22
@@ -34,8 +34,9 @@ SAMPLE_ROWS = 100_000
 _SAMPLE_ENTRIES = 2**24
 
 
-def check_dask_matrix(X, name="X"):
-    """Raise a clear error unless ``X`` is a 2-D float Dask array chunked along rows only."""
+def check_dask_matrix(X, name="X", min_samples=2):
+    """Raise a clear error unless ``X`` is a 2-D float Dask array chunked along rows only,
+    of at least ``min_samples`` rows."""
     if X.ndim != 2:
         raise ValueError(f"{name} must be a 2-D (n_samples, n_features) Dask array, "
                          f"got shape {X.shape}.")
@@ -52,8 +53,9 @@ def check_dask_matrix(X, name="X"):
     if not np.issubdtype(X.dtype, np.floating):
         raise TypeError(f"{name} has dtype {X.dtype}; pass a real floating-point array "
                         f"(for example {name}.astype(float)).")
-    if X.shape[0] < 2:
-        raise ValueError(f"{name} must have at least 2 samples (rows), got {X.shape[0]}.")
+    if X.shape[0] < min_samples:
+        raise ValueError(f"{name} must have at least {min_samples} samples (rows), "
+                         f"got {X.shape[0]}.")
 
 
 @dataclass
@@ -261,7 +263,7 @@ def _transformed(rows, shift, rotation):
     return rows if rotation is None else rows @ rotation.T
 
 
-def moment_sums(X, order, *, shift=None, rotation=None, verbose=False, name="X"):
+def moment_sums(X, order, *, shift=None, rotation=None, sample=None, verbose=False, name="X"):
     """One pass over the Dask array ``X``: the sums of ``y = (x - shift) @ rotation.T``.
 
     Parameters
@@ -276,6 +278,9 @@ def moment_sums(X, order, *, shift=None, rotation=None, verbose=False, name="X")
         Subtracted from every row (a mean from an earlier pass).
     rotation : ndarray of shape (k, n_features), optional
         Applied to every row (a whitening from an earlier pass).
+    sample : callable, optional
+        What to keep of one chunk's rows (of ``X``, float64) as
+        ``MomentSums.sample``; default: those rows transformed like the others.
     verbose : bool, default=False
         Show Dask's progress bar (``distributed.progress`` under a client).
 
@@ -294,9 +299,17 @@ def moment_sums(X, order, *, shift=None, rotation=None, verbose=False, name="X")
         )
     total, sample = chunk_sums(
         X, partial(_moment_chunk, order=order, shift=shift, rotation=rotation),
-        sample=partial(_transformed, shift=shift, rotation=rotation), verbose=verbose,
+        sample=sample or partial(_transformed, shift=shift, rotation=rotation), verbose=verbose,
         name=name)
     return MomentSums(total["n"], total["first"], total["second"], total["high"], sample)
+
+
+def mean_and_second_moment(X, *, verbose=False, name="X"):
+    """One pass over the Dask array ``X``: ``(n, mean, second)``, ``second = E[x x^T]``."""
+    check_dask_matrix(X, name)
+    total, _ = chunk_sums(X, partial(_moment_chunk, order=2, shift=None, rotation=None),
+                          verbose=verbose, name=name)
+    return total["n"], total["first"] / total["n"], total["second"] / total["n"]
 
 
 def central_moment_sums(X, order, *, rotation=None, verbose=False, name="X"):
@@ -307,9 +320,8 @@ def central_moment_sums(X, order, *, rotation=None, verbose=False, name="X"):
     (a whitening computed from the first). Returns ``(mean, covariance,
     rows, sums)``, ``rows`` being what ``rotation`` returned (or None).
     """
-    first = moment_sums(X, 2, verbose=verbose, name=name)
-    mean = first.first / first.n
-    covariance = first.second / first.n - np.outer(mean, mean)
+    _, mean, second = mean_and_second_moment(X, verbose=verbose, name=name)
+    covariance = second - np.outer(mean, mean)
     rows = None if rotation is None else rotation(covariance)
     sums = moment_sums(X, order, shift=mean, rotation=rows, verbose=verbose, name=name)
     return mean, covariance, rows, sums
