@@ -231,7 +231,8 @@ def topic_second_sums(X):
     Parameters
     ----------
     X : ndarray or scipy.sparse matrix of shape (n_documents, n_words)
-        Word counts, at least 2 words per document.
+        Word counts of some documents (one chunk of a Dask array), at least 2
+        words each.
 
     Returns
     -------
