@@ -38,7 +38,9 @@ class SphericalGaussianMixture(MomentEstimator):
     moment as an implicit operator (:class:`MixtureMoments`: sample moments
     minus the structured ``sigma^2`` correction, never densified) and
     decomposes it with :class:`~tensorly_gfdeflate.GradientFlowCP` or
-    :class:`~tensorly_gfdeflate.PowerDeflationCP`.
+    :class:`~tensorly_gfdeflate.PowerDeflationCP`. A :class:`dask.array.Array`
+    is read in two passes on the active Dask scheduler (see :meth:`fit`),
+    never computed whole.
 
     Parameters
     ----------
@@ -113,8 +115,13 @@ class SphericalGaussianMixture(MomentEstimator):
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features)
-            Training data.
+        X : array-like of shape (n_samples, n_features), or a dask.array.Array
+            Training data. A Dask array (chunked along rows only) is read in
+            two passes on the active Dask scheduler and never computed whole:
+            the mean and second moment, then the third moment of the whitened
+            data (``k^3``; with ``whiten=False`` the raw ``n_features^3``, at
+            most 2**22 entries) and one chunk of rows, whose spread estimates
+            the standard errors.
         y : None
             Ignored.
 
@@ -197,7 +204,8 @@ class SphericalGaussianMixture(MomentEstimator):
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features)
+        X : array-like of shape (n_samples, n_features), or a dask.array.Array
+            A Dask array gives a lazy Dask array with ``X``'s row chunks.
 
         Returns
         -------
@@ -211,7 +219,8 @@ class SphericalGaussianMixture(MomentEstimator):
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features)
+        X : array-like of shape (n_samples, n_features), or a dask.array.Array
+            A Dask array gives a lazy Dask array with ``X``'s row chunks.
 
         Returns
         -------
@@ -227,7 +236,8 @@ class SphericalGaussianMixture(MomentEstimator):
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features)
+        X : array-like of shape (n_samples, n_features), or a dask.array.Array
+            A Dask array gives a lazy Dask array with ``X``'s row chunks.
 
         Returns
         -------
@@ -240,7 +250,8 @@ class SphericalGaussianMixture(MomentEstimator):
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features)
+        X : array-like of shape (n_samples, n_features), or a dask.array.Array
+            A Dask array is read once, chunk by chunk, on the active scheduler.
         y : None
             Ignored.
 

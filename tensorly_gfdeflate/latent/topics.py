@@ -99,7 +99,10 @@ class SingleTopicModel(MomentEstimator):
     decomposes the third moment projected on them (a ``k x k x k`` array,
     built in one pass over the documents; never ``n_words^3``) with
     :class:`~tensorly_gfdeflate.GradientFlowCP` or
-    :class:`~tensorly_gfdeflate.PowerDeflationCP`.
+    :class:`~tensorly_gfdeflate.PowerDeflationCP`. A :class:`dask.array.Array`
+    of counts is read in two passes on the active Dask scheduler (the dense
+    ``M2``, then the projected third moment; see :meth:`fit`), never
+    computed whole.
 
     Parameters
     ----------
