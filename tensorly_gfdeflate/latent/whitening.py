@@ -173,7 +173,9 @@ class TopicMoments(SymmetricOperator):
         """Standard error of ``T(v^3)`` per column: the spread of the per-document estimates
         (of the documents kept, made :meth:`from_sums`) over ``sqrt(n_samples)``."""
         estimates = self.document_estimates(V)
-        spread = estimates.std(axis=0, ddof=1) if len(estimates) > 1 else 0.0 * estimates[0]
+        # Fewer than two documents (a Dask sample chunk of short ones) show no spread.
+        spread = (estimates.std(axis=0, ddof=1) if len(estimates) > 1
+                  else np.zeros(estimates.shape[1]))
         return tl.tensor(spread / np.sqrt(self.n_samples), **self.context)
 
 
