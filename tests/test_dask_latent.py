@@ -92,6 +92,17 @@ def test_topic_model_of_a_dask_array_equals_the_in_memory_fit(counts, whiten):
     assert model.score(counts) == pytest.approx(expected.score(counts), rel=1e-10)
 
 
+def test_topic_model_of_sparse_chunks_equals_the_in_memory_fit(counts):
+    sp = pytest.importorskip("scipy.sparse")
+    sparse = chunked(counts.astype(float)).map_blocks(sp.csr_matrix, dtype=np.float64)
+    expected = fit_quietly(SingleTopicModel(3, solver_options=FIXED, random_state=0),
+                           sp.csr_matrix(counts))
+    model = fit_quietly(SingleTopicModel(3, solver_options=FIXED, random_state=0), sparse)
+    np.testing.assert_allclose(model.topic_word_, expected.topic_word_, atol=1e-9)
+    np.testing.assert_allclose(model.transform(sparse).compute(), expected.transform(counts),
+                               atol=1e-9)
+
+
 @pytest.mark.parametrize("whiten", [True, False])
 def test_mixture_of_a_dask_array_equals_the_in_memory_fit(samples, whiten):
     expected = SphericalGaussianMixture(3, whiten=whiten, solver_options=FIXED,

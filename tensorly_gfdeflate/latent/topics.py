@@ -183,7 +183,8 @@ class SingleTopicModel(MomentEstimator):
         ----------
         X : array-like or scipy.sparse matrix of shape (n_documents, n_words), or a dask.array.Array
             Non-negative integer word counts; never densified. A Dask array
-            (chunked along rows only; integer or float) is read in two passes
+            (chunked along rows only; integer or float; numpy or scipy.sparse
+            chunks, ``X.map_blocks(scipy.sparse.csr_matrix)``) is read in two passes
             on the active Dask scheduler and never computed whole: the dense
             second moment (at most ``MAX_DASK_WORDS = 4096`` words), checking
             the counts chunk by chunk, then the projected third moment.
