@@ -217,6 +217,14 @@ def test_bad_counts_in_a_chunk_name_its_rows(counts, change, match):
         SingleTopicModel(2).fit(change(chunked(counts)))
 
 
+def test_lazy_transform_names_the_rows_of_a_bad_chunk(counts):
+    model = fit_quietly(SingleTopicModel(3, random_state=0), counts)
+    bad = da.where(da.arange(counts.shape[0])[:, None] == 4000, -1, chunked(counts))
+    posterior = model.transform(bad)  # lazy: nothing read yet
+    with pytest.raises(ValueError, match=r"in rows 3000 to 5999: X must hold non-negative"):
+        posterior.compute()
+
+
 def test_limits_of_a_pass_are_clear_errors_before_reading():
     with pytest.raises(ValueError, match="X has 5000 words; .* at most 4096 words"):
         SingleTopicModel(2).fit(da.ones((10, 5000), chunks=(5, -1)))

@@ -22,6 +22,15 @@ from ..estimators import GradientFlowCP, PowerDeflationCP
 SOLVERS = {"gradient_flow": GradientFlowCP, "power_deflation": PowerDeflationCP}
 
 
+def _of_chunk(block, method, block_info=None):
+    """``method(block)``; a ValueError says which rows of the Dask array it is about."""
+    try:
+        return method(block)
+    except ValueError as error:
+        start, stop = block_info[0]["array-location"][0]
+        raise ValueError(f"in rows {start} to {stop - 1}: {error}") from error
+
+
 class MomentEstimator(BaseEstimator):
     """Parameters and the third-moment decomposition of :class:`SingleTopicModel` and
     :class:`SphericalGaussianMixture`.
@@ -107,12 +116,13 @@ class MomentEstimator(BaseEstimator):
 
     def _map_rows(self, X, method, width=None, dtype=np.float64):
         """``method`` of each row chunk of the Dask array ``X``: a lazy Dask array of
-        ``width`` columns (None: one value per row). Chunks are checked as they are computed."""
+        ``width`` columns (None: one value per row). Chunks are checked as they are
+        computed; an error names the chunk's rows."""
         self._check_fitted()
         X = self._check_dask(X, reset=False)
         if width is None:
-            return X.map_blocks(method, drop_axis=1, dtype=dtype)
-        return X.map_blocks(method, chunks=(X.chunks[0], (width,)), dtype=dtype)
+            return X.map_blocks(_of_chunk, method, drop_axis=1, dtype=dtype)
+        return X.map_blocks(_of_chunk, method, chunks=(X.chunks[0], (width,)), dtype=dtype)
 
     def _posterior(self, X):
         """Probability of each component given each sample (rows sum to 1); lazy for Dask."""

@@ -288,7 +288,8 @@ class SingleTopicModel(MomentEstimator):
         -------
         ndarray of shape (n_documents, n_found)
             Rows sum to 1. For a Dask ``X``, a lazy Dask array with ``X``'s row
-            chunks (each chunk's counts are checked when it is computed).
+            chunks (each chunk's counts are checked when it is computed; an
+            error names its rows).
         """
         return self._posterior(X)
 
