@@ -1,4 +1,4 @@
-"""The latent variable estimators on Dask arrays: the in-memory results, in two passes, X never whole."""
+"""The latent estimators on Dask arrays: the in-memory results, in two passes, X never whole."""
 
 import warnings
 

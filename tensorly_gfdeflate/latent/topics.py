@@ -243,7 +243,8 @@ class SingleTopicModel(MomentEstimator):
         return topic_second_from_sums(first), third_of
 
     def _report_dropped(self, dropped, total):
-        """Set ``n_documents_dropped_``; raise when no document is left, warn when some were dropped."""
+        """Set ``n_documents_dropped_``; raise when no document is left, warn when some
+        were dropped."""
         self.n_documents_dropped_ = int(dropped)
         if dropped == total:
             raise ValueError(

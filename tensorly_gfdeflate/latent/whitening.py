@@ -476,7 +476,8 @@ class MixtureMoments(SymmetricOperator):
 
     @classmethod
     def from_sums(cls, X, sums, rows, mean, variance, noise_basis, projection=None):
-        """The operator from a pass over a Dask array (:func:`~tensorly_gfdeflate.dask_moments.moment_sums`).
+        """The operator from a pass over a Dask array
+        (:func:`~tensorly_gfdeflate.dask_moments.moment_sums`).
 
         Parameters
         ----------
