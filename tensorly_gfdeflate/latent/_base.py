@@ -9,10 +9,26 @@ from sklearn.base import BaseEstimator
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils.validation import check_is_fitted
 
-from .._checks import check_bool, check_choice, check_int, check_solver_options, user_stacklevel
+from .._checks import (
+    check_bool,
+    check_choice,
+    check_int,
+    check_solver_options,
+    is_dask_array,
+    user_stacklevel,
+)
 from ..estimators import GradientFlowCP, PowerDeflationCP
 
 SOLVERS = {"gradient_flow": GradientFlowCP, "power_deflation": PowerDeflationCP}
+
+
+def _of_chunk(block, method, block_info=None):
+    """``method(block)``; a ValueError says which rows of the Dask array it is about."""
+    try:
+        return method(block)
+    except ValueError as error:
+        start, stop = block_info[0]["array-location"][0]
+        raise ValueError(f"in rows {start} to {stop - 1}: {error}") from error
 
 
 class MomentEstimator(BaseEstimator):
@@ -80,11 +96,48 @@ class MomentEstimator(BaseEstimator):
                 f"{type(self).__name__} found no component in fit, so X cannot be evaluated; "
                 "refit as its ConvergenceWarning suggests.")
 
+    def _check_dask(self, X, reset):
+        """A Dask ``X`` checked (whole rows, known chunks, float: integers are cast
+        lazily); with ``reset``, recorded as the training data's width."""
+        from ..dask_moments import check_dask_matrix
+
+        if np.issubdtype(X.dtype, np.integer):
+            X = X.astype(np.float64)
+        check_dask_matrix(X, min_samples=2 if reset else 1)
+        if reset:
+            self.n_features_in_ = X.shape[1]
+            if hasattr(self, "feature_names_in_"):
+                del self.feature_names_in_
+        elif X.shape[1] != self.n_features_in_:
+            raise ValueError(
+                f"X has {X.shape[1]} features, but {type(self).__name__} is expecting "
+                f"{self.n_features_in_} features as input.")
+        return X
+
+    def _map_rows(self, X, method, width=None, dtype=np.float64):
+        """``method`` of each row chunk of the Dask array ``X``: a lazy Dask array of
+        ``width`` columns (None: one value per row). Chunks are checked as they are
+        computed; an error names the chunk's rows."""
+        self._check_fitted()
+        X = self._check_dask(X, reset=False)
+        if width is None:
+            return X.map_blocks(_of_chunk, method, drop_axis=1, dtype=dtype)
+        return X.map_blocks(_of_chunk, method, chunks=(X.chunks[0], (width,)), dtype=dtype)
+
     def _posterior(self, X):
-        """Probability of each component given each sample (rows sum to 1)."""
+        """Probability of each component given each sample (rows sum to 1); lazy for Dask."""
+        if is_dask_array(X):
+            return self._map_rows(X, self._posterior, self.n_sources_found_)
         joint = self._log_joint(X)
         return np.exp(joint - logsumexp(joint, axis=1, keepdims=True))
 
     def _log_likelihood(self, X):
-        """Log-probability of each sample under the fitted mixture."""
+        """Log-probability of each sample under the fitted mixture; lazy for Dask."""
+        if is_dask_array(X):
+            return self._map_rows(X, self._log_likelihood)
         return logsumexp(self._log_joint(X), axis=1)
+
+    def _mean_log_likelihood(self, X):
+        """The average of :meth:`_log_likelihood`, for Dask computed chunk by chunk."""
+        values = self._log_likelihood(X)
+        return float(values.mean().compute() if is_dask_array(X) else np.mean(values))

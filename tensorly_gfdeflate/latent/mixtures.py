@@ -11,6 +11,8 @@ with ``m = E[x]``.
 import numpy as np
 from sklearn.utils.validation import validate_data
 
+from .._checks import is_dask_array
+from ..dask_moments import MAX_DENSE_ENTRIES, mean_and_second_moment, moment_sums
 from ._base import MomentEstimator
 from .whitening import (
     MixtureMoments,
@@ -23,6 +25,11 @@ from .whitening import (
 __all__ = ["SphericalGaussianMixture"]
 
 
+def _rows(X):
+    """The sample a pass keeps: one chunk's rows as they are (for the standard errors)."""
+    return X
+
+
 class SphericalGaussianMixture(MomentEstimator):
     """Mixture of spherical Gaussians with a common variance, by decomposition of the third moment.
 
@@ -31,7 +38,9 @@ class SphericalGaussianMixture(MomentEstimator):
     moment as an implicit operator (:class:`MixtureMoments`: sample moments
     minus the structured ``sigma^2`` correction, never densified) and
     decomposes it with :class:`~tensorly_gfdeflate.GradientFlowCP` or
-    :class:`~tensorly_gfdeflate.PowerDeflationCP`.
+    :class:`~tensorly_gfdeflate.PowerDeflationCP`. A :class:`dask.array.Array`
+    is read in two passes on the active Dask scheduler (see :meth:`fit`),
+    never computed whole.
 
     Parameters
     ----------
@@ -106,8 +115,13 @@ class SphericalGaussianMixture(MomentEstimator):
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features)
-            Training data.
+        X : array-like of shape (n_samples, n_features), or a dask.array.Array
+            Training data. A Dask array (chunked along rows only) is read in
+            two passes on the active Dask scheduler and never computed whole:
+            the mean and second moment, then the third moment of the whitened
+            data (``k^3``; with ``whiten=False`` the raw ``n_features^3``, at
+            most 2**22 entries) and one chunk of rows, whose spread estimates
+            the standard errors.
         y : None
             Ignored.
 
@@ -115,19 +129,39 @@ class SphericalGaussianMixture(MomentEstimator):
         -------
         self
         """
-        X = validate_data(self, X, dtype=np.float64, ensure_min_samples=2)
+        dask = is_dask_array(X)
+        if dask:
+            X = self._check_dask(X, reset=True)
+        else:
+            X = validate_data(self, X, dtype=np.float64, ensure_min_samples=2)
         n_components = self._check_params(
             X.shape[1] - 1, f"n_features - 1 = {X.shape[1] - 1}: the common variance is read "
             "off the directions that the means do not span")
-        covariance = np.cov(X, rowvar=False, bias=True).reshape(X.shape[1], X.shape[1])
+        if dask:
+            if not self.whiten and X.shape[1] ** 3 > MAX_DENSE_ENTRIES:
+                raise ValueError(
+                    f"whiten=False with a Dask X of {X.shape[1]} features would build the "
+                    f"{X.shape[1]}^3 third moment in a pass, more than {MAX_DENSE_ENTRIES} "
+                    "entries. Use whiten=True (a k^3 tensor), or pass an in-memory array.")
+            _, mean, raw_second = mean_and_second_moment(X)
+            covariance = raw_second - np.outer(mean, mean)
+        else:
+            covariance = np.cov(X, rowvar=False, bias=True).reshape(X.shape[1], X.shape[1])
+            raw_second = X.T @ X / len(X)
         variances, directions = np.linalg.eigh(covariance)
         n_noise = X.shape[1] - n_components
         self.variance_ = float(max(np.mean(variances[:n_noise]), 0.0))
-        second = X.T @ X / len(X) - self.variance_ * np.eye(X.shape[1])
+        second = raw_second - self.variance_ * np.eye(X.shape[1])
         values, vectors = top_eigenpairs(second, n_components)
         check_rank(values)
         projection = whitening_from_eigenpairs(values, vectors) if self.whiten else None
-        operator = MixtureMoments(X, self.variance_, directions[:, :n_noise], projection)
+        if dask:
+            rotation = None if projection is None else projection.T
+            sums = moment_sums(X, 3, rotation=rotation, sample=_rows)
+            operator = MixtureMoments.from_sums(X, sums, sums.sample, mean, self.variance_,
+                                                directions[:, :n_noise], projection)
+        else:
+            operator = MixtureMoments(X, self.variance_, directions[:, :n_noise], projection)
         weights, factors = self._decompose(operator, n_components)
         if self.whiten:
             mixing, means = unwhiten(weights, factors, projection)
@@ -170,7 +204,8 @@ class SphericalGaussianMixture(MomentEstimator):
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features)
+        X : array-like of shape (n_samples, n_features), or a dask.array.Array
+            A Dask array gives a lazy Dask array with ``X``'s row chunks.
 
         Returns
         -------
@@ -184,13 +219,16 @@ class SphericalGaussianMixture(MomentEstimator):
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features)
+        X : array-like of shape (n_samples, n_features), or a dask.array.Array
+            A Dask array gives a lazy Dask array with ``X``'s row chunks.
 
         Returns
         -------
         ndarray of shape (n_samples,)
             Indices into ``means_``.
         """
+        if is_dask_array(X):
+            return self._map_rows(X, self.predict, dtype=np.intp)
         return np.argmax(self._log_joint(X), axis=1)
 
     def score_samples(self, X):
@@ -198,7 +236,8 @@ class SphericalGaussianMixture(MomentEstimator):
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features)
+        X : array-like of shape (n_samples, n_features), or a dask.array.Array
+            A Dask array gives a lazy Dask array with ``X``'s row chunks.
 
         Returns
         -------
@@ -211,7 +250,8 @@ class SphericalGaussianMixture(MomentEstimator):
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features)
+        X : array-like of shape (n_samples, n_features), or a dask.array.Array
+            A Dask array is read once, chunk by chunk, on the active scheduler.
         y : None
             Ignored.
 
@@ -219,4 +259,4 @@ class SphericalGaussianMixture(MomentEstimator):
         -------
         float
         """
-        return float(np.mean(self.score_samples(X)))
+        return self._mean_log_likelihood(X)

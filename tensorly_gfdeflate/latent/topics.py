@@ -8,18 +8,23 @@ unbiased second and third moments of the word counts are
 """
 
 import warnings
+from functools import partial
 
 import numpy as np
 import scipy.sparse as sp
 from sklearn.utils.validation import validate_data
 
-from .._checks import user_stacklevel
+from .._checks import is_dask_array, user_stacklevel
+from ..dask_moments import chunk_sums
 from ._base import MomentEstimator
 from .whitening import (
     TopicMoments,
     check_rank,
     top_eigenpairs,
+    topic_second_from_sums,
     topic_second_moment,
+    topic_second_sums,
+    topic_third_sums,
     unwhiten,
     whitening_from_eigenpairs,
 )
@@ -32,17 +37,58 @@ __all__ = ["SingleTopicModel"]
 _PROBABILITY_FLOOR = 1e-12
 # The unbiased third moment needs three distinct word positions.
 _MIN_DOCUMENT_LENGTH = 3
+# A pass over a Dask array builds the dense n_words^2 second moment: 128 MB at most.
+MAX_DASK_WORDS = 4096
+
+
+# What is wrong with counts: (the problem, the requirement, advice).
+_NEGATIVE = ("has negative entries", "X must hold non-negative word counts", "")
+_FRACTIONAL = ("has fractional entries", "X must hold integer word counts (documents x words)",
+               " Pass raw counts, not frequencies or tf-idf weights.")
+
+
+def _count_problem(X):
+    """None, or ``_NEGATIVE`` or ``_FRACTIONAL`` for ``X`` (dense or sparse, float64)."""
+    values = X.data if sp.issparse(X) else X
+    if values.size and values.min() < 0:
+        return _NEGATIVE
+    if values.size and np.any(values != np.round(values)):
+        return _FRACTIONAL
+    return None
 
 
 def check_counts(X):
     """Raise unless ``X`` holds non-negative integer counts (dense or sparse, float64)."""
-    values = X.data if sp.issparse(X) else X
-    if values.size and values.min() < 0:
-        raise ValueError("X must hold non-negative word counts; it has negative entries.")
-    if values.size and np.any(values != np.round(values)):
-        raise ValueError(
-            "X must hold integer word counts (documents x words); it has fractional entries. "
-            "Pass raw counts, not frequencies or tf-idf weights.")
+    problem = _count_problem(X)
+    if problem is not None:
+        raise ValueError(f"{problem[1]}; it {problem[0]}.{problem[2]}")
+
+
+def _chunk_count_problem(X):
+    """:func:`check_counts` of one chunk, as ``(problem, fix)`` for ``chunk_sums``."""
+    problem = _count_problem(X)
+    return None if problem is None else (problem[0], f"{problem[1]}.{problem[2]}")
+
+
+def long_documents(X):
+    """``(documents of at least 3 words, number of shorter ones)``: the third moment needs
+    three word positions."""
+    lengths = np.asarray(X.sum(axis=1)).ravel()
+    short = lengths < _MIN_DOCUMENT_LENGTH
+    return (X[~short] if short.any() else X), int(short.sum())
+
+
+def _second_sums_of_long(X):
+    kept, dropped = long_documents(X)
+    return dict(topic_second_sums(kept), dropped=dropped)
+
+
+def _third_sums_of_long(X, projection):
+    return topic_third_sums(long_documents(X)[0], projection)
+
+
+def _long_of(X):
+    return long_documents(X)[0]
 
 
 class SingleTopicModel(MomentEstimator):
@@ -53,7 +99,10 @@ class SingleTopicModel(MomentEstimator):
     decomposes the third moment projected on them (a ``k x k x k`` array,
     built in one pass over the documents; never ``n_words^3``) with
     :class:`~tensorly_gfdeflate.GradientFlowCP` or
-    :class:`~tensorly_gfdeflate.PowerDeflationCP`.
+    :class:`~tensorly_gfdeflate.PowerDeflationCP`. A :class:`dask.array.Array`
+    of counts is read in two passes on the active Dask scheduler (the dense
+    ``M2``, then the projected third moment; see :meth:`fit`), never
+    computed whole.
 
     Parameters
     ----------
@@ -132,8 +181,13 @@ class SingleTopicModel(MomentEstimator):
 
         Parameters
         ----------
-        X : array-like or scipy.sparse matrix of shape (n_documents, n_words)
-            Non-negative integer word counts; never densified.
+        X : array-like or scipy.sparse matrix of shape (n_documents, n_words), or a dask.array.Array
+            Non-negative integer word counts; never densified. A Dask array
+            (chunked along rows only; integer or float; numpy or scipy.sparse
+            chunks, ``X.map_blocks(scipy.sparse.csr_matrix)``) is read in two passes
+            on the active Dask scheduler and never computed whole: the dense
+            second moment (at most ``MAX_DASK_WORDS = 4096`` words), checking
+            the counts chunk by chunk, then the projected third moment.
         y : None
             Ignored.
 
@@ -141,17 +195,25 @@ class SingleTopicModel(MomentEstimator):
         -------
         self
         """
-        X = validate_data(self, X, accept_sparse="csr", dtype=np.float64)
+        if is_dask_array(X):
+            X = self._check_dask(X, reset=True)
+        else:
+            X = validate_data(self, X, accept_sparse="csr", dtype=np.float64)
         n_components = self._check_params(
             X.shape[1], f"the {X.shape[1]} words of X: M2 has rank at most {X.shape[1]}")
-        check_counts(X)
-        X = self._drop_short_documents(X)
-        values, vectors = top_eigenpairs(topic_second_moment(X), n_components,
-                                         self.random_state)
+        if is_dask_array(X):
+            second, third_of = self._read_dask(X)
+        else:
+            check_counts(X)
+            X, dropped = long_documents(X)
+            self._report_dropped(dropped, dropped + X.shape[0])
+            second = topic_second_moment(X)
+            third_of = partial(TopicMoments, X)
+        values, vectors = top_eigenpairs(second, n_components, self.random_state)
         check_rank(values)
         self.projection_ = (whitening_from_eigenpairs(values, vectors) if self.whiten
                             else vectors)
-        weights, factors = self._decompose(TopicMoments(X, self.projection_), n_components)
+        weights, factors = self._decompose(third_of(self.projection_), n_components)
         if self.whiten:
             topic_weights, topics = unwhiten(weights, factors, self.projection_)
         else:
@@ -161,21 +223,38 @@ class SingleTopicModel(MomentEstimator):
         self._set_topics(topic_weights, topics, n_components)
         return self
 
-    def _drop_short_documents(self, X):
-        lengths = np.asarray(X.sum(axis=1)).ravel()
-        short = lengths < _MIN_DOCUMENT_LENGTH
-        self.n_documents_dropped_ = int(short.sum())
-        if short.all():
+    def _read_dask(self, X):
+        """The first pass over the Dask array ``X`` (the dense ``M2``, the counts checked
+        chunk by chunk) and the second, as a function of the projection."""
+        if X.shape[1] > MAX_DASK_WORDS:
+            raise ValueError(
+                f"X has {X.shape[1]} words; a pass over a Dask array builds the dense "
+                f"n_words x n_words second moment, for at most {MAX_DASK_WORDS} words. Keep "
+                "the most frequent words, or pass an in-memory (scipy.sparse) X, whose second "
+                "moment is never built.")
+        first, _ = chunk_sums(X, _second_sums_of_long, check=_chunk_count_problem)
+        self._report_dropped(first["dropped"], X.shape[0])
+
+        def third_of(projection):
+            sums, sample = chunk_sums(X, partial(_third_sums_of_long, projection=projection),
+                                      sample=_long_of)
+            return TopicMoments.from_sums(sample, projection, sums)
+
+        return topic_second_from_sums(first), third_of
+
+    def _report_dropped(self, dropped, total):
+        """Set ``n_documents_dropped_``; raise when no document is left, warn when some
+        were dropped."""
+        self.n_documents_dropped_ = int(dropped)
+        if dropped == total:
             raise ValueError(
                 f"X has no document of at least {_MIN_DOCUMENT_LENGTH} words; the third "
                 "moment needs three words per document.")
-        if self.n_documents_dropped_:
+        if dropped:
             warnings.warn(
-                f"{self.n_documents_dropped_} of {len(lengths)} documents in X have fewer than "
+                f"{dropped} of {total} documents in X have fewer than "
                 f"{_MIN_DOCUMENT_LENGTH} words and were left out of fit.",
                 UserWarning, stacklevel=user_stacklevel())
-            X = X[~short]
-        return X
 
     def _set_topics(self, weights, topics, n_components):
         """Keep the valid topics, normalized and sorted by weight; report how many."""
@@ -203,13 +282,15 @@ class SingleTopicModel(MomentEstimator):
 
         Parameters
         ----------
-        X : array-like or scipy.sparse matrix of shape (n_documents, n_words)
+        X : array-like or scipy.sparse matrix of shape (n_documents, n_words), or a dask.array.Array
             Word counts (any length, including empty documents).
 
         Returns
         -------
         ndarray of shape (n_documents, n_found)
-            Rows sum to 1.
+            Rows sum to 1. For a Dask ``X``, a lazy Dask array with ``X``'s row
+            chunks (each chunk's counts are checked when it is computed; an
+            error names its rows).
         """
         return self._posterior(X)
 
@@ -222,8 +303,9 @@ class SingleTopicModel(MomentEstimator):
 
         Parameters
         ----------
-        X : array-like or scipy.sparse matrix of shape (n_documents, n_words)
-            Word counts.
+        X : array-like or scipy.sparse matrix of shape (n_documents, n_words), or a dask.array.Array
+            Word counts. A Dask array is read once, chunk by chunk, on the
+            active scheduler.
         y : None
             Ignored.
 
@@ -231,4 +313,4 @@ class SingleTopicModel(MomentEstimator):
         -------
         float
         """
-        return float(np.mean(self._log_likelihood(X)))
+        return self._mean_log_likelihood(X)

@@ -10,7 +10,10 @@ the functions turn ``M2`` into a whitening and the decomposition back into
 the model's ``(w_i, mu_i)``.
 """
 
+import dataclasses
+
 import numpy as np
+import scipy.sparse as sp
 import tensorly as tl
 from scipy.sparse.linalg import LinearOperator, eigsh
 
@@ -25,6 +28,10 @@ from ..operators import (
 
 __all__ = [
     "TopicMoments",
+    "topic_third_sums",
+    "topic_second_sums",
+    "topic_second_from_sums",
+    "topic_third_tensor",
     "SphericalCorrection",
     "MixtureMoments",
     "topic_second_moment",
@@ -49,7 +56,7 @@ def _inverse_falling_factorial(X, terms):
     """``1 / (L (L-1) ... (L-terms+1))`` per document of lengths ``L``: the unbiased
     estimators' normalization; defined for documents of at least ``terms`` words."""
     lengths = np.asarray(X.sum(axis=1), dtype=float).ravel()
-    if lengths.min() < terms:
+    if lengths.size and lengths.min() < terms:
         raise ValueError(
             f"X has {int(np.sum(lengths < terms))} documents of fewer than {terms} words; "
             f"the order-{terms} moment needs {terms} words per document. Drop them first.")
@@ -108,34 +115,37 @@ class TopicMoments(SymmetricOperator):
                     f"projection=None with n_words={X.shape[1]} would build an n_words^3 array; "
                     "pass a projection (for example from whitening_from_eigenpairs).")
             projection = np.eye(X.shape[1])
-        self.X, self.projection = X, np.asarray(projection, dtype=float)
-        self.n_samples, self.order, self.dim = X.shape[0], 3, self.projection.shape[1]
+        projection = np.asarray(projection, dtype=float)
+        self._set_sums(X, projection, topic_third_sums(X, projection))
+
+    @classmethod
+    def from_sums(cls, X, projection, sums):
+        """The operator from :func:`topic_third_sums` added up over all the documents.
+
+        Parameters
+        ----------
+        X : ndarray or scipy.sparse matrix of shape (m, n_words)
+            Some of those documents (for example one chunk of a Dask array),
+            each of at least 3 words: they estimate :meth:`standard_error`.
+        projection : ndarray of shape (n_words, k)
+            ``P``, the one the sums were taken with.
+        sums : dict
+            The sums over all ``n_samples`` documents.
+        """
+        operator = cls.__new__(cls)
+        operator._set_sums(X, np.asarray(projection, dtype=float), sums)
+        return operator
+
+    def _set_sums(self, X, projection, sums):
+        self.X, self.projection = X, projection
+        self.n_samples, self.order, self.dim = sums["n"], 3, projection.shape[1]
         self._doc_weights = _inverse_falling_factorial(X, 3)
-        tensor = self._projected_tensor()
+        tensor = topic_third_tensor(sums, projection)
         self._dense = DenseOperator.from_trusted(tl.tensor(tensor))
         self._context = self._dense.context
 
     def __repr__(self):
-        return f"TopicMoments(X of shape {self.X.shape}, dim={self.dim})"
-
-    def _projected_tensor(self):
-        """The ``k^3`` array: the ``Y^(x)3`` term by blocks, then the rank-structured corrections."""
-        P, k, a = self.projection, self.dim, self._doc_weights
-        rows = max(1, _BLOCK_ENTRIES // (k * k))
-        unfolded = np.zeros((k, k * k))
-        Z = np.zeros_like(P)
-        for start in range(0, self.n_samples, rows):
-            counts = self.X[start:start + rows]
-            Y = np.asarray(counts @ P)
-            weighted = a[start:start + rows, None] * Y
-            unfolded += weighted.T @ (Y[:, :, None] * Y[:, None, :]).reshape(len(Y), -1)
-            Z += np.asarray(counts.T @ weighted)
-        g = np.asarray(self.X.T @ a).ravel()
-        once = np.einsum("ia,ib,ic->abc", P, P, Z)
-        corrections = once + once.transpose(0, 2, 1) + once.transpose(2, 1, 0)
-        diagonal = np.einsum("i,ia,ib,ic->abc", g, P, P, P)
-        tensor = unfolded.reshape(k, k, k) - corrections + 2.0 * diagonal
-        return tensor / self.n_samples
+        return f"TopicMoments(X of shape {(self.n_samples, self.X.shape[1])}, dim={self.dim})"
 
     def contract(self, V):
         return self._dense.contract(V)
@@ -151,7 +161,8 @@ class TopicMoments(SymmetricOperator):
         """Each document's unbiased estimate of ``T(v^3)``, shape ``(n_documents, m)``.
 
         ``((c.u)^3 - 3 (c.u) (c.u^2) + 2 c.u^3) / (L (L-1) (L-2))`` with
-        ``u = P v``: their mean is :meth:`evaluate`.
+        ``u = P v``: their mean is :meth:`evaluate`. Of an operator made
+        :meth:`from_sums`, the estimates of the documents it kept.
         """
         U = self.projection @ tl.to_numpy(V)
         first, second, third = (np.asarray(self.X @ int_power(U, j)) for j in (1, 2, 3))
@@ -159,10 +170,88 @@ class TopicMoments(SymmetricOperator):
         return self._doc_weights[:, None] * raw
 
     def standard_error(self, V):
-        """Standard error of ``T(v^3)`` per column: the spread of the per-document estimates."""
+        """Standard error of ``T(v^3)`` per column: the spread of the per-document estimates
+        (of the documents kept, made :meth:`from_sums`) over ``sqrt(n_samples)``."""
         estimates = self.document_estimates(V)
-        spread = estimates.std(axis=0, ddof=1) if len(estimates) > 1 else 0.0 * estimates[0]
+        # Fewer than two documents (a Dask sample chunk of short ones) show no spread.
+        spread = (estimates.std(axis=0, ddof=1) if len(estimates) > 1
+                  else np.zeros(estimates.shape[1]))
         return tl.tensor(spread / np.sqrt(self.n_samples), **self.context)
+
+
+def topic_third_sums(X, projection):
+    """The sums over the documents ``X`` that make :class:`TopicMoments`.
+
+    Parameters
+    ----------
+    X : ndarray or scipy.sparse matrix of shape (n_documents, n_words)
+        Word counts, at least 3 words per document.
+    projection : ndarray of shape (n_words, k)
+        ``P``.
+
+    Returns
+    -------
+    dict
+        ``n``; ``cubes``, the ``k x k^2`` unfolding of ``sum a y^(x)3`` with
+        ``y = P^T c``; ``once``, the ``d x k`` ``sum a c y^T``; ``diagonal``,
+        ``sum a c`` (``a = 1 / (L (L-1) (L-2))``). Sums of disjoint sets of
+        documents add up to those of their union.
+    """
+    P, k, a = projection, projection.shape[1], _inverse_falling_factorial(X, 3)
+    rows = max(1, _BLOCK_ENTRIES // (k * k))
+    cubes = np.zeros((k, k * k))
+    once = np.zeros_like(P)
+    for start in range(0, X.shape[0], rows):
+        counts = X[start:start + rows]
+        Y = np.asarray(counts @ P)
+        weighted = a[start:start + rows, None] * Y
+        cubes += weighted.T @ (Y[:, :, None] * Y[:, None, :]).reshape(len(Y), -1)
+        once += np.asarray(counts.T @ weighted)
+    return dict(n=X.shape[0], cubes=cubes, once=once, diagonal=np.asarray(X.T @ a).ravel())
+
+
+def topic_third_tensor(sums, projection):
+    """The ``k^3`` array ``M3(P, P, P)`` from :func:`topic_third_sums`: the ``y^(x)3``
+    term minus the rank-structured corrections."""
+    P, k = projection, projection.shape[1]
+    once = np.einsum("ia,ib,ic->abc", P, P, sums["once"])
+    corrections = once + once.transpose(0, 2, 1) + once.transpose(2, 1, 0)
+    diagonal = np.einsum("i,ia,ib,ic->abc", sums["diagonal"], P, P, P)
+    tensor = sums["cubes"].reshape(k, k, k) - corrections + 2.0 * diagonal
+    return tensor / sums["n"]
+
+
+def topic_second_sums(X):
+    """The sums over the documents ``X`` that make the dense unbiased second moment.
+
+    ``M2 = (outer - diag(diagonal)) / n`` (:func:`topic_second_from_sums`)
+    with ``outer = sum a c c^T`` and ``diagonal = sum a c``,
+    ``a = 1 / (L (L-1))``: a ``d x d`` array, for a vocabulary small enough to
+    hold it (a pass over a Dask array; in memory, :func:`topic_second_moment`
+    never builds it).
+
+    Parameters
+    ----------
+    X : ndarray or scipy.sparse matrix of shape (n_documents, n_words)
+        Word counts of some documents (one chunk of a Dask array), at least 2
+        words each.
+
+    Returns
+    -------
+    dict
+        ``n``, ``outer`` and ``diagonal``; sums of disjoint sets of documents
+        add up to those of their union.
+    """
+    a = _inverse_falling_factorial(X, 2)
+    weighted = X.multiply(a[:, None]) if sp.issparse(X) else a[:, None] * X
+    outer = X.T @ weighted
+    return dict(n=X.shape[0], outer=outer.toarray() if sp.issparse(outer) else outer,
+                diagonal=np.asarray(X.T @ a).ravel())
+
+
+def topic_second_from_sums(sums):
+    """The unbiased second moment ``M2`` (a ``d x d`` array) from :func:`topic_second_sums`."""
+    return (sums["outer"] - np.diag(sums["diagonal"])) / sums["n"]
 
 
 def topic_second_moment(X):
@@ -382,14 +471,47 @@ class MixtureMoments(SymmetricOperator):
         X = np.asarray(X, dtype=float)
         projection = np.eye(X.shape[1]) if projection is None else np.asarray(projection)
         Y = X @ projection
-        self.moments = SampleMoments(tl.tensor(Y), 3)
-        self.correction = SphericalCorrection(Y.mean(axis=0), variance,
+        self._set_parts(SampleMoments(tl.tensor(Y), 3), Y.mean(axis=0), variance, projection,
+                        (X - X.mean(axis=0)) @ np.reshape(noise_basis, (X.shape[1], -1)))
+
+    @classmethod
+    def from_sums(cls, X, sums, rows, mean, variance, noise_basis, projection=None):
+        """The operator from a pass over a Dask array
+        (:func:`~tensorly_gfdeflate.dask_moments.moment_sums`).
+
+        Parameters
+        ----------
+        X : dask.array.Array of shape (n_samples, n_features)
+            The data the sums describe (kept lazily, never computed).
+        sums : MomentSums
+            Order-3 sums of ``X P`` over all samples (``rotation=P.T``).
+        rows : ndarray of shape (m, n_features)
+            Some rows of ``X`` (one chunk): they estimate :meth:`standard_error`.
+        mean : ndarray of shape (n_features,)
+            The mean of all of ``X``.
+        variance, noise_basis, projection
+            As for the constructor.
+        """
+        projection = np.eye(len(mean)) if projection is None else np.asarray(projection)
+        sums = dataclasses.replace(sums, sample=rows @ projection)
+        operator = cls.__new__(cls)
+        operator._set_parts(SampleMoments.from_sums(X @ projection, 3, sums), sums.first / sums.n,
+                            variance, projection,
+                            (rows - mean) @ np.reshape(noise_basis, (len(mean), -1)))
+        return operator
+
+    def _set_parts(self, moments, projected_mean, variance, projection, noise_scores):
+        self.moments = moments
+        self.correction = SphericalCorrection(projected_mean, variance,
                                               projection.T @ projection)
-        scores = (X - X.mean(axis=0)) @ np.reshape(noise_basis, (X.shape[1], -1))
-        self._noise_spread = np.mean(scores**2, axis=1)
-        self.order, self.dim = 3, Y.shape[1]
+        self._noise_spread = np.mean(noise_scores**2, axis=1)
+        self.order, self.dim = 3, moments.dim
         self.norm_is_estimate = self.moments.norm_is_estimate
         self._context = self.moments.context
+
+    def _rows(self):
+        """The rows of ``X P`` the standard errors come from: all, or one chunk of a Dask array."""
+        return self.moments._error_rows if self.moments.is_reduced else self.moments.X
 
     def __repr__(self):
         return f"MixtureMoments(X of shape {(self.moments.n_samples, self.dim)})"
@@ -399,22 +521,29 @@ class MixtureMoments(SymmetricOperator):
 
     def standard_error(self, V):
         """Standard error of ``T(v^3)`` per column, from each sample's first-order influence."""
-        Y, correction = self.moments.X, self.correction
+        Y, correction = self._rows(), self.correction
         projected = tl.dot(Y, V)
         quadratic = tl.sum(V * tl.dot(correction.gram, V), axis=0)
         linear = tl.dot(correction.mean, V)
         influence = (int_power(projected, 3) - 3.0 * correction.variance * quadratic * projected
                      - 3.0 * quadratic * linear * tl.reshape(tl.tensor(self._noise_spread),
                                                              (-1, 1)))
-        n = self.moments.n_samples
         centred = influence - tl.mean(influence, axis=0)
-        return tl.sqrt(tl.sum(centred * centred, axis=0) / (n - 1) / n)
+        spread = tl.sum(centred * centred, axis=0) / (tl.shape(Y)[0] - 1)
+        return tl.sqrt(spread / self.moments.n_samples)
 
     def _norm_parts(self):
         magnitude, moments_sq = self.moments._cached_norm_parts()
-        Y, correction = self.moments.X, self.correction
-        quadratic = tl.sum(Y * tl.dot(Y, correction.gram), axis=1)
-        cross = 3.0 * correction.variance * float(tl.mean(quadratic * tl.dot(Y, correction.mean)))
+        correction = self.correction
+        if self.moments.is_reduced:
+            # mean_s (y_s^T G y_s) (m . y_s) is the dense moment tensor contracted with G and m.
+            along = tl.reshape(correction.gram, (self.dim, self.dim, 1)) * correction.mean
+            mean_cross = float(tl.sum(self.moments.to_dense() * along))
+        else:
+            Y = self.moments.X
+            quadratic = tl.sum(Y * tl.dot(Y, correction.gram), axis=1)
+            mean_cross = float(tl.mean(quadratic * tl.dot(Y, correction.mean)))
+        cross = 3.0 * correction.variance * mean_cross
         # magnitude is a power of two at the scale of the moments: exact to divide by.
         total = moments_sq - 2.0 * cross / magnitude**2 + correction.norm_sq / magnitude**2
         return magnitude, max(total, 0.0)
