@@ -152,7 +152,7 @@ class SphericalGaussianMixture(MomentEstimator):
         n_noise = X.shape[1] - n_components
         self.variance_ = float(max(np.mean(variances[:n_noise]), 0.0))
         second = raw_second - self.variance_ * np.eye(X.shape[1])
-        values, vectors = top_eigenpairs(second, n_components)
+        values, vectors = top_eigenpairs(second, n_components, self.random_state)
         check_rank(values)
         projection = whitening_from_eigenpairs(values, vectors) if self.whiten else None
         if dask:
