@@ -580,24 +580,31 @@ class FlowRun:
         refinements when the decomposition is already minimal.
         """
         kept, steps = list(range(tl.shape(weights)[0])), 0
-        if not self._explains(weights, vectors):
+        check = check_fit(self.target, weights, vectors, _check_rng(), self._fit_threshold(),
+                          self.settings["noise_aware"])
+        if not check.explained:
             return weights, vectors, kept, steps
+        # A shorter fit is kept only when its residual is no worse beyond noise:
+        # on noisy moments, a blend of two overlapping components can leave
+        # nothing above the floor in any one direction while missing one of them.
+        allowance = self.target.minus(weights, vectors).norm_sq + check.floor**2
         while len(kept) > 1:
             explains, rest, fewer_weights, fewer_vectors, spent = self._without_one(
-                weights, vectors, _MINIMALITY_TRIES)
+                weights, vectors, _MINIMALITY_TRIES, allowance)
             steps += spent
             if not explains:
                 break
             weights, vectors, kept = fewer_weights, fewer_vectors, [kept[q] for q in rest]
         return weights, vectors, kept, steps
 
-    def _without_one(self, weights, vectors, tries=None):
+    def _without_one(self, weights, vectors, tries=None, allowance=np.inf):
         """The refined fit with one component fewer: ``(explains, rest, weights, vectors, steps)``.
 
         Components are tried in order of redundancy (the smallest residual when
         the others' weights alone are re-fitted without it), each time refining
-        the rest; the first that still explains the tensor is taken, or else
-        the one with the smallest residual. ``rest`` indexes the input.
+        the rest; the first that still explains the tensor, with a squared
+        residual within ``allowance``, is taken, or else the one with the
+        smallest residual. ``rest`` indexes the input.
         """
         positions = range(tl.shape(weights)[0])
         candidates = sorted(positions, key=lambda p: self._miss_without(vectors, p))[:tries]
@@ -606,8 +613,8 @@ class FlowRun:
             rest = [q for q in positions if q != p]
             trial_weights, trial_vectors, spent = self._refine(weights[rest], vectors[:, rest])
             steps += spent
-            explains = self._explains(trial_weights, trial_vectors)
             miss = self.target.minus(trial_weights, trial_vectors).norm_sq
+            explains = miss <= allowance and self._explains(trial_weights, trial_vectors)
             if explains or best is None or miss < best[0]:
                 best = (miss, explains, rest, trial_weights, trial_vectors)
             if explains:

@@ -218,3 +218,22 @@ def test_an_automatic_rank_that_used_every_slot_is_not_trusted_silently():
     with pytest.warns(ConvergenceWarning, match="used every one of its width=4 slots"):
         cp = gradient_flow_cp(truth, width=4, random_state=0)
     assert len(cp.weights) == 4
+
+
+def test_power_method_does_not_vouch_for_deflating_overlapping_components():
+    # The deflation residual of non-orthogonal components can look like noise to
+    # the residual check (d = 10, r = 8: error 0.11 with nothing above the dense
+    # floor); overlapping extracted components, unless the fit is exact, are doubted.
+    truth = random_symmetric_cp(10, 8, 3, weights=np.geomspace(1, .1, 8), orthogonal=False,
+                                random_state=4)
+    with pytest.warns(ConvergenceWarning, match="not orthogonal"):
+        _, trace = power_deflation_cp(truth, 8, random_state=4, return_trace=True)
+    assert not trace.converged
+    # Orthogonal components with noise: nothing to doubt.
+    clean = tl.cp_to_tensor(random_symmetric_cp(10, 4, 3, random_state=0))
+    noise = random_symmetric_dense(10, 3, seed=2)
+    noisy = clean + 0.05 * np.linalg.norm(clean) / np.linalg.norm(noise) * noise
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ConvergenceWarning)
+        _, trace = power_deflation_cp(noisy, 4, random_state=0, return_trace=True)
+    assert trace.converged
