@@ -49,7 +49,7 @@ class PowerTrace:
     explained : bool
         Power iterations on the final residual found no component above the
         noise floor (see :mod:`tensorly_gfdeflate.probe`), and, unless the fit
-        is exact, the extracted components are orthogonal (|cosine| at most
+        is exact, the extracted components are orthogonal (``|cosine|`` at most
         0.1): deflating overlapping components leaves errors that look like
         noise.
     unexplained_weight : float
