@@ -819,8 +819,7 @@ def auto_regularization(target, variant, rng):
     """
     if variant == "vanilla":
         return 0.0
-    # An empty batch asks, at no cost, whether the target has sampling noise at all.
-    if target.standard_error(tl.zeros((target.dim, 0), **target.context)) is None:
+    if not target.is_sampled:
         return DEFAULT_FLOOR
     probe = probe_residual(target, None, rng)
     error = float(tl.max(target.standard_error(probe.directions)))

@@ -234,6 +234,11 @@ class SymmetricOperator:
         """
         return None
 
+    @property
+    def is_sampled(self):
+        """Whether the tensor is a sample statistic, with a standard error (an empty batch asks)."""
+        return self.standard_error(tl.zeros((self.dim, 0), **self.context)) is not None
+
     def rescaled(self, factor):
         """This operator times the positive number ``factor``."""
         return _ScaledOperator(self, factor)

@@ -48,10 +48,10 @@ class PowerTrace:
         Every extraction's power iterations settled before ``n_iter_max``.
     explained : bool
         Power iterations on the final residual found no component above the
-        noise floor (see :mod:`tensorly_gfdeflate.probe`), and, unless the fit
-        is exact, the extracted components are orthogonal (``|cosine|`` at most
-        0.1): deflating overlapping components leaves errors that look like
-        noise.
+        noise floor (see :mod:`tensorly_gfdeflate.probe`), and, for a dense or
+        CP tensor not fitted exactly, the extracted components are orthogonal
+        (``|cosine|`` at most 0.1): deflating overlapping components leaves
+        errors that look like noise.
     unexplained_weight : float
         The largest residual weight above its floor, relative to ``|T|``
         (0.0 when ``explained``).
@@ -193,8 +193,10 @@ def power_deflation_cp(
     check = check_fit(target, weights, vectors, rng, DEFAULT_FLOOR)
     coherence = _coherence(vectors, explained_by)
     # Deflating non-orthogonal components leaves errors of the order of their
-    # overlap that can look like noise to the check: only an exact fit vouches.
-    deflation_doubt = coherence > _DEFLATION_COHERENCE and errors[-1] > nothing_left
+    # overlap that can look like noise to the check of a dense array: only an
+    # exact fit vouches. Sample statistics are judged by their standard errors.
+    deflation_doubt = (not target.is_sampled and coherence > _DEFLATION_COHERENCE
+                       and errors[-1] > nothing_left)
     _warn(check, settled, rank, n_iter_max, explained_by, coherence if deflation_doubt else None)
     snr, noise = signal_to_noise(weights, check)
     cp, permutation = to_cp_tensor(weights, vectors, operator.order, scale)
