@@ -584,11 +584,16 @@ class FlowRun:
                           self.settings["noise_aware"])
         if not check.explained:
             return weights, vectors, kept, steps
-        # A shorter fit is kept only when its residual is no worse beyond noise:
-        # on noisy moments, a blend of two overlapping components can leave
-        # nothing above the floor in any one direction while missing one of them.
-        allowance = self.target.minus(weights, vectors).norm_sq + check.floor**2
+        # On sample statistics a shorter fit is kept only when its residual is no
+        # worse beyond noise (one component at the floor): there a blend of two
+        # overlapping components can leave nothing above the floor in any one
+        # direction while missing one of them. A dense array's floor is sized
+        # from the residual itself, too small after the flow fitted noise, and
+        # would keep the noise components.
+        sampled = self.target.is_sampled
         while len(kept) > 1:
+            allowance = (self.target.minus(weights, vectors).norm_sq + check.floor**2
+                         if sampled else np.inf)
             explains, rest, fewer_weights, fewer_vectors, spent = self._without_one(
                 weights, vectors, _MINIMALITY_TRIES, allowance)
             steps += spent
