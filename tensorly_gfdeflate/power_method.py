@@ -228,7 +228,7 @@ def _warn(check, settled, rank, n_iter_max, explained_by, doubted_coherence):
     if doubted_coherence is not None:
         problems.append(
             f"extracted components that are not orthogonal (|cosine| up to "
-            f"{doubted_coherence:.2f}) and does not fit the tensor exactly: deflation leaves "
+            f"{doubted_coherence:.2f}) without fitting the tensor exactly: deflation leaves "
             "errors of the order of that overlap, which the check of the residual cannot tell "
             "from noise")
         advice.append("compare with gradient_flow_cp, which does not deflate")
