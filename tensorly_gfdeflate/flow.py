@@ -288,6 +288,7 @@ class FlowRun:
         # re-drawn slots start. Settled checks in a row where no slot could grow on it.
         self.seeds = None
         self.stuck_checks = 0
+        self.unchanged = (None, 0)
         self.most_fitted = 0
 
     def retarget(self, operator):
@@ -422,7 +423,33 @@ class FlowRun:
         seen = self.target.minus(point.mass, point.directions).evaluate(directions)
         growable = bool(np.any(2.0 * np.abs(tl.to_numpy(seen)) > regularization))
         self.stuck_checks = 0 if growable else self.stuck_checks + 1
-        return "stalled" if self.stuck_checks >= _STUCK_CHECKS else None
+        if self.stuck_checks >= _STUCK_CHECKS:
+            return "stalled"
+        return self._refined_fit_reason() if growable else None
+
+    def _refined_fit_reason(self):
+        """Every ``_STUCK_CHECKS + 1`` settled checks with the same number of components
+        fitted, whether the refined read-out of the model already explains the tensor.
+
+        What is left may be growable yet slow (weight just above ``lambda /
+        2``: a re-drawn slot needs longer than an epoch), and the refinement
+        with ``lambda = 0`` fits it anyway: then the run is done, with the
+        result it would return. A real component still missing is not fitted
+        by the refinement, and the flow goes on.
+        """
+        fitted = self._fitted()
+        previous, count = self.unchanged
+        count = count + 1 if previous == fitted else 0
+        self.unchanged = (fitted, count)
+        rank = self.settings["rank"]
+        if count < _STUCK_CHECKS + 1 or (rank is not None and fitted != rank):
+            return None
+        self.unchanged = (fitted, 0)
+        weights, vectors, _ = read_out(self.target, self.integrator.W, self.integrator.signs,
+                                       None, self.settings["drop_threshold"], True)
+        if weights is None or not self._explains(*self._refine(weights, vectors)[:2]):
+            return None
+        return "nothing_to_fit" if rank is None else "rank_reached"
 
     def _fit_threshold(self):
         """Residual weights at or below this are left alone (at least the tolerance).
