@@ -991,8 +991,10 @@ def gradient_flow_cp(
     needs ``rank`` distinct components fitted (``"rank_reached"``; otherwise
     ``"nothing_to_fit"``). The flow also stops (``"stalled"``) when, at two
     settled checks in a row, no slot could grow on what is left (the
-    regularizer's shrinkage of non-orthogonal components leaves such weight),
-    and (vanilla) when nothing moves any more; every run stops at
+    regularizer's shrinkage of non-orthogonal components leaves such weight);
+    after four settled checks with the same number of components, it stops
+    when the refined read-out already explains the tensor; vanilla runs
+    stop when nothing moves any more; every run stops at
     ``max_time``. The returned
     decomposition is checked the same way: success is reported
     (``trace.converged``) only when its residual holds nothing above the floor.
