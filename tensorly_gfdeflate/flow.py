@@ -395,8 +395,9 @@ class FlowRun:
         then still holds what they missed.
         """
         s, point = self.settings, self.integrator.point
-        self._fitted()
-        residual = self._debiased_residual()
+        fitted = self._fitted()
+        model = self._debiased_model()
+        residual = self.target if model is None else self.target.minus(*model)
         probe = probe_residual(residual, point.directions, self.rng)
         floors = np.full(len(probe.values), self._fit_threshold())
         if s["noise_aware"]:
@@ -404,10 +405,10 @@ class FlowRun:
         above = np.abs(probe.values) > floors
         self.seeds = (probe.directions[:, np.flatnonzero(above).tolist()], probe.values[above])
         if np.any(above):
-            return self._stuck_reason(self.seeds[0])
-        return "rank_reached" if s["rank"] is not None and self._rank_fitted() else "nothing_to_fit"
+            return self._stuck_reason(self.seeds[0], fitted, model)
+        return "rank_reached" if s["rank"] is not None and s["rank"] <= fitted else "nothing_to_fit"
 
-    def _stuck_reason(self, directions):
+    def _stuck_reason(self, directions, fitted, model):
         """``"stalled"`` when, at ``_STUCK_CHECKS`` settled checks in a row, no slot could grow on what is left.
 
         What is left is measured with least-squares weights; the flow sees its
@@ -425,9 +426,9 @@ class FlowRun:
         self.stuck_checks = 0 if growable else self.stuck_checks + 1
         if self.stuck_checks >= _STUCK_CHECKS:
             return "stalled"
-        return self._refined_fit_reason() if growable else None
+        return self._refined_fit_reason(fitted, model) if growable else None
 
-    def _refined_fit_reason(self):
+    def _refined_fit_reason(self, fitted, model):
         """Every ``_STUCK_CHECKS + 1`` settled checks with the same number of components
         fitted, whether the refined read-out of the model already explains the tensor.
 
@@ -437,7 +438,6 @@ class FlowRun:
         result it would return. A real component still missing is not fitted
         by the refinement, and the flow goes on.
         """
-        fitted = self._fitted()
         previous, count = self.unchanged
         count = count + 1 if previous == fitted else 0
         self.unchanged = (fitted, count)
@@ -445,9 +445,7 @@ class FlowRun:
         if count < _STUCK_CHECKS + 1 or (rank is not None and fitted != rank):
             return None
         self.unchanged = (fitted, 0)
-        weights, vectors, _ = read_out(self.target, self.integrator.W, self.integrator.signs,
-                                       None, self.settings["drop_threshold"], True)
-        if weights is None or not self._explains(*self._refine(weights, vectors)[:2]):
+        if model is None or not self._explains(*self._refine(*model)[:2]):
             return None
         return "nothing_to_fit" if rank is None else "rank_reached"
 
@@ -464,18 +462,19 @@ class FlowRun:
         regularization = s["regularization"] / 2 if s["noise_aware"] else s["regularization"]
         return max(regularization, s["tol"])
 
-    def _debiased_residual(self):
-        """The residual once the fitted directions' weights are re-fitted by least squares.
+    def _debiased_model(self):
+        """The fitted directions with least-squares weights, ``(weights, vectors)``, or None.
 
         The regularizer shrinks every fitted weight by ``lambda / 2``; for
         components that are not orthogonal, those shrinkages add up to residual
         weight above ``lambda`` in directions no slot holds, which no re-drawn
-        slot can fit (it is an artefact): the check looks past it.
+        slot can fit (it is an artefact): the checks look at this model's
+        residual instead.
         """
         weights, vectors, _ = read_out(
             self.target, self.integrator.W, self.integrator.signs, None,
             self.settings["drop_threshold"], True)
-        return self.target if weights is None else self.target.minus(weights, vectors)
+        return None if weights is None else (weights, vectors)
 
     def _settled_reason(self, drop):
         s, point = self.settings, self.integrator.point
@@ -557,8 +556,7 @@ class FlowRun:
             else:
                 kept, steps = list(range(len(groups))), 0
             groups, refine_steps = [groups[i] for i in kept], refine_steps + steps
-        check = check_fit(target, weights, vectors, _check_rng(), self._fit_threshold(),
-                          s["noise_aware"])
+        check = self._check(weights, vectors)
         found = int(np.count_nonzero(tl.to_numpy(weights)))
         self._warn(check, found)
         snr, noise = signal_to_noise(weights, check)
@@ -575,9 +573,13 @@ class FlowRun:
                                           self.integrator.step_size, self.settings["tol"])
         return refit_weights(self.target, vectors), vectors, steps
 
-    def _explains(self, weights, vectors):
+    def _check(self, weights, vectors):
+        """The :func:`~tensorly_gfdeflate.probe.check_fit` verdict on ``weights``, ``vectors``."""
         return check_fit(self.target, weights, vectors, _check_rng(), self._fit_threshold(),
-                         self.settings["noise_aware"]).explained
+                         self.settings["noise_aware"])
+
+    def _explains(self, weights, vectors):
+        return self._check(weights, vectors).explained
 
     def _reduce(self, weights, vectors, rank):
         """``rank`` of the refined components that explain the tensor.
@@ -607,8 +609,7 @@ class FlowRun:
         refinements when the decomposition is already minimal.
         """
         kept, steps = list(range(tl.shape(weights)[0])), 0
-        check = check_fit(self.target, weights, vectors, _check_rng(), self._fit_threshold(),
-                          self.settings["noise_aware"])
+        check = self._check(weights, vectors)
         if not check.explained:
             return weights, vectors, kept, steps
         # On sample statistics a shorter fit is kept only when its residual is no

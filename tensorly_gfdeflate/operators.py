@@ -533,10 +533,12 @@ class SampleMoments(SymmetricOperator):
     def __repr__(self):
         return f"SampleMoments(X of shape {(self.n_samples, self.dim)}, order={self.order})"
 
-    def _blocks(self, m):
+    def _blocks(self, m, rows=None):
+        """Blocks of ``rows`` (default ``X``) whose ``n x m`` temporaries stay bounded."""
+        rows = self.X if rows is None else rows
         size = max(1, _MOMENT_BLOCK_ENTRIES // max(m, 1))
-        for start in range(0, self.n_samples, size):
-            yield self.X[start : start + size]
+        for start in range(0, tl.shape(rows)[0], size):
+            yield rows[start : start + size]
 
     def contract(self, V):
         if self._densify_pays():
@@ -558,9 +560,8 @@ class SampleMoments(SymmetricOperator):
         # Rows prescaled by a power of two: squares of (Xv)^l stay in range.
         row_scale = _power_of_two_below(_max_abs(rows))
         total = total_sq = 0.0
-        size = max(1, _MOMENT_BLOCK_ENTRIES // max(tl.shape(V)[1], 1))
-        for start in range(0, tl.shape(rows)[0], size):
-            values = int_power(tl.dot(rows[start:start + size] / row_scale, V), self.order)
+        for block in self._blocks(tl.shape(V)[1], rows):
+            values = int_power(tl.dot(block / row_scale, V), self.order)
             total = total + tl.sum(values, axis=0)
             total_sq = total_sq + tl.sum(values * values, axis=0)
         count = tl.shape(rows)[0]
