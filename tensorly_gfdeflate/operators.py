@@ -18,6 +18,7 @@ from tensorly.cp_tensor import CPTensor
 from ._checks import check_int, is_dask_array
 
 __all__ = [
+    "TensorOperator",
     "SymmetricOperator",
     "DenseOperator",
     "CPOperator",
@@ -159,32 +160,19 @@ def _symmetry_tolerance(tensor):
     return np.sqrt(eps) * float(tl.max(tl.abs(tensor)))
 
 
-class SymmetricOperator:
-    """A symmetric tensor of order ``order`` and dimension ``dim``, seen through contractions.
+class TensorOperator:
+    """What every target form gives the solvers: its context, norm, noise and kind.
 
-    Subclasses implement :meth:`contract` and :meth:`_compute_norm_sq`, or
-    :meth:`_norm_parts` to square at the scale of the entries.
+    Subclasses implement :meth:`_compute_norm_sq`, or :meth:`_norm_parts` to
+    square at the scale of the entries; :class:`SymmetricOperator` and the
+    general operators of :mod:`tensorly_gfdeflate.general.operators` add the
+    contractions.
     """
-
-    order: int
-    dim: int
-
-    @property
-    def shape(self):
-        return (self.dim,) * self.order
 
     @property
     def context(self):
         """``tl.context`` of the tensors this operator computes with."""
         return self._context
-
-    def contract(self, V):
-        """``T(v^{l-1}, I)`` for each column ``v`` of the ``dim x m`` matrix ``V``."""
-        raise NotImplementedError
-
-    def evaluate(self, V):
-        """``T(v^l)`` for each column ``v`` of ``V`` (a length-``m`` vector)."""
-        return tl.sum(V * self.contract(V), axis=0)
 
     @property
     def norm_sq(self):
@@ -238,6 +226,28 @@ class SymmetricOperator:
     def is_sampled(self):
         """Whether the tensor is a sample statistic, with a standard error (an empty batch asks)."""
         return self.standard_error(tl.zeros((self.dim, 0), **self.context)) is not None
+
+
+class SymmetricOperator(TensorOperator):
+    """A symmetric tensor of order ``order`` and dimension ``dim``, seen through contractions.
+
+    Subclasses implement :meth:`contract` and the norm (see :class:`TensorOperator`).
+    """
+
+    order: int
+    dim: int
+
+    @property
+    def shape(self):
+        return (self.dim,) * self.order
+
+    def contract(self, V):
+        """``T(v^{l-1}, I)`` for each column ``v`` of the ``dim x m`` matrix ``V``."""
+        raise NotImplementedError
+
+    def evaluate(self, V):
+        """``T(v^l)`` for each column ``v`` of ``V`` (a length-``m`` vector)."""
+        return tl.sum(V * self.contract(V), axis=0)
 
     def rescaled(self, factor):
         """This operator times the positive number ``factor``."""
