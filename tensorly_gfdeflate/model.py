@@ -1,18 +1,27 @@
-"""The over-parametrized model ``T(W) = sum_j s_j |w_j|^2 b_j^(x)l`` and its loss gradient.
+"""The symmetric model ``T(W) = sum_j s_j |w_j|^2 b_j^(x)l``: its loss gradient and its geometry.
 
 Everything the flow needs at a point ``W`` comes from one operator call on the
 unit directions ``B`` and the ``m x m`` Gram matrix ``B^T B``: the gradient,
 the loss and the relative residual, in ``O(operator + m^2 d)``.
+
+:class:`SymmetricModel` is what the shared flow engine, the read-out, the
+probe and the power method ask about components: random directions, slots of
+a given size, alignment, pooling, sign convention, power iterations and the
+final ``CPTensor``. :class:`tensorly_gfdeflate.general.model.GeneralModel`
+answers the same questions for general CP tensors.
 """
 
 from dataclasses import dataclass
 
 import numpy as np
 import tensorly as tl
+from tensorly.cp_tensor import CPTensor
 
-__all__ = ["FlowPoint", "flow_point", "split_columns"]
+__all__ = ["FlowPoint", "flow_point", "split_columns", "power_iterate", "SymmetricModel"]
 
 _TINY = 1e-30
+# A converged column still moves by about one machine epsilon per iteration (measured).
+SETTLED_IN_EPS = 16.0
 # The residual is reported no lower than this many sqrt(eps) of the dtype: 1.7e-4 in
 # float32, far above the default tol, and 7e-9 in float64, below the tolerances used.
 # (Rounding noise measured at exact fits: up to 2.3 sqrt(eps).)
@@ -29,14 +38,13 @@ def split_columns(W):
 class FlowPoint:
     """The model at one point ``W``: what a step, a stop rule and a read-out look at.
 
-    ``growth_rate`` is ``d log|w_j| / dt = 2 s_j (T* - T(W))(b_j^l) - lambda``.
+    ``norms`` are such that a slot's mass is ``signs * norms**2``.
     """
 
     norms: object
     directions: object
     mass: object
     gradient: object
-    growth_rate: object
     loss: float
     residual: float
 
@@ -80,7 +88,112 @@ def flow_point(target, W, signs, regularization):
         directions=directions,
         mass=mass,
         gradient=gradient,
-        growth_rate=-2.0 * signs * residual_value - regularization,
         loss=loss,
         residual=float(residual),
     )
+
+
+def settled_tolerance(tol, V):
+    """``tol``, but no lower than a few machine epsilons of ``V``'s dtype (what float32 can settle to)."""
+    return max(tol, SETTLED_IN_EPS * float(tl.eps(tl.context(V)["dtype"])))
+
+
+def column_change(new, old):
+    """How far each column moved, up to sign: ``min |new - old|, |new + old|``."""
+    return tl.minimum(tl.sqrt(tl.sum((new - old) ** 2, axis=0)),
+                      tl.sqrt(tl.sum((new + old) ** 2, axis=0)))
+
+
+def normalize_columns(image, fallback):
+    """Unit columns of ``image``; a column that vanished keeps its ``fallback`` column."""
+    lengths = tl.sqrt(tl.sum(image * image, axis=0))
+    # Dividing the vanished columns by 1, not by a clipped 1e-300 (which is 0 in float32).
+    return tl.where(lengths > 0, image / (lengths + (lengths == 0)), fallback)
+
+
+def power_iterate(operator, V, n_iter_max, tol):
+    """Batched power iterations ``v <- T(v^{l-1}, I) / |T(v^{l-1}, I)|`` on the columns of V.
+
+    Stops when every column moves by less than ``tol`` (up to sign), or by less
+    than a few machine epsilons of the dtype, the most a float32 column can
+    settle to. A column whose contraction vanishes stays where it is. Returns
+    ``(V, iterations)``.
+    """
+    tol = settled_tolerance(tol, V)
+    for iteration in range(1, n_iter_max + 1):
+        image = normalize_columns(operator.contract(V), V)
+        change = column_change(image, V)
+        V = image
+        if float(tl.max(change)) < tol:
+            break
+    return V, iteration
+
+
+def pool_block(directions, mass, groups):
+    """Unit mass-weighted mean of each group's columns, signs aligned with its leader."""
+    gram = tl.to_numpy(tl.dot(tl.transpose(directions), directions))
+    pooling = np.zeros((len(mass), len(groups)))
+    for c, group in enumerate(groups):
+        pooling[group, c] = np.abs(mass[group]) * np.sign(gram[group[0], group])
+    pooled = tl.dot(directions, tl.tensor(pooling, **tl.context(directions)))
+    return pooled / tl.sqrt(tl.sum(pooled * pooled, axis=0))
+
+
+class SymmetricModel:
+    """Components ``c v^(x)l`` of a symmetric tensor: a unit ``v`` in ``R^d`` per column.
+
+    The flow's slot ``j`` is the column ``w_j = |w_j| b_j`` with mass
+    ``s_j |w_j|^2``; every method here takes and returns ``d x m`` matrices.
+    """
+
+    def __init__(self, dim, order):
+        self.dim, self.order = dim, order
+
+    @property
+    def signs_in_vectors(self):
+        """At odd order ``c v^l = (-c)(-v)^l``: a weight's sign can move into its vector."""
+        return self.order % 2 == 1
+
+    def point(self, target, W, signs, regularization):
+        """:func:`flow_point`: the model at ``W``."""
+        return flow_point(target, W, signs, regularization)
+
+    def random(self, count, rng, context=None):
+        """``count`` directions uniform on the unit sphere."""
+        draws = rng.standard_normal((self.dim, count))
+        draws /= np.linalg.norm(draws, axis=0, keepdims=True)
+        return tl.tensor(draws, **(context or {}))
+
+    def split(self, W):
+        """``(norms, directions)`` of the slots: ``mass = signs * norms**2``."""
+        return split_columns(W)
+
+    def slots(self, directions, norms):
+        """Slots along ``directions`` with ``|mass| = norms**2``."""
+        return directions * norms
+
+    def alignment(self, directions):
+        """``|<b_j, b_k>|`` (even order: ``b`` and ``-b`` are one component) or ``<b_j, b_k>``."""
+        gram = tl.to_numpy(tl.dot(tl.transpose(directions), directions))
+        return gram if self.order % 2 else np.abs(gram)
+
+    def overlap(self, directions):
+        """Gram matrix ``<b_j^l, b_k^l> = <b_j, b_k>^l`` of the rank-one tensors."""
+        return tl.dot(tl.transpose(directions), directions) ** self.order
+
+    def pool(self, directions, mass, groups):
+        """Unit mass-weighted mean direction of each group, signs aligned with its leader."""
+        return pool_block(directions, mass, groups)
+
+    def negate(self, vectors, flip):
+        """Vectors whose rank-one tensors are those of ``vectors`` times ``flip`` (+-1 per column).
+
+        Only for :attr:`signs_in_vectors` models.
+        """
+        return vectors * tl.reshape(flip, (1, -1))
+
+    def power_iterate(self, operator, V, n_iter_max, tol):
+        return power_iterate(operator, V, n_iter_max, tol)
+
+    def to_cp(self, weights, vectors):
+        return CPTensor((weights, [vectors] * self.order))

@@ -16,6 +16,7 @@ import tensorly as tl
 from tensorly.cp_tensor import CPTensor
 
 from ._checks import check_int, is_dask_array
+from .model import SymmetricModel
 
 __all__ = [
     "TensorOperator",
@@ -248,6 +249,15 @@ class SymmetricOperator(TensorOperator):
     def evaluate(self, V):
         """``T(v^l)`` for each column ``v`` of ``V`` (a length-``m`` vector)."""
         return tl.sum(V * self.contract(V), axis=0)
+
+    @property
+    def model(self):
+        """The components this tensor decomposes into (:class:`~tensorly_gfdeflate.model.SymmetricModel`)."""
+        return SymmetricModel(self.dim, self.order)
+
+    def overlap(self, V):
+        """Gram matrix of the rank-one tensors ``v_j^(x)l``: what least-squares weights solve with."""
+        return self.model.overlap(V)
 
     def rescaled(self, factor):
         """This operator times the positive number ``factor``."""

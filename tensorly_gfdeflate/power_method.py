@@ -15,9 +15,8 @@ from sklearn.exceptions import ConvergenceWarning
 
 from ._checks import check_bool, check_int, check_positive, check_random_state, user_stacklevel
 from .operators import as_operator, normalize
-from .probe import DEFAULT_FLOOR, check_fit, power_iterate, signal_to_noise
+from .probe import DEFAULT_FLOOR, check_fit, signal_to_noise
 from .readout import canonical_signs, to_cp_tensor
-from .synthetic import random_unit_vectors
 
 __all__ = ["power_deflation_cp", "PowerTrace"]
 
@@ -90,10 +89,12 @@ class PowerTrace:
 
 
 def _extract_one(residual, n_restarts, n_iter_max, tol, rng):
-    starts = random_unit_vectors(residual.dim, n_restarts, rng, residual.context)
-    candidates, spent = power_iterate(residual, starts, n_iter_max, tol)
+    model = residual.model
+    starts = model.random(n_restarts, rng, residual.context)
+    candidates, spent = model.power_iterate(residual, starts, n_iter_max, tol)
     best = int(np.argmax(np.abs(tl.to_numpy(residual.evaluate(candidates)))))
-    vector, refined = power_iterate(residual, candidates[:, best : best + 1], n_iter_max, tol)
+    vector, refined = model.power_iterate(residual, candidates[:, best : best + 1], n_iter_max,
+                                          tol)
     weight = residual.evaluate(vector)
     # The restarts need not all settle (on a noisy tensor some wander between
     # near-equal maxima); the chosen one must.
@@ -188,8 +189,8 @@ def power_deflation_cp(
                 f"{float(weight[0]) * scale:.4g}, {spent} iterations, "
                 f"relative error {errors[-1]:.3e}"
             )
-    weights, vectors = canonical_signs(tl.concatenate(weights), tl.concatenate(vectors, axis=1),
-                                       operator.order)
+    weights, vectors = canonical_signs(operator.model, tl.concatenate(weights),
+                                       tl.concatenate(vectors, axis=1))
     check = check_fit(target, weights, vectors, rng, DEFAULT_FLOOR)
     coherence = _coherence(vectors, explained_by)
     # Deflating non-orthogonal components leaves errors of the order of their
@@ -199,7 +200,7 @@ def power_deflation_cp(
                        and errors[-1] > nothing_left)
     _warn(check, settled, rank, n_iter_max, explained_by, coherence if deflation_doubt else None)
     snr, noise = signal_to_noise(weights, check)
-    cp, permutation = to_cp_tensor(weights, vectors, operator.order, scale)
+    cp, permutation = to_cp_tensor(operator.model, weights, vectors, scale)
     if not return_trace:
         return cp
     trace.extraction_index = np.asarray(permutation, dtype=int)

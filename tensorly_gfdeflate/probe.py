@@ -23,14 +23,12 @@ from itertools import permutations
 import numpy as np
 import tensorly as tl
 
-from .readout import ALIGNMENT_TOL, group_aligned
-from .synthetic import random_unit_vectors
+from .model import power_iterate
+from .readout import ALIGNMENT_TOL, canonical_signs, group_aligned
 
 __all__ = ["power_iterate", "probe_residual", "ResidualProbe", "noise_injective_ratio",
            "noise_levels", "noise_floors", "check_fit", "signal_to_noise", "FitCheck", "NOISE_STANDARD_ERRORS", "DEFAULT_FLOOR"]
 
-# A converged column still moves by about one machine epsilon per iteration (measured).
-_SETTLED_IN_EPS = 16.0
 # Random starts (at least) when looking for a residual direction worth fitting.
 PROBE_RANDOM_STARTS = 16
 # Power iterations spent looking for a residual direction worth fitting.
@@ -48,30 +46,6 @@ _NOISE_MARGIN = 2.0
 _MATCHED_NOISE_ENTRIES = 2**20
 # Greedy rounds that take found structure out of a dense residual before its noise is sized.
 _STRUCTURE_ROUNDS = 8
-
-
-def power_iterate(operator, V, n_iter_max, tol):
-    """Batched power iterations ``v <- T(v^{l-1}, I) / |T(v^{l-1}, I)|`` on the columns of V.
-
-    Stops when every column moves by less than ``tol`` (up to sign), or by less
-    than a few machine epsilons of the dtype, the most a float32 column can
-    settle to. A column whose contraction vanishes stays where it is. Returns
-    ``(V, iterations)``.
-    """
-    tol = max(tol, _SETTLED_IN_EPS * float(tl.eps(tl.context(V)["dtype"])))
-    for iteration in range(1, n_iter_max + 1):
-        image = operator.contract(V)
-        lengths = tl.sqrt(tl.sum(image * image, axis=0))
-        moved = lengths > 0
-        # Dividing the vanished columns by 1, not by a clipped 1e-300 (which is 0 in float32).
-        image = tl.where(moved, image / (lengths + (lengths == 0)), V)
-        change = tl.minimum(
-            tl.sqrt(tl.sum((image - V) ** 2, axis=0)), tl.sqrt(tl.sum((image + V) ** 2, axis=0))
-        )
-        V = image
-        if float(tl.max(change)) < tol:
-            break
-    return V, iteration
 
 
 @dataclass
@@ -98,19 +72,17 @@ def probe_residual(residual, starts, rng, n_random=PROBE_RANDOM_STARTS):
     The fitted directions attract many random starts (what is left along them
     is the regularizer's shrinkage), hence a floor on the random ones.
     """
-    extra = random_unit_vectors(residual.dim, n_random, rng, residual.context)
+    model = residual.model
+    extra = model.random(n_random, rng, residual.context)
     starts = extra if starts is None else tl.concatenate([starts, extra], axis=1)
-    probes, _ = power_iterate(residual, starts, PROBE_ITERATIONS, 1e-8)
-    values = tl.to_numpy(residual.evaluate(probes))
-    if residual.order % 2:
-        # c v^l = (-c)(-v)^l: point every probe at its positive weight.
-        flip = np.where(values < 0, -1.0, 1.0)
-        probes = probes * tl.tensor(flip, **residual.context)
-        values = values * flip
+    probes, _ = model.power_iterate(residual, starts, PROBE_ITERATIONS, 1e-8)
+    # Where the sign can move into the vectors, every probe points at its positive weight.
+    values, probes = canonical_signs(model, residual.evaluate(probes), probes)
+    values = tl.to_numpy(values)
     best = np.argsort(-np.abs(values), kind="stable")
     probes, values = probes[:, best.tolist()], values[best]
-    groups = group_aligned(probes, tl.tensor(np.abs(values), **residual.context),
-                           residual.order, ALIGNMENT_TOL)
+    groups = group_aligned(model, probes, tl.tensor(np.abs(values), **residual.context),
+                           ALIGNMENT_TOL)
     # Aligned probes of opposite sign are different components at even order.
     leaders = sorted(group[0] for group in groups)
     return ResidualProbe(probes[:, leaders], values[leaders])

@@ -7,11 +7,9 @@ least-squares re-fit of the weights, sign convention, sorting, and the final
 
 import numpy as np
 import tensorly as tl
-from tensorly.cp_tensor import CPTensor
 
-from .model import split_columns
 
-__all__ = ["group_aligned", "pooled_directions", "refit_weights", "canonical_signs", "to_cp_tensor", "read_out"]
+__all__ = ["group_aligned", "refit_weights", "canonical_signs", "to_cp_tensor", "read_out"]
 
 # Two unit directions are "the same component" when |<b_j, b_k>| >= 1 - ALIGNMENT_TOL.
 # Slots converging onto one component drift together only at the rate the
@@ -22,18 +20,18 @@ __all__ = ["group_aligned", "pooled_directions", "refit_weights", "canonical_sig
 ALIGNMENT_TOL = 0.1
 
 
-def group_aligned(directions, mass, order, tol):
+def group_aligned(model, directions, mass, tol):
     """Groups of slots whose directions agree, largest |mass| first in each group.
 
     Only slots of the same sign are grouped, so a group's summed mass keeps the
-    sign of its leader. For odd orders ``b`` and ``-b`` are different components
-    (``<b_j, b_k> >= 1 - tol`` is required); for even orders they are the same.
+    sign of its leader. Agreement is ``model.alignment >= 1 - tol``: for
+    symmetric odd orders and general tensors ``b`` and ``-b`` are different
+    components, for even orders they are the same.
 
     Returns a list of index lists; every slot of ``mass`` appears in exactly one.
     """
     mass = np.asarray(tl.to_numpy(mass), dtype=float)
-    gram = tl.to_numpy(tl.dot(tl.transpose(directions), directions))
-    alignment = gram if order % 2 else np.abs(gram)
+    alignment = model.alignment(directions)
     same = (alignment >= 1.0 - tol) & (np.sign(mass)[:, None] == np.sign(mass)[None, :])
     unassigned = np.ones(len(mass), dtype=bool)
     groups = []
@@ -48,44 +46,34 @@ def group_aligned(directions, mass, order, tol):
 
 
 def refit_weights(target, vectors):
-    """Least-squares weights for fixed unit directions: ``(V^T V)^{(l)} c = [T*(v_k^l)]_k``.
+    """Least-squares weights for fixed unit directions: ``overlap(V) c = [T*(v_k^l)]_k``.
 
-    The elementwise power of the Gram matrix is positive semi-definite; a
-    tiny ridge keeps the solve defined when two directions nearly coincide.
+    ``overlap`` is the Gram matrix of the rank-one tensors under the target's
+    inner product (positive semi-definite); a tiny ridge keeps the solve
+    defined when two directions nearly coincide.
     """
-    order = target.order
-    gram = tl.dot(tl.transpose(vectors), vectors) ** order
+    gram = target.overlap(vectors)
     rhs = target.evaluate(vectors)
     k = tl.shape(gram)[0]
     ridge = 1e-12 * float(tl.max(tl.abs(gram))) + 1e-300
     return tl.solve(gram + ridge * tl.eye(k, **tl.context(gram)), rhs)
 
 
-def canonical_signs(weights, vectors, order):
-    """For odd orders ``c v^l = (-c)(-v)^l``: flip so that every weight is positive."""
-    if order % 2 == 0:
+def canonical_signs(model, weights, vectors):
+    """Where a weight's sign can move into its vectors (odd order, general CP), make it positive."""
+    if not model.signs_in_vectors:
         return weights, vectors
     flip = tl.sign(weights) + (weights == 0)
-    return weights * flip, vectors * tl.reshape(flip, (1, -1))
+    return weights * flip, model.negate(vectors, flip)
 
 
-def to_cp_tensor(weights, vectors, order, scale):
+def to_cp_tensor(model, weights, vectors, scale):
     """``CPTensor`` sorted by ``|weight|`` descending, weights times ``scale``; and the permutation."""
-    weights, vectors = canonical_signs(weights, vectors, order)
+    weights, vectors = canonical_signs(model, weights, vectors)
     permutation = np.argsort(-np.abs(tl.to_numpy(weights)), kind="stable").tolist()
     weights = weights[permutation] * scale
     vectors = vectors[:, permutation]
-    return CPTensor((weights, [vectors] * order)), permutation
-
-
-def pooled_directions(directions, mass, groups):
-    """Unit mass-weighted mean direction of each group, signs aligned with its leader."""
-    gram = tl.to_numpy(tl.dot(tl.transpose(directions), directions))
-    pooling = np.zeros((len(mass), len(groups)))
-    for c, group in enumerate(groups):
-        pooling[group, c] = np.abs(mass[group]) * np.sign(gram[group[0], group])
-    pooled = tl.dot(directions, tl.tensor(pooling, **tl.context(directions)))
-    return pooled / tl.sqrt(tl.sum(pooled * pooled, axis=0))
+    return model.to_cp(weights, vectors), permutation
 
 
 def read_out(target, W, signs, rank, drop_threshold, debias, min_weight=0.0):
@@ -98,12 +86,13 @@ def read_out(target, W, signs, rank, drop_threshold, debias, min_weight=0.0):
     (the flow cannot fit those: a slot there only soaks up residual) and the
     rest re-fitted.
     """
-    norms, directions = split_columns(W)
+    model = target.model
+    norms, directions = model.split(W)
     mass = signs * norms**2
     kept = np.flatnonzero(np.abs(tl.to_numpy(mass)) >= drop_threshold).tolist()
     if not kept:
         return None, None, []
-    groups = group_aligned(directions[:, kept], mass[kept], target.order, ALIGNMENT_TOL)
+    groups = group_aligned(model, directions[:, kept], mass[kept], ALIGNMENT_TOL)
     groups = [[kept[i] for i in group] for group in groups]
     mass_np = tl.to_numpy(mass)
     group_mass = np.array([mass_np[group].sum() for group in groups])
@@ -111,7 +100,7 @@ def read_out(target, W, signs, rank, drop_threshold, debias, min_weight=0.0):
     if rank is not None:
         order = order[:rank]
     groups = [groups[i] for i in order]
-    vectors = pooled_directions(directions, mass_np, groups)
+    vectors = model.pool(directions, mass_np, groups)
     if not debias:
         return tl.tensor(group_mass[order], **tl.context(W)), vectors, groups
     weights = refit_weights(target, vectors)

@@ -49,14 +49,3 @@ def test_gradient_matches_finite_differences(order, sign):
     assert point.loss == pytest.approx(dense_loss(target, W, signs, reg), rel=1e-10)
     gap = np.linalg.norm(dense_model(W, signs, order) - target) / np.linalg.norm(target)
     assert point.residual == pytest.approx(gap, rel=1e-8)
-
-
-def test_growth_rate_is_the_log_derivative_of_the_norm():
-    order, reg = 4, 0.02
-    target = random_symmetric_dense(5, order, seed=3)
-    W = np.random.RandomState(4).standard_normal((5, 2))
-    signs = np.ones(2)
-    point = flow_point(DenseOperator(target), W, signs, reg)
-    # d|w|/dt = -<b, grad>, so d log|w|/dt = -<b, grad> / |w|.
-    expected = -np.sum(point.directions * point.gradient, axis=0) / point.norms
-    np.testing.assert_allclose(tl.to_numpy(point.growth_rate), expected, rtol=1e-10)
