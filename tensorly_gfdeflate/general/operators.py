@@ -268,6 +268,12 @@ def _observed_gram(columns, blocks, n_entries):
                for _, terms in _entry_terms(columns, blocks, n_entries))
 
 
+def _values_norm_parts(values, fraction):
+    """``(m, (1/p) sum (values / m)^2)``, squared at the scale of the entries (see TensorOperator)."""
+    magnitude = _power_of_two_below(_max_abs(values))
+    return magnitude, tl.sum((values / magnitude) ** 2) / fraction
+
+
 def _cp_contract_modes(weights, factors, blocks, modes):
     """The contractions of the CP tensor ``(weights, factors)``, through the factor Grams only."""
     grams = [tl.dot(tl.transpose(factor), block) for factor, block in zip(factors, blocks)]
@@ -442,8 +448,7 @@ class DenseTensor(GeneralOperator):
         return tl.sum(blocks[-1] * last, axis=0) / self.observed_fraction
 
     def _norm_parts(self):
-        magnitude = _power_of_two_below(_max_abs(self._values))
-        return magnitude, tl.sum((self._values / magnitude) ** 2) / self.observed_fraction
+        return _values_norm_parts(self._values, self.observed_fraction)
 
     def _model(self, weights, V):
         weights = _as_weights(weights, tl.shape(V)[1], self.context)
@@ -458,7 +463,28 @@ class DenseTensor(GeneralOperator):
         return self._values
 
 
-class MaskedTensor(DenseTensor):
+class _ObservedInner:
+    """The inner product ``(1/p) sum_Omega`` of a partly observed tensor.
+
+    Needs ``_indices`` (``(n_obs, N)`` numpy), ``_columns`` (the same per mode,
+    as the backend indexes) and ``observed_fraction``.
+    """
+
+    @property
+    def n_observed(self):
+        return len(self._indices)
+
+    def overlap(self, V):
+        """``(1/p) E^T E`` with ``E[i, a] = prod_k V_k[idx_k(i), a]`` over the observed entries."""
+        blocks = split_blocks(V, self.shape)
+        return _observed_gram(self._columns, blocks, self.n_observed) / self.observed_fraction
+
+    def observed_indices(self):
+        """The observed coordinates, an ``(n_observed, N)`` int64 numpy array (read-only)."""
+        return self._indices
+
+
+class MaskedTensor(_ObservedInner, DenseTensor):
     """A dense array of which only the entries where ``mask`` is True are observed.
 
     Acts as ``T_eff = (1/p) P_Omega(T)`` (see the module notes): contractions
@@ -490,14 +516,6 @@ class MaskedTensor(DenseTensor):
         self.observed_fraction = len(self._indices) / math.prod(shape)
         self._set_values(values)
 
-    @property
-    def n_observed(self):
-        return len(self._indices)
-
-    def overlap(self, V):
-        blocks = split_blocks(V, self.shape)
-        return _observed_gram(self._columns, blocks, self.n_observed) / self.observed_fraction
-
     def minus(self, weights, V):
         """The explicit residual at the observed entries (same mask, same ``p``)."""
         # Zero again where unobserved: P_Omega of the residual, as the values were.
@@ -511,16 +529,12 @@ class MaskedTensor(DenseTensor):
         """The observed entries, zero elsewhere (``P_Omega(T)``, not divided by ``p``)."""
         return self._values
 
-    def observed_indices(self):
-        """The observed coordinates, an ``(n_observed, N)`` int64 numpy array (C order)."""
-        return self._indices
-
     def observed_values(self):
         """The tensor at :meth:`observed_indices`, a length-``n_observed`` tensor."""
         return self._values[tuple(self._columns)]
 
 
-class ObservedEntries(GeneralOperator):
+class ObservedEntries(_ObservedInner, GeneralOperator):
     """The observed entries of a tensor, as coordinates; the full tensor is never built.
 
     Acts as ``T_eff = (1/p) P_Omega(T)`` with ``p = n_obs / prod(shape)`` (see
@@ -578,10 +592,6 @@ class ObservedEntries(GeneralOperator):
     def __repr__(self):
         return f"ObservedEntries({self.n_observed} entries of a tensor of shape {self.shape})"
 
-    @property
-    def n_observed(self):
-        return len(self._indices)
-
     def _contract_modes(self, blocks, modes):
         parts = _observed_contract(self._columns, self._values, blocks, self.shape, modes)
         return [part / self.observed_fraction for part in parts]
@@ -591,10 +601,6 @@ class ObservedEntries(GeneralOperator):
                     for rows, terms in _entry_terms(self._columns, blocks, self.n_observed))
         return total / self.observed_fraction
 
-    def overlap(self, V):
-        blocks = split_blocks(V, self.shape)
-        return _observed_gram(self._columns, blocks, self.n_observed) / self.observed_fraction
-
     def minus(self, weights, V):
         """The same entries holding ``values - model`` (``O(n_obs m N)``, in blocks)."""
         weights = _as_weights(weights, tl.shape(V)[1], self.context)
@@ -603,8 +609,7 @@ class ObservedEntries(GeneralOperator):
         return self._with_values(self._values - model)
 
     def _norm_parts(self):
-        magnitude = _power_of_two_below(_max_abs(self._values))
-        return magnitude, tl.sum((self._values / magnitude) ** 2) / self.observed_fraction
+        return _values_norm_parts(self._values, self.observed_fraction)
 
     def to_dense(self):
         """The observed entries, zero elsewhere (``P_Omega(T)``); only for small shapes."""
@@ -616,10 +621,6 @@ class ObservedEntries(GeneralOperator):
         dense = np.zeros(self.shape, dtype=tl.to_numpy(self._values).dtype)
         dense[tuple(self._indices.T)] = tl.to_numpy(self._values)
         return tl.tensor(dense, **self.context)
-
-    def observed_indices(self):
-        """The observed coordinates, an ``(n_observed, N)`` int64 numpy array (read-only)."""
-        return self._indices
 
     def observed_values(self):
         """The values at :meth:`observed_indices`, a length-``n_observed`` tensor."""
