@@ -269,7 +269,7 @@ def _observed_gram(columns, blocks, n_entries):
 
 
 def _values_norm_parts(values, fraction):
-    """``(m, (1/p) sum (values / m)^2)``, squared at the scale of the entries (see TensorOperator)."""
+    """``(m, (1/p) sum (values / m)^2)``: squared at the scale of the entries."""
     magnitude = _power_of_two_below(_max_abs(values))
     return magnitude, tl.sum((values / magnitude) ** 2) / fraction
 
