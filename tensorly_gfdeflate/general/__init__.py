@@ -1,0 +1,1 @@
+"""General (non-symmetric) CP decomposition and tensor completion (SPEC section 7)."""
