@@ -66,6 +66,8 @@ _REFINE_MAX_STEPS = 20000
 _STUCK_CHECKS = 2
 # Components tried per round when looking for a shorter decomposition (automatic rank).
 _MINIMALITY_TRIES = 2
+# A weight this many times the next one marks a gap: the components below it are tried without.
+_GAP_RATIO = 10.0
 
 
 class _Integrator:
@@ -419,7 +421,8 @@ class FlowRun:
         if count < _STUCK_CHECKS + 1 or (rank is not None and fitted != rank):
             return None
         self.unchanged = (fitted, 0)
-        if model is None or not self._explains(*self._refine(*model)[:2]):
+        if model is None or not (self._gap_prefix(*model) is not None
+                                 or self._explains(*self._refine(*model)[:2])):
             return None
         return "nothing_to_fit" if rank is None else "rank_reached"
 
@@ -522,14 +525,8 @@ class FlowRun:
             vectors = tl.tensor(np.eye(target.dim, 1), **target.context)
             groups = [[]]
         elif debias:
-            weights, vectors, refine_steps = self._refine(weights, vectors)
-            if rank is None:
-                weights, vectors, kept, steps = self._minimize(weights, vectors)
-            elif len(groups) > rank:
-                weights, vectors, kept, steps = self._reduce(weights, vectors, rank)
-            else:
-                kept, steps = list(range(len(groups))), 0
-            groups, refine_steps = [groups[i] for i in kept], refine_steps + steps
+            weights, vectors, kept, refine_steps = self._refined(weights, vectors, len(groups))
+            groups = [groups[i] for i in kept]
         check = self._check(weights, vectors)
         found = int(np.count_nonzero(tl.to_numpy(weights)))
         self._warn(check, found)
@@ -541,6 +538,26 @@ class FlowRun:
         trace = self._trace([groups[i] for i in permutation], refine_steps, check, final_error)
         trace.component_snr, trace.noise_level = snr[permutation], noise
         return cp, trace
+
+    def _refined(self, weights, vectors, count):
+        """The refined read-out, shortened to ``rank`` or to a minimal decomposition.
+
+        Returns ``(weights, vectors, kept, steps)``, ``kept`` indexing the
+        ``count`` read-out components.
+        """
+        rank = self.settings["rank"]
+        if rank is None:
+            shortcut = self._gap_prefix(weights, vectors)
+            if shortcut is not None:
+                return shortcut
+        weights, vectors, steps = self._refine(weights, vectors)
+        if rank is None:
+            weights, vectors, kept, more = self._minimize(weights, vectors)
+        elif count > rank:
+            weights, vectors, kept, more = self._reduce(weights, vectors, rank)
+        else:
+            kept, more = list(range(count)), 0
+        return weights, vectors, kept, steps + more
 
     def _refine(self, weights, vectors):
         """``_refine`` then the least-squares weights: ``(weights, vectors, steps)``."""
@@ -573,6 +590,33 @@ class FlowRun:
             _, rest, weights, vectors, spent = self._without_one(weights, vectors)
             kept, steps = [kept[q] for q in rest], steps + spent
         return weights, vectors, kept, steps
+
+    def _gap_prefix(self, weights, vectors):
+        """The largest components down to a gap in the weights, refined, if they explain the tensor.
+
+        Components an order of magnitude (``_GAP_RATIO``) below the rest are
+        usually what the regularizer's shrinkage left to idle slots (on
+        partly observed tensors above all, where it spreads to other
+        directions); refining them along with the rest is slow and
+        :meth:`_minimize` would drop them one by one. Each such prefix is
+        tried, shortest first; None when none explains. Sample statistics
+        keep the full path (see :meth:`_minimize`).
+        """
+        if self.target.is_sampled:
+            return None
+        magnitudes = np.abs(tl.to_numpy(weights))
+        order = np.argsort(-magnitudes, kind="stable")
+        sorted_weights = magnitudes[order]
+        steps = 0
+        for k in range(1, len(order)):
+            if sorted_weights[k - 1] < _GAP_RATIO * sorted_weights[k]:
+                continue
+            kept = order[:k].tolist()
+            trial_weights, trial_vectors, spent = self._refine(weights[kept], vectors[:, kept])
+            steps += spent
+            if self._explains(trial_weights, trial_vectors):
+                return trial_weights, trial_vectors, kept, steps
+        return None
 
     def _minimize(self, weights, vectors):
         """Drop components while the rest, refined, still explain the tensor (automatic rank).

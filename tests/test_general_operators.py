@@ -20,7 +20,7 @@ from tensorly_gfdeflate.general.operators import (
     split_blocks,
     stack_blocks,
 )
-from tensorly_gfdeflate.general.power import alternating_power_iterate
+from tensorly_gfdeflate.general.model import alternating_power_iterate
 
 SHAPES = [(4, 5, 6), (3, 4, 5, 2)]
 FORMS = ["dense", "masked", "observed", "cp"]

@@ -323,6 +323,13 @@ class GeneralOperator(TensorOperator):
     def n_observed(self):
         return math.prod(self.shape)
 
+    @property
+    def model(self):
+        """The components this tensor decomposes into (:class:`~tensorly_gfdeflate.general.model.GeneralModel`)."""
+        from .model import GeneralModel  # the model module builds on this one
+
+        return GeneralModel(self.shape)
+
     def _check_mode(self, k):
         if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 0 <= k < self.order:
             raise ValueError(f"k must be a mode in range(0, {self.order}), got {k!r}.")

@@ -1,0 +1,164 @@
+"""General (non-symmetric) CP decomposition and completion by over-parametrized gradient flow.
+
+The flow of :func:`~tensorly_gfdeflate.gradient_flow_cp`, on the general CP
+model ``T(W) = sum_j w_j1 (x) ... (x) w_jN`` (SPEC section 7), run by the same
+engine (:mod:`tensorly_gfdeflate.engine`). From a small balanced start the
+slots fit the largest component first, then the next (Razin, Maman and
+Cohen, ICML 2021, show this incremental rank learning for general CP): the
+rank comes out of the flow, and where entries are missing the small start
+acts as a rank regularizer that a fixed-rank least-squares fit lacks.
+"""
+
+from functools import partial
+
+import numpy as np
+
+from .._checks import check_bool, check_random_state
+from ..engine import FlowRun, check_settings
+from ..engine import drive_flow as drive_any_flow
+from .operators import as_general_operator
+
+__all__ = ["gradient_flow_parafac", "drive_parafac_flow", "default_parafac_width"]
+
+# Slot norm of the balanced start (its mass is the square, as in the symmetric model).
+# Every mode vector starts at length init_scale^(2/N); the flow's early phase runs
+# about N - 2 powers of that length slower than the symmetric flow's, so the
+# general start is larger (see docs/general.rst for the measurement).
+DEFAULT_INIT_SCALE = 1e-2
+DEFAULT_REINIT_THRESHOLD = 1e-2
+DEFAULT_STEP_SIZE = 0.5
+DEFAULT_MAX_TIME = 5000.0
+DEFAULT_TOL = 1e-6
+# Without a rank: room for this many components (a warning says when all were used).
+DEFAULT_AUTOMATIC_WIDTH = 16
+
+
+def default_parafac_width(rank):
+    """``max(2 * rank, 8)`` slots with a rank, else ``DEFAULT_AUTOMATIC_WIDTH``."""
+    if rank is not None:
+        return max(2 * rank, 8)
+    return DEFAULT_AUTOMATIC_WIDTH
+
+
+def gradient_flow_parafac(
+    tensor,
+    rank=None,
+    *,
+    mask=None,
+    width=None,
+    regularization=None,
+    init_scale=None,
+    step_size=None,
+    max_time=None,
+    tol=None,
+    random_state=None,
+    callback=None,
+    return_trace=False,
+    verbose=False,
+):
+    """CP decomposition (and completion) of a general tensor by over-parametrized gradient flow.
+
+    Runs gradient flow on ``1/(2p) sum_{i observed} (T(W)_i - T_i)^2 +
+    lambda/2 |W|^2`` with ``T(W) = sum_j w_j1 (x) ... (x) w_jN`` from a small
+    balanced random start, ``p`` the observed fraction (1 without a mask),
+    with the epochs, merges, re-draws, stop rules, read-out, refinement and
+    check of :func:`~tensorly_gfdeflate.gradient_flow_cp`.
+
+    Parameters
+    ----------
+    tensor : dense array, CPTensor or ObservedEntries
+        The target, of order >= 3 and any shape, in any tensorly backend. A
+        CPTensor (general factors) is never densified; an
+        :class:`~tensorly_gfdeflate.ObservedEntries` (coordinates and values)
+        is never densified either and is the form for large sparse completion.
+    rank : int >= 1 or None, default=None
+        Keep the ``rank`` largest components. None: the automatic rank, every
+        component the flow fitted above the noise floor.
+    mask : array of bool (or of 0 and 1), optional
+        For a dense ``tensor``: True where the entry is observed. The loss and
+        every check look at the observed entries only; unobserved entries may
+        hold anything, NaN included.
+    width : int >= 1, optional
+        Number of slots. Default: ``max(2 * rank, 8)``, or 16 without a rank.
+    regularization : "auto", float >= 0 or None, default=None
+        ``lambda``, relative to the target's norm; None means "auto" (1e-3 and
+        the noise-aware checks, as for ``gradient_flow_cp``).
+    init_scale : float > 0, optional
+        Norm of a fresh slot (its mass is the square; each mode vector has
+        length ``init_scale^(2/N)``). Default 1e-2.
+    step_size : float > 0, optional
+        Euler step on the normalized target. Default 0.5; a step that raises
+        the loss is undone and halved.
+    max_time : float > 0, optional
+        Flow-time horizon, default 5000; reaching it raises a ConvergenceWarning.
+    tol : float > 0, optional
+        Stop once the relative residual on the observed entries is below
+        ``tol``; default 1e-6.
+    random_state : None, int or numpy.random.RandomState
+        Seed of the start and re-draws; numpy's global random state is never used.
+    callback : callable, optional
+        Called after every Euler step with the integrator; returning True stops.
+    return_trace : bool, default=False
+        Also return the :class:`~tensorly_gfdeflate.FlowTrace`.
+    verbose : bool, default=False
+        Print one line per epoch.
+
+    Returns
+    -------
+    CPTensor or (CPTensor, FlowTrace)
+        ``(weights, [U_1, ..., U_N])`` with unit columns, positive weights
+        sorted descending, in the backend, device and dtype of the input.
+
+    Warns
+    -----
+    ConvergenceWarning
+        Whenever the result falls short, saying what to do (see
+        :func:`~tensorly_gfdeflate.gradient_flow_cp`).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import tensorly as tl
+    >>> from tensorly_gfdeflate import gradient_flow_parafac
+    >>> rng = np.random.RandomState(0)
+    >>> factors = [np.linalg.qr(rng.standard_normal((n, 2)))[0] for n in (5, 6, 7)]
+    >>> tensor = tl.cp_to_tensor((np.array([1.0, 0.5]), factors))
+    >>> cp = gradient_flow_parafac(tensor, random_state=0)
+    >>> [round(float(w), 4) for w in cp.weights]
+    [1.0, 0.5]
+    """
+    return_trace = check_bool("return_trace", return_trace)
+    _, cp, trace = drive_parafac_flow(
+        tensor, None, mask=mask, rank=rank, width=width, regularization=regularization,
+        init_scale=init_scale, step_size=step_size, max_time=max_time, tol=tol,
+        random_state=random_state, callback=callback, verbose=verbose)
+    return (cp, trace) if return_trace else cp
+
+
+def drive_parafac_flow(tensor, run, *, mask=None, max_time=None, **options):
+    """The engine's driver for general targets: the function's and the estimator's."""
+    return drive_any_flow(
+        tensor, run, start=partial(start_parafac_flow, mask=mask),
+        to_operator=partial(as_general_operator, mask=mask), debias=True,
+        max_time=DEFAULT_MAX_TIME if max_time is None else max_time, **options)
+
+
+def start_parafac_flow(tensor, *, mask=None, callback=None, random_state=None,
+                       regularization=None, init_scale=None, step_size=None, tol=None,
+                       **options):
+    """Validate the arguments of :func:`gradient_flow_parafac` and set up a :class:`FlowRun`."""
+    operator = as_general_operator(tensor, mask=mask)
+    settings = check_settings(
+        "gradient_flow_parafac", default_parafac_width,
+        variant="merge",
+        regularization="auto" if regularization is None else regularization,
+        init_scale=DEFAULT_INIT_SCALE if init_scale is None else init_scale,
+        reinit_threshold=DEFAULT_REINIT_THRESHOLD,
+        epoch_time=20.0, epoch_growth=0.5,
+        step_size=step_size, default_step=DEFAULT_STEP_SIZE,
+        tol=DEFAULT_TOL if tol is None else tol,
+        **options)
+    if callback is not None and not callable(callback):
+        raise TypeError(f"callback must be callable or None, got {type(callback).__name__}.")
+    return FlowRun(operator, settings, np.ones(settings["width"]), False,
+                   check_random_state(random_state))

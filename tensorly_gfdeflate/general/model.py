@@ -1,0 +1,138 @@
+"""The general CP model ``T(W) = sum_j w_j1 (x) ... (x) w_jN``: its loss gradient and its geometry.
+
+A slot holds one vector per mode; a batch of slots (or of unit components) is
+one matrix whose column stacks the mode vectors (rows ``offsets[k]`` to
+``offsets[k + 1]`` hold mode ``k``, see :mod:`tensorly_gfdeflate.general.operators`).
+:class:`GeneralModel` answers the questions the shared flow engine, the
+read-out, the probe and the power method ask, as
+:class:`tensorly_gfdeflate.model.SymmetricModel` does for symmetric tensors.
+
+A slot's mass (its weight) is ``prod_k |w_jk|``; its "norm", which the engine
+compares with the re-draw threshold, is the square root of that mass, as in the
+symmetric model, so that ``init_scale``, ``reinit_threshold`` and the trace
+mean the same in both. A fresh slot of norm ``s`` is balanced: every mode
+vector has length ``s^(2/N)``.
+"""
+
+import numpy as np
+import tensorly as tl
+from tensorly.cp_tensor import CPTensor
+
+from ..model import FlowPoint, column_change, normalize_columns, pool_block, settled_tolerance
+from .operators import _gram_product, split_blocks, stack_blocks
+
+__all__ = ["GeneralModel", "general_flow_point", "alternating_power_iterate"]
+
+_TINY = 1e-30
+# As in the symmetric model: the reported residual is no lower than this many sqrt(eps).
+_RESOLUTION_IN_SQRT_EPS = 0.5
+
+
+def _block_norms(blocks):
+    return [tl.sqrt(tl.sum(block * block, axis=0)) for block in blocks]
+
+
+def general_flow_point(target, W, regularization):
+    """Gradient, loss and relative residual of ``1/2 |T(W) - T*|^2 + lambda/2 |W|^2``.
+
+    ``target`` is the (normalized) operator; for an observed (masked) target its
+    inner product is the one on the observed entries divided by their fraction
+    ``p``, so the same two lines serve: the residual ``R = T* - T(W)``, one
+    stacked contraction ``R(w_j1, .., I, .., w_jN)`` per mode, and the gradient
+    ``-R(..) + lambda w_jk`` (SPEC section 7).
+    """
+    residual = target.minus(tl.ones(tl.shape(W)[1], **tl.context(W)), W)
+    gradient = regularization * W - residual.contract(W)
+    residual_sq = residual.norm_sq
+    norms, directions = GeneralModel(target.shape).split(W)
+    loss = 0.5 * residual_sq + 0.5 * regularization * float(tl.sum(W * W))
+    resolution = _RESOLUTION_IN_SQRT_EPS * np.sqrt(float(tl.eps(tl.context(W)["dtype"])))
+    relative = max(np.sqrt(max(residual_sq, 0.0) / target.norm_sq), resolution)
+    return FlowPoint(norms=norms, directions=directions, mass=norms**2, gradient=gradient,
+                     loss=loss, residual=float(relative))
+
+
+def alternating_power_iterate(operator, V, n_iter_max, tol):
+    """Batched alternating rank-one power updates (the higher-order power method).
+
+    For each column, mode after mode, ``v_k <- T(v_1, .., I, .., v_N) / |.|``
+    (Gauss-Seidel: each mode uses the modes already updated). Stops when every
+    mode vector of every column moved by less than ``tol`` (up to sign), or by
+    a few machine epsilons of the dtype. A mode whose contraction vanishes
+    stays where it is. Returns ``(V, iterations)`` with unit mode vectors.
+    """
+    shape = operator.shape
+    tol = settled_tolerance(tol, V)
+    blocks = [normalize_columns(block, block) for block in split_blocks(V, shape)]
+    for iteration in range(1, n_iter_max + 1):
+        change = 0.0
+        for k in range(len(shape)):
+            image = normalize_columns(operator.contract_mode(stack_blocks(blocks), k), blocks[k])
+            change = max(change, float(tl.max(column_change(image, blocks[k]))))
+            blocks[k] = image
+        if change < tol:
+            break
+    return stack_blocks(blocks), iteration
+
+
+class GeneralModel:
+    """Components ``c v_1 (x) ... (x) v_N`` of a tensor of shape ``shape``: one unit vector per mode."""
+
+    signs_in_vectors = True
+
+    def __init__(self, shape):
+        self.shape = tuple(shape)
+        self.order = len(self.shape)
+        self.dim = int(sum(self.shape))
+
+    def point(self, target, W, signs, regularization):
+        """:func:`general_flow_point` (slots have no sign: it lives in the mode vectors)."""
+        return general_flow_point(target, W, regularization)
+
+    def random(self, count, rng, context=None):
+        """``count`` components with each mode vector uniform on its unit sphere."""
+        draws = rng.standard_normal((self.dim, count))
+        offsets = np.cumsum((0,) + self.shape)
+        for start, stop in zip(offsets[:-1], offsets[1:]):
+            draws[start:stop] /= np.linalg.norm(draws[start:stop], axis=0, keepdims=True)
+        return tl.tensor(draws, **(context or {}))
+
+    def split(self, W):
+        """``(norms, directions)``: ``norms**2 = prod_k |w_jk|``, unit mode vectors."""
+        blocks = split_blocks(W, self.shape)
+        lengths = _block_norms(blocks)
+        mass = lengths[0]
+        for length in lengths[1:]:
+            mass = mass * length
+        directions = stack_blocks([block / tl.clip(length, _TINY)
+                                   for block, length in zip(blocks, lengths)])
+        return tl.sqrt(mass), directions
+
+    def slots(self, directions, norms):
+        """Balanced slots along ``directions`` whose mass is ``norms**2``."""
+        return directions * norms ** (2.0 / self.order)
+
+    def overlap(self, directions):
+        """Gram matrix of the rank-one tensors: ``prod_k <v_jk, v_ik>``."""
+        return _gram_product(split_blocks(directions, self.shape))
+
+    def alignment(self, directions):
+        """``prod_k <b_jk, b_ik>``: 1 for the same component, -1 for its negative."""
+        return tl.to_numpy(self.overlap(directions))
+
+    def pool(self, directions, mass, groups):
+        """Per mode, the unit mass-weighted mean of each group, signs aligned with its leader."""
+        return stack_blocks([pool_block(block, mass, groups)
+                             for block in split_blocks(directions, self.shape)])
+
+    def negate(self, vectors, flip):
+        """The components times ``flip`` (+-1 per column): the first mode carries the sign."""
+        blocks = split_blocks(vectors, self.shape)
+        blocks[0] = blocks[0] * tl.reshape(flip, (1, -1))
+        return stack_blocks(blocks)
+
+    def power_iterate(self, operator, V, n_iter_max, tol):
+        return alternating_power_iterate(operator, V, n_iter_max, tol)
+
+    def to_cp(self, weights, vectors):
+        return CPTensor((weights, split_blocks(vectors, self.shape)))
