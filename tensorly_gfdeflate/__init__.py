@@ -4,6 +4,12 @@ from .comparison import Comparison, ComparisonRecord, compare
 from .cumulants import SampleCumulants
 from .estimators import GradientFlowCP, PowerDeflationCP
 from .flow import VARIANTS, gradient_flow_cp
+from .general import (
+    GradientFlowParafac,
+    ObservedEntries,
+    gradient_flow_parafac,
+    power_deflation_parafac,
+)
 from .latent import SingleTopicModel, SphericalGaussianMixture
 from .moment_decomposition import MomentDecomposition
 from .measures import components_recovered, match_components, relative_error
@@ -18,6 +24,10 @@ __version__ = "0.1.0"
 __all__ = [
     "gradient_flow_cp",
     "power_deflation_cp",
+    "gradient_flow_parafac",
+    "power_deflation_parafac",
+    "GradientFlowParafac",
+    "ObservedEntries",
     "SampleMoments",
     "SampleCumulants",
     "GradientFlowCP",

@@ -23,6 +23,43 @@ from .power_method import power_deflation_cp
 __all__ = ["GradientFlowCP", "PowerDeflationCP"]
 
 
+def store_decomposition(estimator, cp, trace):
+    """Set the fitted attributes every decomposition estimator shares; returns ``cp``.
+
+    ``estimator._summarize(trace)`` gives ``(n_iter_, converged_)``.
+    """
+    estimator.decomposition_ = cp
+    estimator.weights_ = cp.weights
+    # A zero-weight component stands for "nothing fitted" (see gradient_flow_cp).
+    estimator.n_components_ = int(np.count_nonzero(tl.to_numpy(cp.weights)))
+    estimator.trace_ = trace
+    estimator.n_iter_, estimator.converged_ = estimator._summarize(trace)
+    estimator.component_snr_, estimator.noise_level_ = trace.component_snr, trace.noise_level
+    return cp
+
+
+def drive_estimator_flow(estimator, drive, tensor):
+    """``drive(tensor, run, **params)``, continuing the estimator's last run when ``warm_start``.
+
+    Returns ``(cp, trace)``. Only a run that may be continued is kept: it holds
+    the training tensor.
+    """
+    run = getattr(estimator, "_flow_run", None) if estimator.warm_start else None
+    options = estimator.get_params(deep=False)
+    del options["warm_start"]
+    run, cp, trace = drive(tensor, run, **options)
+    if estimator.warm_start:
+        estimator._flow_run = run
+    elif hasattr(estimator, "_flow_run"):
+        del estimator._flow_run
+    return cp, trace
+
+
+def flow_summary(trace):
+    """``(n_iter_, converged_)`` of a flow: its Euler steps and those of the refinement."""
+    return len(trace.times) - 1 + trace.refine_steps, trace.converged
+
+
 class _SymmetricCPEstimator(BaseEstimator):
     """Shared ``fit`` / ``fit_transform`` / ``score`` of the symmetric CP estimators.
 
@@ -44,14 +81,8 @@ class _SymmetricCPEstimator(BaseEstimator):
         -------
         self
         """
-        cp, trace = self._decompose(X)
-        self.decomposition_ = cp
-        self.weights_, self.factor_ = cp.weights, cp.factors[0]
-        # A zero-weight component stands for "nothing fitted" (see gradient_flow_cp).
-        self.n_components_ = int(np.count_nonzero(tl.to_numpy(cp.weights)))
-        self.trace_ = trace
-        self.n_iter_, self.converged_ = self._summarize(trace)
-        self.component_snr_, self.noise_level_ = trace.component_snr, trace.noise_level
+        cp = store_decomposition(self, *self._decompose(X))
+        self.factor_ = cp.factors[0]
         return self
 
     def fit_transform(self, X, y=None):
@@ -228,21 +259,9 @@ class GradientFlowCP(_SymmetricCPEstimator):
         self.warm_start = warm_start
 
     def _decompose(self, tensor):
-        run = getattr(self, "_flow_run", None) if self.warm_start else None
-        options = self.get_params(deep=False)
-        del options["warm_start"]
-        run, cp, trace = drive_flow(tensor, run, **options)
-        # Only a run that may be continued is kept: it holds the training tensor.
-        if self.warm_start:
-            self._flow_run = run
-        elif hasattr(self, "_flow_run"):
-            del self._flow_run
-        return cp, trace
+        return drive_estimator_flow(self, drive_flow, tensor)
 
-    @staticmethod
-    def _summarize(trace):
-        n_iter = len(trace.times) - 1 + trace.refine_steps
-        return n_iter, trace.converged
+    _summarize = staticmethod(flow_summary)
 
 
 class PowerDeflationCP(_SymmetricCPEstimator):

@@ -195,5 +195,11 @@ class SymmetricModel:
     def power_iterate(self, operator, V, n_iter_max, tol):
         return power_iterate(operator, V, n_iter_max, tol)
 
+    def noise_ratio(self):
+        """:func:`~tensorly_gfdeflate.probe.noise_injective_ratio` of this shape."""
+        from .probe import noise_injective_ratio  # the probe builds on this module
+
+        return noise_injective_ratio(self.dim, self.order)
+
     def to_cp(self, weights, vectors):
         return CPTensor((weights, [vectors] * self.order))

@@ -18,7 +18,7 @@ from .operators import as_operator, normalize
 from .probe import DEFAULT_FLOOR, check_fit, signal_to_noise
 from .readout import canonical_signs, to_cp_tensor
 
-__all__ = ["power_deflation_cp", "PowerTrace"]
+__all__ = ["power_deflation_cp", "power_deflation", "PowerTrace"]
 
 # Extracted components overlapping more than this (|cosine|) make deflation errors
 # likely (measured: orthogonal truths with 5% noise extract overlaps below 0.05).
@@ -157,7 +157,18 @@ def power_deflation_cp(
     >>> [round(float(w), 6) for w in cp.weights]
     [1.0, 0.316228, 0.1]
     """
-    operator = as_operator(tensor)
+    return power_deflation(as_operator(tensor), rank, n_restarts=n_restarts,
+                           n_iter_max=n_iter_max, tol=tol, random_state=random_state,
+                           return_trace=return_trace, verbose=verbose,
+                           names=("power_deflation_cp", "gradient_flow_cp"))
+
+
+def power_deflation(operator, rank, *, n_restarts, n_iter_max, tol, random_state, return_trace,
+                    verbose, names):
+    """The power method with deflation on any operator (symmetric or general).
+
+    ``names`` are the public function's and its flow counterpart's, for the messages.
+    """
     rank = check_int("rank", rank, 1)
     n_restarts = check_int("n_restarts", n_restarts, 1)
     n_iter_max = check_int("n_iter_max", n_iter_max, 1)
@@ -185,20 +196,21 @@ def power_deflation_cp(
         errors.append(np.sqrt(residual.norm_sq / target.norm_sq))
         if verbose:
             print(
-                f"[power_deflation_cp] component {step + 1}/{rank}: weight "
+                f"[{names[0]}] component {step + 1}/{rank}: weight "
                 f"{float(weight[0]) * scale:.4g}, {spent} iterations, "
                 f"relative error {errors[-1]:.3e}"
             )
     weights, vectors = canonical_signs(operator.model, tl.concatenate(weights),
                                        tl.concatenate(vectors, axis=1))
     check = check_fit(target, weights, vectors, rng, DEFAULT_FLOOR)
-    coherence = _coherence(vectors, explained_by)
+    coherence = _coherence(operator.model, vectors, explained_by)
     # Deflating non-orthogonal components leaves errors of the order of their
     # overlap that can look like noise to the check of a dense array: only an
     # exact fit vouches. Sample statistics are judged by their standard errors.
     deflation_doubt = (not target.is_sampled and coherence > _DEFLATION_COHERENCE
                        and errors[-1] > nothing_left)
-    _warn(check, settled, rank, n_iter_max, explained_by, coherence if deflation_doubt else None)
+    _warn(names, check, settled, rank, n_iter_max, explained_by,
+          coherence if deflation_doubt else None)
     snr, noise = signal_to_noise(weights, check)
     cp, permutation = to_cp_tensor(operator.model, weights, vectors, scale)
     if not return_trace:
@@ -215,15 +227,14 @@ def power_deflation_cp(
     return cp, trace
 
 
-def _coherence(vectors, explained_by):
-    """Largest ``|<v_i, v_j>|`` between the extracted components that carry weight."""
-    kept = tl.to_numpy(vectors)[:, :explained_by]
-    gram = np.abs(kept.T @ kept)
+def _coherence(model, vectors, explained_by):
+    """Largest ``|<v_i, v_j>|`` (per mode, multiplied) between the extracted components that carry weight."""
+    gram = np.abs(model.alignment(vectors[:, :explained_by]))
     np.fill_diagonal(gram, 0.0)
     return float(np.max(gram, initial=0.0))
 
 
-def _warn(check, settled, rank, n_iter_max, explained_by, doubted_coherence):
+def _warn(names, check, settled, rank, n_iter_max, explained_by, doubted_coherence):
     """One warning that says what fell short, and what to do about it."""
     problems, advice = [], []
     if doubted_coherence is not None:
@@ -232,7 +243,7 @@ def _warn(check, settled, rank, n_iter_max, explained_by, doubted_coherence):
             f"{doubted_coherence:.2f}) without fitting the tensor exactly: deflation leaves "
             "errors of the order of that overlap, which the check of the residual cannot tell "
             "from noise")
-        advice.append("compare with gradient_flow_cp, which does not deflate")
+        advice.append(f"compare with {names[1]}, which does not deflate")
     if explained_by is not None:
         problems.append(
             f"explained the tensor with {explained_by} components: the other "
@@ -248,10 +259,10 @@ def _warn(check, settled, rank, n_iter_max, explained_by, doubted_coherence):
             f"|T|) after rank={rank} components, above the noise floor {check.floor:.3g}")
         advice.append(
             "deflation errors accumulate when the components are not orthogonal "
-            "(gradient_flow_cp does not deflate), or the tensor has more than rank components "
+            f"({names[1]} does not deflate), or the tensor has more than rank components "
             "(pass a larger rank)")
     if problems:
-        warnings.warn("power_deflation_cp " + "; it ".join(problems) + ". "
+        warnings.warn(names[0] + " " + "; it ".join(problems) + ". "
                       + "; ".join(advice).capitalize() + ".", ConvergenceWarning,
                       stacklevel=user_stacklevel())
 

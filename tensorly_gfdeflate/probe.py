@@ -125,7 +125,7 @@ def _dense_noise_level(residual, probe):
     weights are all about ``kappa`` times its norm, below twice that), and
     then the whole residual sets the level.
     """
-    kappa = noise_injective_ratio(residual.dim, residual.order)
+    kappa = residual.model.noise_ratio()
     values = np.abs(probe.values)
     for count in range(min(len(values), _STRUCTURE_ROUNDS), 0, -1):
         rest = residual.minus(tl.tensor(probe.values[:count], **residual.context),

@@ -9,7 +9,10 @@
 - :mod:`.estimator`: :class:`GradientFlowParafac`.
 """
 
+from .estimator import GradientFlowParafac
 from .flow import gradient_flow_parafac
 from .operators import ObservedEntries, as_general_operator
+from .power import power_deflation_parafac
 
-__all__ = ["gradient_flow_parafac", "ObservedEntries", "as_general_operator"]
+__all__ = ["gradient_flow_parafac", "power_deflation_parafac", "GradientFlowParafac",
+           "ObservedEntries", "as_general_operator"]

@@ -840,6 +840,11 @@ def _check_factor(name, factor):
     return factor
 
 
+def is_dense_input(tensor):
+    """Whether ``tensor`` is a dense array (the one form a mask goes with)."""
+    return not (isinstance(tensor, GeneralOperator) or _is_cp(tensor) or tensor is None)
+
+
 def _is_cp(tensor):
     return isinstance(tensor, CPTensor) or (
         isinstance(tensor, tuple) and len(tensor) == 2 and isinstance(tensor[1], (list, tuple)))
