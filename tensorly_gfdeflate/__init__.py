@@ -16,7 +16,7 @@ from .measures import components_recovered, match_components, relative_error
 from .operators import SampleMoments
 from .plotting import plot_deflation, plot_discovery, plot_overview
 from .power_method import PowerTrace, power_deflation_cp
-from .synthetic import random_symmetric_cp
+from .synthetic import random_cp, random_symmetric_cp
 from .trace import FlowEvent, FlowTrace
 
 __version__ = "0.1.0"
@@ -36,6 +36,7 @@ __all__ = [
     "SingleTopicModel",
     "SphericalGaussianMixture",
     "random_symmetric_cp",
+    "random_cp",
     "relative_error",
     "components_recovered",
     "match_components",
