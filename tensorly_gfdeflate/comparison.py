@@ -1,12 +1,21 @@
 """Side-by-side runs of the solvers on one target: time, error, recovery, order of discovery.
 
-Three methods are known: ``"gradient_flow"`` (:func:`gradient_flow_cp`),
-``"power_deflation"`` (:func:`power_deflation_cp`) and ``"tensorly_power"``,
-TensorLy's own ``symmetric_parafac_power_iteration``, kept as an external
-reference.
+One harness for both kinds of target. A **symmetric** target (dense symmetric
+array, symmetric CP tensor, SampleMoments) runs ``"gradient_flow"``
+(:func:`gradient_flow_cp`), ``"power_deflation"`` (:func:`power_deflation_cp`)
+and ``"tensorly_power"``, TensorLy's ``symmetric_parafac_power_iteration``. A
+**general** target (any dense array of order >= 3, with an optional mask; a
+general CP tensor; ObservedEntries) runs ``"gradient_flow"``
+(:func:`gradient_flow_parafac`), ``"power_deflation"``
+(:func:`power_deflation_parafac`), ``"tensorly_parafac"`` (TensorLy's
+``parafac``, with the mask when entries are missing) and ``"tensorly_power"``
+(TensorLy's ``parafac_power_iteration``, full tensors only). TensorLy's
+methods are kept as external references.
 """
 
+import math
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field, fields
 
 import numpy as np
@@ -16,18 +25,33 @@ from tensorly.cp_tensor import CPTensor
 
 from ._checks import check_choice, check_int, check_random_state
 from .flow import gradient_flow_cp
-from .measures import components_recovered, match_components, relative_error
-from .operators import CPOperator, as_operator
+from .general import gradient_flow_parafac, power_deflation_parafac
+from .general.operators import GeneralCPOperator, GeneralOperator, as_general_operator
+from .measures import _is_symmetric, components_recovered, match_components, relative_error
+from .operators import CPOperator, DenseOperator, SymmetricOperator, as_operator
 from .power_method import power_deflation_cp
 
-__all__ = ["METHODS", "ComparisonRecord", "Comparison", "compare", "order_agreement"]
+__all__ = ["METHODS", "GENERAL_METHODS", "KINDS", "ComparisonRecord", "Comparison", "compare",
+           "order_agreement"]
 
+# The methods of each kind of target, in the order they run by default.
 METHODS = ("gradient_flow", "power_deflation", "tensorly_power")
+GENERAL_METHODS = ("gradient_flow", "power_deflation", "tensorly_parafac", "tensorly_power")
+KINDS = ("auto", "symmetric", "general")
+_SOLVERS = {
+    "symmetric": {"gradient_flow": gradient_flow_cp, "power_deflation": power_deflation_cp},
+    "general": {"gradient_flow": gradient_flow_parafac,
+                "power_deflation": power_deflation_parafac},
+}
+# Methods that take no options through method_options (compare sets all they have).
+_FIXED = ("tensorly_power",)
+# Methods that find components one at a time, so that their order can be scored.
+_SEQUENTIAL = ("gradient_flow", "power_deflation", "tensorly_power")
 
 # A found component counts for the order agreement once it points along its
 # true component as closely as components_recovered asks.
 _ORDER_COSINE = 0.99
-# tensorly_power works on the dense array; refuse to build one larger than this.
+# TensorLy's methods and the held-out error work on dense arrays; none larger than this.
 _MAX_DENSE_ENTRIES = 10**7
 
 
@@ -38,32 +62,40 @@ class ComparisonRecord:
     Attributes
     ----------
     method : str
-        ``"gradient_flow"``, ``"power_deflation"`` or ``"tensorly_power"``.
+        ``"gradient_flow"``, ``"power_deflation"``, ``"tensorly_parafac"`` or
+        ``"tensorly_power"``.
     run : int
         Run number, from 0; every method of a run gets the same seed.
     seconds : float
         Wall-clock time of the call.
     relative_error : float
-        ``|T_hat - T| / |T|``.
+        ``|T_hat - T| / |T|``; on the observed entries only when entries are
+        missing (a mask or ObservedEntries).
     n_components : int
         Number of components returned.
     recovered : int or None
-        True components recovered (``|<u, v>| >= 0.99``, weight within 5%);
-        None without a truth.
+        True components recovered (``|<u, v>| >= 0.99`` for a symmetric
+        target, the product of the per-mode ``|<u_k, v_k>|`` for a general
+        one; weight within 5%); None without a truth.
     order_tau : float or None
         Kendall tau between the order in which the method found the recovered
         directions and the order of their true weights, largest first: 1 when
         the larger weights were all found first, -1 for the reverse, NaN when
-        fewer than two directions were found. None without a truth.
+        fewer than two directions were found. None without a truth, and for
+        ``"tensorly_parafac"``, which fits all components at once.
     converged : bool or None
         The method's own verdict on its result (``trace.converged``: the
-        residual holds nothing above the noise floor); None for
-        ``"tensorly_power"``, which does not check. When False the method has
-        also warned.
+        residual holds nothing above the noise floor); None for TensorLy's
+        methods, which do not check. When False the method has also warned.
+    heldout_error : float or None
+        ``|P(T_hat - T*)| / |P(T*)|`` over the entries that were not observed,
+        ``T*`` the truth: how well the method completed the tensor. None when
+        every entry was observed, without a truth, or for a tensor of more
+        than 1e7 entries (it is measured on the dense truth).
     decomposition : CPTensor
         What the method returned (not shown in tables).
     trace : FlowTrace, PowerTrace or None
-        The method's trace; None for ``"tensorly_power"`` (not shown in tables).
+        The method's trace; None for TensorLy's methods (not shown in tables).
     """
 
     method: str
@@ -74,6 +106,7 @@ class ComparisonRecord:
     recovered: int | None = None
     order_tau: float | None = None
     converged: bool | None = None
+    heldout_error: float | None = None
     decomposition: CPTensor | None = field(default=None, repr=False, compare=False)
     trace: object = field(default=None, repr=False, compare=False)
 
@@ -87,6 +120,7 @@ _COLUMNS = (
     ("run", "run", "{}"),
     ("seconds", "seconds", "{:.3f}"),
     ("relative_error", "rel. error", "{:.2e}"),
+    ("heldout_error", "held-out", "{:.2e}"),
     ("n_components", "components", "{}"),
     ("recovered", "recovered", "{}"),
     ("order_tau", "order tau", "{:+.2f}"),
@@ -167,49 +201,169 @@ class Comparison(list):
         return self.table()
 
 
-def _check_dense_size(operator, methods):
-    entries = operator.dim**operator.order
-    if "tensorly_power" in methods and entries > _MAX_DENSE_ENTRIES:
-        raise ValueError(
-            f"method 'tensorly_power' needs the dense tensor ({entries:.2e} entries, more than "
-            f"{_MAX_DENSE_ENTRIES:.0e}); leave it out of methods for a target this large."
-        )
+@dataclass(frozen=True)
+class _Problem:
+    """The target as the methods of its kind see it.
 
-
-def _tensorly_power(operator, rank, seed):
-    """TensorLy's symmetric_parafac_power_iteration, seeded without leaking into numpy's global RNG.
-
-    It draws its restarts from numpy's global random state and takes no
-    ``random_state``, so the global state is seeded for the call and restored
-    afterwards: the caller's random stream is left as it was (not thread-safe).
+    ``observed`` is the numpy boolean array of the observed entries when some
+    are missing (a mask or ObservedEntries) and the tensor has at most 1e7
+    entries, else None.
     """
-    from tensorly.decomposition import symmetric_parafac_power_iteration
 
-    dense = operator.to_dense()
+    kind: str
+    operator: object
+    observed: np.ndarray | None = None
+
+    @property
+    def partial(self):
+        """Whether some entries are missing."""
+        return self.kind == "general" and self.operator.observed_fraction < 1.0
+
+    @property
+    def n_entries(self):
+        if self.kind == "general":
+            return math.prod(self.operator.shape)
+        return self.operator.dim**self.operator.order
+
+    def dense(self):
+        """The dense array (zero where unobserved), for TensorLy's methods."""
+        return self.operator.to_dense()
+
+
+def _is_symmetric_array(tensor):
+    # The symmetric operator's own check (same tolerance) decides. Any other
+    # defect of the array is reported by the general operator, in its words.
+    try:
+        DenseOperator(tensor)
+    except ValueError:
+        return False
+    return True
+
+
+def _target_kind(tensor, mask):
+    if mask is not None or isinstance(tensor, GeneralOperator):
+        return "general"
+    if isinstance(tensor, SymmetricOperator):
+        return "symmetric"
+    if isinstance(tensor, CPTensor) or (
+            isinstance(tensor, tuple) and len(tensor) == 2 and isinstance(tensor[1], (list, tuple))):
+        return "symmetric" if _is_symmetric(tensor[1]) else "general"
+    if tensor is None:
+        return "symmetric"  # as_operator names what it takes
+    shape = tl.shape(tensor) if tl.is_tensor(tensor) else np.shape(tensor)
+    if len(shape) >= 3 and (len(set(shape)) != 1 or not _is_symmetric_array(tensor)):
+        return "general"
+    return "symmetric"
+
+
+def _problem(tensor, kind, mask):
+    kind = check_choice("kind", kind, KINDS)
+    if kind == "auto":
+        kind = _target_kind(tensor, mask)
+    if kind == "symmetric":
+        if mask is not None:
+            raise ValueError("mask is for general targets (the symmetric solvers see every "
+                             "entry): pass kind='general' or leave the mask out.")
+        return _Problem(kind, as_operator(tensor), None)
+    operator = as_general_operator(tensor, mask=mask)
+    observed = None
+    if operator.observed_fraction < 1.0 and math.prod(operator.shape) <= _MAX_DENSE_ENTRIES:
+        observed = np.zeros(operator.shape, dtype=bool)
+        observed[tuple(operator.observed_indices().T)] = True
+    return _Problem(kind, operator, observed)
+
+
+def _check_methods(methods, problem):
+    allowed = METHODS if problem.kind == "symmetric" else GENERAL_METHODS
+    if methods is None:
+        methods = tuple(m for m in allowed
+                        if not (m == "tensorly_power" and problem.partial))
+    if isinstance(methods, str):
+        methods = (methods,)
+    methods = tuple(methods)
+    if not methods:
+        raise ValueError(f"methods is empty; pass some of {allowed}.")
+    for method in methods:
+        if method == "tensorly_parafac" and problem.kind == "symmetric":
+            raise ValueError("methods: 'tensorly_parafac' decomposes general tensors; pass "
+                             "kind='general' to run the general methods on a symmetric tensor.")
+        check_choice("methods", method, allowed)
+    if "tensorly_power" in methods and problem.partial:
+        raise ValueError(
+            "methods: 'tensorly_power' (TensorLy's parafac_power_iteration) takes no mask and "
+            "would decompose the unobserved entries as zeros; leave it out when entries are "
+            "missing (the default methods do)."
+        )
+    dense = [m for m in methods if m.startswith("tensorly_")]
+    if dense and problem.n_entries > _MAX_DENSE_ENTRIES:
+        raise ValueError(
+            f"method {dense[0]!r} needs the dense tensor ({problem.n_entries:.2e} entries, "
+            f"more than {_MAX_DENSE_ENTRIES:.0e}); leave it out of methods for a target "
+            "this large."
+        )
+    return methods
+
+
+@contextmanager
+def _seeded_global_state(seed):
+    """numpy's global random state seeded for the block, then restored (not thread-safe).
+
+    TensorLy's power iterations draw from it and take no ``random_state``: the
+    caller's random stream is left as it was.
+    """
     saved = np.random.get_state()
     try:
         np.random.seed(seed)
-        weights, factor = symmetric_parafac_power_iteration(dense, rank)
+        yield
     finally:
         np.random.set_state(saved)
-    return CPTensor((weights, [factor] * operator.order)), None
 
 
-def _run_method(method, operator, rank, seed, options):
-    if method == "gradient_flow":
-        return gradient_flow_cp(operator, rank, random_state=seed, return_trace=True, **options)
-    if method == "power_deflation":
-        return power_deflation_cp(operator, rank, random_state=seed, return_trace=True, **options)
-    return _tensorly_power(operator, rank, seed)
+def _tensorly_power(problem, rank, seed):
+    """TensorLy's (symmetric_)parafac_power_iteration on the dense tensor, seeded."""
+    from tensorly.decomposition import parafac_power_iteration, symmetric_parafac_power_iteration
+
+    dense = problem.dense()
+    with _seeded_global_state(seed):
+        if problem.kind == "symmetric":
+            weights, factor = symmetric_parafac_power_iteration(dense, rank)
+            factors = [factor] * problem.operator.order
+        else:
+            weights, factors = parafac_power_iteration(dense, rank)
+    return CPTensor((weights, list(factors))), None
+
+
+def _tensorly_parafac(problem, rank, seed, options):
+    """TensorLy's parafac (alternating least squares) with the mask, as unit columns and weights."""
+    from tensorly.decomposition import parafac
+
+    mask = None
+    if problem.partial:
+        context = problem.operator.context
+        mask = tl.tensor(problem.observed, **({"device": context["device"]}
+                                              if "device" in context else {}))
+    cp = parafac(problem.dense(), rank, mask=mask, random_state=seed, **options)
+    return tl.cp_normalize(cp), None
+
+
+def _run_method(method, problem, rank, seed, options):
+    if method in ("gradient_flow", "power_deflation"):
+        solver = _SOLVERS[problem.kind][method]
+        return solver(problem.operator, rank, random_state=seed, return_trace=True, **options)
+    if method == "tensorly_parafac":
+        return _tensorly_parafac(problem, rank, seed, options)
+    return _tensorly_power(problem, rank, seed)
 
 
 def _finding_order(method, decomposition, trace):
-    """For each returned component, when it was found (smaller is earlier)."""
+    """For each returned component, when it was found (smaller is earlier); None if not in turn."""
     if method == "gradient_flow":
         return np.asarray(trace.discovery_time, dtype=float)
     if method == "power_deflation":
         return np.asarray(trace.extraction_index, dtype=float)
-    return np.arange(tl.shape(decomposition.weights)[0], dtype=float)
+    if method in _SEQUENTIAL:
+        return np.arange(tl.shape(decomposition.weights)[0], dtype=float)
+    return None
 
 
 def order_agreement(truth, decomposition, found_at):
@@ -249,30 +403,24 @@ def order_agreement(truth, decomposition, found_at):
     return float(np.round(tau, 12))
 
 
-def _check_methods(methods):
-    if isinstance(methods, str):
-        methods = (methods,)
-    methods = tuple(methods)
-    if not methods:
-        raise ValueError(f"methods is empty; pass some of {METHODS}.")
-    for method in methods:
-        check_choice("methods", method, METHODS)
-    return methods
-
-
 def _check_options(method_options, methods):
     method_options = dict(method_options or {})
+    configurable = [m for m in methods if m not in _FIXED]
     for method, options in method_options.items():
-        if method not in methods or method == "tensorly_power":
+        if method not in configurable:
             raise ValueError(
                 f"method_options has an entry for {method!r}, which is not one of the "
-                f"configurable methods being run ({[m for m in methods if m != 'tensorly_power']})."
+                f"configurable methods being run ({configurable})."
             )
         if not isinstance(options, dict):
             raise TypeError(
                 f"method_options[{method!r}] must be a dict of keyword arguments, "
                 f"got {type(options).__name__}."
             )
+        fixed = sorted({"rank", "random_state", "return_trace", "mask"} & set(options))
+        if fixed:
+            raise ValueError(f"method_options[{method!r}] must not set {fixed}: compare sets "
+                             "them (pass rank= and random_state= to compare).")
     return method_options
 
 
@@ -283,29 +431,78 @@ def _resolve_rank(rank, truth, methods):
         return tl.shape(truth[0])[0]
     if any(m != "gradient_flow" for m in methods):
         raise ValueError(
-            "rank is None and no truth is given, but the power methods need a rank: "
+            "rank is None and no truth is given, but the other methods need a rank: "
             "pass rank= (gradient_flow alone can run with rank=None)."
         )
     return None
 
 
-def compare(tensor, methods=METHODS, *, rank=None, truth=None, n_runs=1,
+def _check_truth(truth, problem):
+    """The truth as a CPTensor of the target's kind and shape."""
+    operator = problem.operator
+    if problem.kind == "symmetric":
+        truth_operator = as_operator(truth, name="truth")
+        if not isinstance(truth_operator, CPOperator):
+            raise TypeError(
+                "truth must be the known decomposition as a symmetric CPTensor, "
+                f"got {type(truth).__name__}."
+            )
+        if (truth_operator.dim, truth_operator.order) != (operator.dim, operator.order):
+            raise ValueError(
+                f"truth has dimension {truth_operator.dim} and order {truth_operator.order}, "
+                f"the tensor {operator.dim} and {operator.order}: pass the truth of this tensor."
+            )
+        return CPTensor((truth_operator.weights, [truth_operator.factor] * operator.order))
+    if not (isinstance(truth, CPTensor) or (isinstance(truth, tuple) and len(truth) == 2)):
+        raise TypeError(f"truth must be the known decomposition as a CPTensor, "
+                        f"got {type(truth).__name__}.")
+    truth_operator = GeneralCPOperator(truth, name="truth")
+    if truth_operator.shape != operator.shape:
+        raise ValueError(f"truth has shape {truth_operator.shape}, the tensor "
+                         f"{operator.shape}: pass the truth of this tensor.")
+    return CPTensor((truth_operator.weights, list(truth_operator.factors)))
+
+
+def _heldout_target(truth, problem):
+    """The dense truth on the entries that were not observed, or None where not measured."""
+    if truth is None or problem.observed is None:
+        return None
+    return as_general_operator(tl.cp_to_tensor(truth), mask=~problem.observed, name="truth")
+
+
+def compare(tensor, methods=None, *, kind="auto", mask=None, rank=None, truth=None, n_runs=1,
             random_state=None, method_options=None, progress=None):
     """Run several decomposition methods on one target, ``n_runs`` times each.
 
     Parameters
     ----------
-    tensor : dense symmetric array, symmetric CPTensor or SampleMoments
-        The target.
-    methods : sequence of str, default=("gradient_flow", "power_deflation", "tensorly_power")
-        Which methods to run, in this order within each run. ``"tensorly_power"``
-        (TensorLy's ``symmetric_parafac_power_iteration``) needs the dense
-        tensor: structured targets are densified for it, up to 1e7 entries.
+    tensor : dense array, CPTensor, SampleMoments or ObservedEntries
+        The target. A symmetric one (dense symmetric array, symmetric CP
+        tensor, SampleMoments) runs the symmetric methods; any other (a
+        non-cubical or non-symmetric dense array of order >= 3, a general CP
+        tensor, ObservedEntries, or any target with a ``mask``) the general
+        ones. ``kind`` overrides the choice.
+    methods : sequence of str, optional
+        Which methods to run, in this order within each run. Default:
+        ``METHODS`` = ("gradient_flow", "power_deflation", "tensorly_power")
+        for a symmetric target, ``GENERAL_METHODS`` = ("gradient_flow",
+        "power_deflation", "tensorly_parafac", "tensorly_power") for a general
+        one, without "tensorly_power" when entries are missing (it takes no
+        mask, and asking for it then is an error). TensorLy's methods need the
+        dense tensor: structured targets are densified for them, up to 1e7
+        entries.
+    kind : {"auto", "symmetric", "general"}, default="auto"
+        Which solvers to run: "general" runs :func:`gradient_flow_parafac`,
+        :func:`power_deflation_parafac` and TensorLy's ``parafac`` even on a
+        symmetric tensor.
+    mask : array of bool, optional
+        For a dense ``tensor``: True where observed (general methods only).
     rank : int >= 1, optional
         Number of components asked of every method. Default: the truth's rank;
         without a truth only ``"gradient_flow"`` may run (automatic rank).
     truth : CPTensor, optional
-        The known decomposition; adds ``recovered`` and ``order_tau``.
+        The known decomposition; adds ``recovered`` and ``order_tau``, and
+        ``heldout_error`` when entries are missing.
     n_runs : int >= 1, default=1
         Runs per method, each with a fresh seed drawn from ``random_state``.
     random_state : None, int or numpy.random.RandomState
@@ -313,7 +510,8 @@ def compare(tensor, methods=METHODS, *, rank=None, truth=None, n_runs=1,
         ``seconds``). numpy's global random state is left as it was.
     method_options : dict, optional
         Extra keyword arguments per method, e.g.
-        ``{"gradient_flow": {"width": 20, "variant": "paper"}}``.
+        ``{"gradient_flow": {"width": 20}, "tensorly_parafac": {"init": "random"}}``
+        ("tensorly_power" takes none).
     progress : callable, optional
         Called as ``progress(done, total, label)`` after each method run, with
         ``done`` of ``total`` method runs finished and ``label`` such as
@@ -327,9 +525,11 @@ def compare(tensor, methods=METHODS, *, rank=None, truth=None, n_runs=1,
 
     Notes
     -----
-    ``"tensorly_power"`` draws from numpy's global random state and accepts no
-    seed; it is run with that state seeded from ``random_state`` and the state
-    is restored afterwards.
+    TensorLy's power iterations draw from numpy's global random state and
+    accept no seed; they run with that state seeded from ``random_state`` and
+    the state is restored afterwards. TensorLy's ``parafac`` gets the run's
+    seed as ``random_state`` (used with ``init="random"``; its default SVD
+    start is deterministic).
 
     Examples
     --------
@@ -339,29 +539,30 @@ def compare(tensor, methods=METHODS, *, rank=None, truth=None, n_runs=1,
     ...                  random_state=0)
     >>> [(r.method, r.recovered, r.order_tau) for r in result]
     [('gradient_flow', 3, 1.0), ('power_deflation', 3, 1.0)]
+
+    A general tensor with 30% of its entries observed:
+
+    >>> import numpy as np
+    >>> import tensorly as tl
+    >>> from tensorly_gfdeflate import random_cp
+    >>> truth = random_cp((10, 11, 12), 2, weights=[1.0, 0.5], random_state=0)
+    >>> mask = np.random.RandomState(1).rand(10, 11, 12) < 0.3
+    >>> result = compare(tl.cp_to_tensor(truth), ("gradient_flow",), mask=mask, truth=truth,
+    ...                  random_state=0)
+    >>> result[0].recovered, result[0].heldout_error < 1e-4
+    (2, True)
     """
-    operator = as_operator(tensor)
-    methods = _check_methods(methods)
-    _check_dense_size(operator, methods)
+    problem = _problem(tensor, kind, mask)
+    methods = _check_methods(methods, problem)
     method_options = _check_options(method_options, methods)
     if truth is not None:
-        truth_operator = as_operator(truth, name="truth")
-        if not isinstance(truth_operator, CPOperator):
-            raise TypeError(
-                "truth must be the known decomposition as a symmetric CPTensor, "
-                f"got {type(truth).__name__}."
-            )
-        if (truth_operator.dim, truth_operator.order) != (operator.dim, operator.order):
-            raise ValueError(
-                f"truth has dimension {truth_operator.dim} and order {truth_operator.order}, "
-                f"the tensor {operator.dim} and {operator.order}: pass the truth of this tensor."
-            )
-        truth = CPTensor((truth_operator.weights, [truth_operator.factor] * operator.order))
+        truth = _check_truth(truth, problem)
     rank = _resolve_rank(rank, truth, methods)
     n_runs = check_int("n_runs", n_runs, 1)
     if progress is not None and not callable(progress):
         raise TypeError(f"progress must be callable or None, got {type(progress).__name__}.")
     rng = check_random_state(random_state)
+    heldout = _heldout_target(truth, problem)
 
     result = Comparison(true_rank=None if truth is None else tl.shape(truth[0])[0])
     total = n_runs * len(methods)
@@ -370,23 +571,26 @@ def compare(tensor, methods=METHODS, *, rank=None, truth=None, n_runs=1,
         for method in methods:
             start = time.perf_counter()
             decomposition, trace = _run_method(
-                method, operator, rank, seed, method_options.get(method, {}))
+                method, problem, rank, seed, method_options.get(method, {}))
             seconds = time.perf_counter() - start
             recovered = tau = None
             if truth is not None:
                 recovered = components_recovered(truth, decomposition)
-                tau = order_agreement(
-                    truth, decomposition, _finding_order(method, decomposition, trace))
+                found_at = _finding_order(method, decomposition, trace)
+                if found_at is not None:
+                    tau = order_agreement(truth, decomposition, found_at)
             result.append(ComparisonRecord(
                 method=method,
                 run=run,
                 seconds=seconds,
-                relative_error=relative_error(operator, decomposition),
+                relative_error=relative_error(problem.operator, decomposition),
                 # A zero-weight component stands for "nothing fitted".
                 n_components=int(np.count_nonzero(tl.to_numpy(decomposition.weights))),
                 recovered=recovered,
                 order_tau=tau,
                 converged=None if trace is None else bool(trace.converged),
+                heldout_error=(None if heldout is None
+                               else relative_error(heldout, decomposition)),
                 decomposition=decomposition,
                 trace=trace,
             ))
