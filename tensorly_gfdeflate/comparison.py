@@ -38,11 +38,6 @@ __all__ = ["METHODS", "GENERAL_METHODS", "KINDS", "ComparisonRecord", "Compariso
 METHODS = ("gradient_flow", "power_deflation", "tensorly_power")
 GENERAL_METHODS = ("gradient_flow", "power_deflation", "tensorly_parafac", "tensorly_power")
 KINDS = ("auto", "symmetric", "general")
-_SOLVERS = {
-    "symmetric": {"gradient_flow": gradient_flow_cp, "power_deflation": power_deflation_cp},
-    "general": {"gradient_flow": gradient_flow_parafac,
-                "power_deflation": power_deflation_parafac},
-}
 # Methods that take no options through method_options (compare sets all they have).
 _FIXED = ("tensorly_power",)
 # Methods that find components one at a time, so that their order can be scored.
@@ -141,11 +136,14 @@ class Comparison(list):
     true_rank : int, optional
         Rank of the truth the records were scored against (shown as
         ``recovered/true_rank`` in the table).
+    kind : {"symmetric", "general"}, optional
+        Which methods ran: those for symmetric or for general targets.
     """
 
-    def __init__(self, records=(), *, true_rank=None):
+    def __init__(self, records=(), *, true_rank=None, kind=None):
         super().__init__(records)
         self.true_rank = true_rank
+        self.kind = kind
 
     def to_dicts(self):
         """The records as a list of dicts (JSON-ready; no decompositions or traces)."""
@@ -240,7 +238,13 @@ def _is_symmetric_array(tensor):
     return True
 
 
-def _target_kind(tensor, mask):
+def target_kind(tensor, mask=None):
+    """``"general"`` or ``"symmetric"``: the methods ``compare(tensor, kind="auto")`` runs.
+
+    General: a mask, an ObservedEntries or other general operator, a CP tensor
+    whose factors differ, a dense array of order >= 3 that is not cubical or
+    not symmetric (to the symmetric solvers' tolerance). Symmetric: the rest.
+    """
     if mask is not None or isinstance(tensor, GeneralOperator):
         return "general"
     if isinstance(tensor, SymmetricOperator):
@@ -259,7 +263,7 @@ def _target_kind(tensor, mask):
 def _problem(tensor, kind, mask):
     kind = check_choice("kind", kind, KINDS)
     if kind == "auto":
-        kind = _target_kind(tensor, mask)
+        kind = target_kind(tensor, mask)
     if kind == "symmetric":
         if mask is not None:
             raise ValueError("mask is for general targets (the symmetric solvers see every "
@@ -273,11 +277,23 @@ def _problem(tensor, kind, mask):
     return _Problem(kind, operator, observed)
 
 
+def default_methods(kind, partial=False):
+    """The methods :func:`compare` runs by default on a target of this kind.
+
+    Parameters
+    ----------
+    kind : {"symmetric", "general"}
+    partial : bool, default=False
+        Whether entries are missing: "tensorly_power" takes no mask and is left out.
+    """
+    allowed = METHODS if check_choice("kind", kind, KINDS[1:]) == "symmetric" else GENERAL_METHODS
+    return tuple(m for m in allowed if not (m == "tensorly_power" and partial))
+
+
 def _check_methods(methods, problem):
     allowed = METHODS if problem.kind == "symmetric" else GENERAL_METHODS
     if methods is None:
-        methods = tuple(m for m in allowed
-                        if not (m == "tensorly_power" and problem.partial))
+        methods = default_methods(problem.kind, problem.partial)
     if isinstance(methods, str):
         methods = (methods,)
     methods = tuple(methods)
@@ -348,7 +364,13 @@ def _tensorly_parafac(problem, rank, seed, options):
 
 def _run_method(method, problem, rank, seed, options):
     if method in ("gradient_flow", "power_deflation"):
-        solver = _SOLVERS[problem.kind][method]
+        # Looked up at each call, so that a solver patched in this module is the one run.
+        solver = {
+            ("symmetric", "gradient_flow"): gradient_flow_cp,
+            ("symmetric", "power_deflation"): power_deflation_cp,
+            ("general", "gradient_flow"): gradient_flow_parafac,
+            ("general", "power_deflation"): power_deflation_parafac,
+        }[problem.kind, method]
         return solver(problem.operator, rank, random_state=seed, return_trace=True, **options)
     if method == "tensorly_parafac":
         return _tensorly_parafac(problem, rank, seed, options)
@@ -564,7 +586,8 @@ def compare(tensor, methods=None, *, kind="auto", mask=None, rank=None, truth=No
     rng = check_random_state(random_state)
     heldout = _heldout_target(truth, problem)
 
-    result = Comparison(true_rank=None if truth is None else tl.shape(truth[0])[0])
+    result = Comparison(true_rank=None if truth is None else tl.shape(truth[0])[0],
+                        kind=problem.kind)
     total = n_runs * len(methods)
     for run in range(n_runs):
         seed = int(rng.randint(2**31 - 1))

@@ -53,14 +53,15 @@ def _component_mass(trace):
     return paths
 
 
-def _as_numpy_cp(cp_tensor, name):
+def _cp_weights(cp_tensor, name):
+    """The weights of a CP tensor (symmetric or general) in numpy."""
     try:
         weights, factors = cp_tensor
         weights = np.asarray(tl.to_numpy(weights), dtype=float)
-        factor = np.asarray(tl.to_numpy(factors[0]), dtype=float)
+        factors[0]
     except (TypeError, ValueError, IndexError) as exc:
         raise TypeError(f"{name} must be a CPTensor (weights, factors).") from exc
-    return weights, factor
+    return weights
 
 
 def _references(trace, truth, decomposition):
@@ -71,7 +72,7 @@ def _references(trace, truth, decomposition):
     """
     n_components = len(trace.component_slots)
     if decomposition is not None:
-        weights, _ = _as_numpy_cp(decomposition, "decomposition")
+        weights = _cp_weights(decomposition, "decomposition")
         if len(weights) != n_components:
             raise ValueError(
                 f"decomposition has {len(weights)} components but the trace "
@@ -85,7 +86,7 @@ def _references(trace, truth, decomposition):
             "plot_deflation needs decomposition= (the CPTensor returned with the trace) "
             "to tell which flow component fitted which true component."
         )
-    true_weights, _ = _as_numpy_cp(truth, "truth")
+    true_weights = _cp_weights(truth, "truth")
     index, cosine = match_components(truth, decomposition)
     return true_weights, index, (index >= 0) & (cosine >= _MATCH_COSINE)
 
@@ -104,24 +105,29 @@ def plot_deflation(trace, truth=None, *, decomposition=None, power=None, axes=No
     """The deflation process of a gradient-flow run: fitted mass and residual against time.
 
     Top: for each true component (or each returned one, without a truth) the
-    mass the flow carries along it, ``s_j |w_j|^2`` summed over the slots that
-    end in it, with its discovery time (half its final mass) marked, the true
+    mass the flow carries along it, summed over the slots that end in it (a
+    slot's mass is ``s_j |w_j|^2`` in the symmetric model and the product of
+    its mode norms ``|w_j1| ... |w_jN|`` in the general one), with its discovery time (half its final mass) marked, the true
     or fitted weight as a dotted level, and, with ``power``, the step at which
     the power method extracted the same component. Bottom: the relative
-    residual on a log scale, a staircase whose steps are the discoveries.
+    residual on a log scale (on the observed entries when some are missing),
+    a staircase whose steps are the discoveries.
 
     Parameters
     ----------
     trace : FlowTrace
-        From ``gradient_flow_cp(..., return_trace=True)``.
+        From ``gradient_flow_cp(..., return_trace=True)`` or
+        ``gradient_flow_parafac(..., return_trace=True)``.
     truth : CPTensor, optional
-        The true decomposition; curves are then labelled by true weight, and
-        true components the flow missed are listed in the title.
+        The true decomposition (symmetric or general, as the target); curves
+        are then labelled by true weight, and true components the flow missed
+        are listed in the title.
     decomposition : CPTensor, optional
         The CPTensor returned with ``trace``. Needed with ``truth`` (to match
         flow components to true ones) and with ``power`` without a truth.
     power : tuple (CPTensor, PowerTrace), optional
-        From ``power_deflation_cp(..., return_trace=True)`` on the same target:
+        From ``power_deflation_cp(..., return_trace=True)`` (or
+        ``power_deflation_parafac``) on the same target:
         each curve's discovery point is annotated with ``#k``, the step at
         which the power method extracted that component.
     axes : pair of matplotlib Axes, optional
@@ -212,7 +218,7 @@ def plot_discovery(trace, weights, *, ax=None):
     Parameters
     ----------
     trace : FlowTrace
-        From ``gradient_flow_cp(..., return_trace=True)``.
+        From ``gradient_flow_cp`` or ``gradient_flow_parafac`` with ``return_trace=True``.
     weights : array-like of shape (n_components,)
         The weights of the returned components, in the same order (the
         returned CPTensor's ``weights``); their absolute values are used.
@@ -263,13 +269,14 @@ def plot_overview(trace, truth=None, *, decomposition, power=None):
     Parameters
     ----------
     trace : FlowTrace
-        From ``gradient_flow_cp(..., return_trace=True)``.
+        From ``gradient_flow_cp`` or ``gradient_flow_parafac`` with ``return_trace=True``.
     truth : CPTensor, optional
         The true decomposition.
     decomposition : CPTensor
         The CPTensor returned with ``trace``.
     power : tuple (CPTensor, PowerTrace), optional
-        From ``power_deflation_cp(..., return_trace=True)`` on the same target.
+        From ``power_deflation_cp`` or ``power_deflation_parafac`` with
+        ``return_trace=True``, on the same target.
 
     Returns
     -------
