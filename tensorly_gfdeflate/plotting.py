@@ -58,9 +58,11 @@ def _cp_weights(cp_tensor, name):
     try:
         weights, factors = cp_tensor
         weights = np.asarray(tl.to_numpy(weights), dtype=float)
-        factors[0]
-    except (TypeError, ValueError, IndexError) as exc:
+        has_factors = len(factors) > 0
+    except (TypeError, ValueError) as exc:
         raise TypeError(f"{name} must be a CPTensor (weights, factors).") from exc
+    if not has_factors:
+        raise TypeError(f"{name} must be a CPTensor (weights, factors).")
     return weights
 
 

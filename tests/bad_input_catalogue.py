@@ -16,11 +16,16 @@ import numpy as np
 import tensorly as tl
 
 from tensorly_gfdeflate import (
+    GradientFlowParafac,
+    ObservedEntries,
     SampleMoments,
     SingleTopicModel,
     SphericalGaussianMixture,
     gradient_flow_cp,
+    gradient_flow_parafac,
     power_deflation_cp,
+    power_deflation_parafac,
+    random_cp,
     random_symmetric_cp,
 )
 
@@ -32,6 +37,11 @@ U = np.asarray(_TRUTH.factors[0])
 W = np.asarray(_TRUTH.weights)
 T3 = np.asarray(tl.cp_to_tensor(_TRUTH))
 X = np.random.RandomState(0).standard_normal((20, 4))
+# A general (4, 5, 6) tensor, about half of it observed, and its observed entries.
+_GENERAL = random_cp((4, 5, 6), 2, random_state=0)
+G = np.asarray(tl.cp_to_tensor(_GENERAL))
+M = np.random.RandomState(0).rand(4, 5, 6) < 0.5
+IDX = np.argwhere(M)
 
 
 def _with(array, index, value):
@@ -66,6 +76,82 @@ def _solver_cases(section, rows):
                 (lambda solver=solver, tensor=tensor: solver(tensor, 2)), error, match))
     return cases
 
+
+# The three public entry points of the general case; they share the validation.
+GENERAL_SOLVERS = {
+    "flow": lambda tensor, mask=None, **kw: gradient_flow_parafac(tensor, 2, mask=mask, **kw),
+    "power": lambda tensor, mask=None, **kw: power_deflation_parafac(tensor, 2, mask=mask, **kw),
+    "estimator": lambda tensor, mask=None, **kw: GradientFlowParafac(2, mask=mask, **kw).fit(
+        tensor),
+}
+
+
+def _general_cases(section, rows):
+    """Bad general targets and masks, run through each general entry point.
+
+    ``make`` builds the target when the case runs, so that a bad ObservedEntries
+    raises inside the call like any other bad input.
+    """
+    cases = []
+    for case_id, code, make, mask, error, match in rows:
+        for short, solver in GENERAL_SOLVERS.items():
+            cases.append(Case(
+                f"{case_id}-{short}", section, f"general_solver({code})",
+                (lambda solver=solver, make=make, mask=mask: solver(make(), mask=mask)),
+                error, match))
+    return cases
+
+
+def _entries(indices=None, values=None, shape=(4, 5, 6)):
+    return lambda: ObservedEntries(IDX if indices is None else indices,
+                                   G[M] if values is None else values, shape)
+
+
+_GENERAL_TARGETS = [
+    ("mask-shape", "G, mask=M[:, :4]", lambda: G, M[:, :4], ValueError,
+     r"mask must have the shape of tensor, \(4, 5, 6\); got \(4, 4, 6\)"),
+    ("mask-dtype", "G, mask=M.astype(str)", lambda: G, M.astype(str), TypeError,
+     r"mask must be boolean \(True where an entry is observed\), got dtype <U5"),
+    ("mask-fractional", "G, mask=M * 0.5", lambda: G, M * 0.5, ValueError,
+     r"mask must be boolean, or hold only 0 and 1"),
+    ("mask-observes-nothing", "G, mask=np.zeros(G.shape, bool)", lambda: G,
+     np.zeros((4, 5, 6), bool), ValueError, r"mask observes no entry"),
+    ("mask-nan-observed", "G with an observed entry NaN, mask=M",
+     lambda: _with(G, tuple(IDX[0]), np.nan), M, ValueError,
+     r"tensor contains NaN or inf at observed entries \(where mask is True\)"),
+    ("nan-without-mask", "G with G[0, 0, 0] = nan", lambda: _with(G, (0, 0, 0), np.nan), None,
+     ValueError, r"tensor contains NaN or inf. If those entries are missing, pass mask="),
+    ("mask-with-cp", "random_cp((4, 5, 6), 2), mask=M", lambda: _GENERAL, M, ValueError,
+     r"mask must be None for this tensor: it is not a dense array"),
+    ("order-2", "np.ones((4, 5))", lambda: np.ones((4, 5)), None, ValueError,
+     r"tensor must have order >= 3"),
+    ("cp-ranks-differ", "(w, [U1, U2[:, :1], U3])",
+     lambda: (_GENERAL.weights, [_GENERAL.factors[0], _GENERAL.factors[1][:, :1],
+                                 _GENERAL.factors[2]]), None, ValueError,
+     r"tensor factors must all have the same number of columns"),
+    ("entries-out-of-range", "ObservedEntries(idx with a 4 in mode 0, values, (4, 5, 6))",
+     _entries(indices=_with(IDX, (0, 0), 4)), None, ValueError,
+     r"indices for mode 0 must be in \[0, 3\]"),
+    ("entries-negative", "ObservedEntries(idx with a -1 in mode 2, values, (4, 5, 6))",
+     _entries(indices=_with(IDX, (0, 2), -1)), None, ValueError,
+     r"indices for mode 2 must be in \[0, 5\]"),
+    ("entries-duplicated", "ObservedEntries(idx with row 1 = row 0, values, (4, 5, 6))",
+     _entries(indices=np.concatenate([IDX[:1], IDX[:-1]])), None, ValueError,
+     r"indices has 1 duplicated coordinates .* combine the duplicates"),
+    ("entries-float-indices", "ObservedEntries(idx.astype(float), values, (4, 5, 6))",
+     _entries(indices=IDX.astype(float)), None, TypeError,
+     r"indices must hold integer positions"),
+    ("entries-nan-value", "ObservedEntries(idx, values with a NaN, (4, 5, 6))",
+     _entries(values=_with(G[M], 0, np.nan)), None, ValueError, r"values contains NaN or inf"),
+    ("entries-values-length", "ObservedEntries(idx, values[:-1], (4, 5, 6))",
+     _entries(values=G[M][:-1]), None, ValueError,
+     r"values must be a 1-D array with one value per entry of indices"),
+    ("entries-no-entries", "ObservedEntries(idx[:0], values[:0], (4, 5, 6))",
+     _entries(indices=IDX[:0], values=G[M][:0]), None, ValueError,
+     r"indices holds no entries"),
+    ("entries-with-mask", "ObservedEntries(idx, values, (4, 5, 6)), mask=M", _entries(), M,
+     ValueError, r"mask must be None for this tensor: an ObservedEntries already says"),
+]
 
 _DENSE = [
     ("order-1", "np.ones(4)", np.ones(4), ValueError, r"tensor must have order >= 2"),
@@ -302,10 +388,44 @@ _LATENT = [
             r"whiten must be True or False"),
 ]
 
+def _parafac(code, error, match, solvers=("flow", "estimator"), **kwargs):
+    """A bad parameter of the general flow, through the function and the estimator."""
+    shown = ", ".join(f"{key}={value!r}" for key, value in kwargs.items())
+    return [Case(f"parafac-{code}-{short}", "General solvers' parameters",
+                 f"general_solver(G, {shown})",
+                 (lambda short=short: GENERAL_SOLVERS[short](G, **kwargs)), error, match)
+            for short in solvers]
+
+
+_PARAFAC = (
+    _parafac("width-below-rank", ValueError, r"width=1 must be >= rank=2.*increase width",
+             width=1)
+    + _parafac("regularization-negative", ValueError, r"regularization must be >= 0",
+               regularization=-1e-3)
+    + _parafac("step_size-zero", ValueError, r"step_size must be > 0", step_size=0.0)
+    + _parafac("max_time-inf", ValueError, r"max_time must be finite", max_time=float("inf"))
+    + _parafac("callback-not-callable", TypeError, r"callback must be callable or None",
+               callback="print")
+    + _parafac("random_state-string", TypeError, r"random_state must be None, an int",
+               solvers=("flow", "power", "estimator"), random_state="0")
+    + _parafac("n_restarts-zero", ValueError, r"n_restarts must be an integer >= 1",
+               solvers=("power",), n_restarts=0)
+    + [Case("parafac-rank-zero", "General solvers' parameters", "gradient_flow_parafac(G, 0)",
+            lambda: gradient_flow_parafac(G, 0), ValueError, r"rank must be an integer >= 1"),
+       Case("parafac-power-rank-missing", "General solvers' parameters",
+            "power_deflation_parafac(G, None)", lambda: power_deflation_parafac(G, None),
+            TypeError, r"rank must be an integer >= 1"),
+       Case("parafac-estimator-rank-float", "General solvers' parameters",
+            "GradientFlowParafac(2.5).fit(G)", lambda: GradientFlowParafac(2.5).fit(G),
+            TypeError, r"rank must be an integer >= 1")]
+)
+
 CASES = (
     _solver_cases("Dense tensors (either solver)", _DENSE)
     + _solver_cases("CP tensors (either solver)", _CP)
-    + _MOMENTS + _FLOW + _POWER + _SYNTHETIC + _LATENT
+    + _MOMENTS + _FLOW + _POWER + _SYNTHETIC
+    + _general_cases("General tensors and completion (each general solver)", _GENERAL_TARGETS)
+    + _PARAFAC + _LATENT
 )
 
 
@@ -322,6 +442,14 @@ def _message(error):
     notes = getattr(error, "__notes__", [])
     text = " ".join([str(error).strip("'\"")] + list(notes))
     return f"``{type(error).__name__}``: {text}"
+
+
+def _shown_id(case_id):
+    """The case's id without the solver it ran through (one table row for all of them)."""
+    for suffix in ("-flow", "-estimator", "-power"):
+        if case_id.endswith(suffix) and not case_id.startswith("power-"):
+            return case_id.removesuffix(suffix)
+    return case_id
 
 
 def _escape(text):
@@ -363,7 +491,12 @@ def render_table():
         "input returns NaN, and the caller's arrays are never modified. ``T`` is a small",
         "symmetric order-3 array, ``(w, [U] * 3)`` a symmetric CP tensor and ``X`` a",
         "``20 x 4`` data matrix. ``solver`` is ``gradient_flow_cp`` or ``power_deflation_cp``:",
-        "both give the same message (each is a test of its own).",
+        "both give the same message (each is a test of its own). For general tensors, ``G``",
+        "is a ``(4, 5, 6)`` array, ``M`` a boolean mask observing about half of it and",
+        "``idx, values`` its observed entries (``np.argwhere(M), G[M]``); ``general_solver``",
+        "is ``gradient_flow_parafac``, ``power_deflation_parafac`` or ``GradientFlowParafac``",
+        "(the same message from each; ``mask`` is the estimator's parameter). NaN where the",
+        "mask is False is not an error: those entries are never read.",
         "",
         "Choices made where there is more than one right answer:",
         "",
@@ -401,7 +534,7 @@ def render_table():
             ]
         lines += [
             f"   * - {number}",
-            f"     - ``{case.id.removesuffix('-flow')}``",
+            f"     - ``{_shown_id(case.id)}``",
             f"     - ``{case.code}``",
             f"     - {_escape(_message(observed_error(case)))}",
         ]
