@@ -22,6 +22,9 @@ def test_readme_examples_run_and_hold(capsys):
     # "larger weights are discovered first": components come sorted by weight.
     assert np.all(np.diff(namespace["trace"].discovery_time) > 0)
     assert float(printed[2]) > 1e-2  # explicit deflation accumulates errors
+    # Completion: the automatic rank finds the 3 components, held-out error below 1e-4.
+    assert printed[3].startswith("3 ") and float(printed[3].split()[1]) < 1e-4
+    assert -1e-4 < float(printed[4]) <= 0
     T = namespace["T"]
     assert relative_error(T, namespace["estimator"].decomposition_) <= 1e-4
     correlations = np.abs(np.corrcoef(namespace["recovered"].T, namespace["S"].T)[:3, 3:])
