@@ -8,6 +8,7 @@ mode by mode.
 
 import numpy as np
 import tensorly as tl
+from tensorly.cp_tensor import CPTensor
 
 from .operators import DenseOperator, TensorOperator, as_operator, normalize
 
@@ -62,7 +63,9 @@ def _symmetric_relative_error(tensor, weights, factor):
 
 
 def _is_cp(value):
-    return isinstance(value, tuple) and len(value) == 2 and isinstance(value[1], (list, tuple))
+    """Whether ``value`` is a CPTensor or a ``(weights, factors)`` pair."""
+    return isinstance(value, CPTensor) or (
+        isinstance(value, tuple) and len(value) == 2 and isinstance(value[1], (list, tuple)))
 
 
 def _is_symmetric(factors):
@@ -73,7 +76,7 @@ def _is_symmetric(factors):
 
 
 def _is_symmetric_target(tensor):
-    """Whether ``tensor`` is a symmetric form: a symmetric operator or CP tensor, or a cubical array.
+    """Whether ``tensor`` is a symmetric form: symmetric operator or CP tensor, or cubical array.
 
     A cubical array's entries are not read here: the symmetric operator checks
     them, and says so if the array is not symmetric.
@@ -145,7 +148,7 @@ def _greedy_match(cosine):
 
 
 def components_recovered(truth, estimate, *, cosine=0.99, weight_rtol=0.05):
-    """Number of true components matched with alignment ``>= cosine`` and weight within ``weight_rtol``.
+    """Number of true components aligned ``>= cosine`` with a weight within ``weight_rtol``.
 
     Alignment as in :func:`match_components`: ``|<u, v>|`` for symmetric CP
     tensors, the product of the per-mode ``|<u_k, v_k>|`` for general ones.

@@ -109,8 +109,9 @@ def plot_deflation(trace, truth=None, *, decomposition=None, power=None, axes=No
     Top: for each true component (or each returned one, without a truth) the
     mass the flow carries along it, summed over the slots that end in it (a
     slot's mass is ``s_j |w_j|^2`` in the symmetric model and the product of
-    its mode norms ``|w_j1| ... |w_jN|`` in the general one), with its discovery time (half its final mass) marked, the true
-    or fitted weight as a dotted level, and, with ``power``, the step at which
+    its mode norms ``|w_j1| ... |w_jN|`` in the general one), with its
+    discovery time (half its final mass) marked, the true or fitted weight as
+    a dotted level, and, with ``power``, the step at which
     the power method extracted the same component. Bottom: the relative
     residual on a log scale (on the observed entries when some are missing),
     a staircase whose steps are the discoveries.

@@ -1,4 +1,4 @@
-"""Random draws: unit vectors for the solvers, symmetric and general CP tensors for tests and examples.
+"""Random draws: unit vectors for the solvers, symmetric and general CP tensors for tests.
 
 All randomness is drawn in numpy from a ``RandomState`` the caller controls and
 converted to the backend afterwards, so every backend sees the same numbers.
