@@ -251,7 +251,8 @@ class FlowRun:
         self.model = self.target.model
         W = self.model.slots(self.model.random(width, rng, context), settings["init_scale"])
         self.integrator = _Integrator(self.target, W, tl.tensor(slot_signs, **context),
-                                      settings["regularization"], settings["step_size"])
+                                      settings["regularization"], settings["step_size"],
+                                      warn=settings["explicit_step"])
         self.sign_history = [(0, slot_signs)]
         self.lineage = SlotLineage(width)
         self.epoch = 0
@@ -828,6 +829,9 @@ def check_settings(name, default_width, *, rank, width, variant, regularization,
         regularization = "auto"
     else:
         regularization = check_nonnegative("regularization", regularization)
+    # Backing off from the default step is the integrator's business; from a step the
+    # user chose, it is worth a warning.
+    explicit_step = step_size is not None
     if step_size is None:
         step_size = default_step
     reinit_threshold = check_positive("reinit_threshold", reinit_threshold)
@@ -846,6 +850,7 @@ def check_settings(name, default_width, *, rank, width, variant, regularization,
         epoch_time=check_positive("epoch_time", epoch_time),
         epoch_growth=check_nonnegative("epoch_growth", epoch_growth),
         step_size=check_positive("step_size", step_size),
+        explicit_step=explicit_step,
         max_time=check_positive("max_time", max_time),
         tol=check_positive("tol", tol),
     )

@@ -133,8 +133,10 @@ def gradient_flow_cp(
     step_size : float > 0, optional
         Euler step ``eta`` on the unit-norm target. Default:
         0.3. A step that raises the loss (beyond rounding) is undone and the
-        step halved, with a RuntimeWarning the first time; after 30 halvings a
-        FloatingPointError says to lower ``step_size``.
+        step halved, with a RuntimeWarning the first time when ``step_size``
+        was given (the default's back-offs are silent, recorded in the
+        trace); after 30 halvings a FloatingPointError says to lower
+        ``step_size``.
     max_time : float > 0, default=5000.0
         Time horizon; reaching it raises a ConvergenceWarning.
     tol : float > 0, default=1e-6

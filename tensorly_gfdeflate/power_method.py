@@ -257,10 +257,10 @@ def _warn(names, check, settled, rank, n_iter_max, explained_by, doubted_coheren
         problems.append(
             f"leaves a residual holding a component of weight {check.largest:.3g} (relative to "
             f"|T|) after rank={rank} components, above the noise floor {check.floor:.3g}")
-        advice.append(
-            "deflation errors accumulate when the components are not orthogonal "
-            f"({names[1]} does not deflate), or the tensor has more than rank components "
-            "(pass a larger rank)")
+        cause = ("deflation errors accumulate when the components are not orthogonal" +
+                 ("" if doubted_coherence is not None else f" ({names[1]} does not deflate)"))
+        advice.append(f"{cause}, or the tensor has more than rank components (pass a larger "
+                      "rank)")
     if problems:
         warnings.warn(names[0] + " " + "; it ".join(problems) + ". "
                       + "; ".join(advice).capitalize() + ".", ConvergenceWarning,

@@ -761,7 +761,7 @@ def _check_mask(mask, shape):
         invalid = (array != 0) & (array != 1)
         if invalid.any():
             raise ValueError(f"mask must be boolean, or hold only 0 and 1; it holds "
-                             f"{array[invalid][0]!r}. Pass a boolean array such as "
+                             f"{array[invalid][0].item()!r}. Pass a boolean array such as "
                              "np.isfinite(tensor).")
         array = array == 1
     if not array.any():
