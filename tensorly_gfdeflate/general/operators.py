@@ -50,10 +50,11 @@ __all__ = [
     "stack_blocks",
 ]
 
-# Observed entries per block times columns: bounds the block x m temporaries of the
-# coordinate contractions (1 MB each in float64, a few at a time). Measured on 10^6
-# entries of a 1000^3 tensor, m = 20: contract 190 ms at 2**17, 220 ms at 2**20 (caches).
-_ENTRY_BLOCK_ENTRIES = 2**17
+# Observed entries per block times columns (rounded down to a power of two): a block's
+# m-column temporaries stay in the core's cache (256 KB in float64). Measured on 10^6
+# entries of a 1000^3 tensor, m = 16, one thread: contract 0.11 s at 2**11 entries per
+# block, 0.13 s at 2**12, 0.18 s at 2**13, 0.26 s at 2**15.
+_BLOCK_CELLS = 2**15
 # Observed entries are densified (to_dense) only up to this many tensor entries.
 _DENSE_ENTRIES = 2**24
 
@@ -192,33 +193,63 @@ def _dense_contract_all(tensor, blocks):
     return outputs
 
 
-# Observed entries. Everything is computed over blocks of entries: gather the
-# rows of each mode block once, then share their products.
+# Observed entries. Everything is computed over fixed blocks of entries: gather the
+# rows of each mode block once, share their products, scatter-add the results.
 
-def _entry_slices(n_entries, m):
-    size = max(1, _ENTRY_BLOCK_ENTRIES // max(m, 1))
-    for start in range(0, n_entries, size):
-        yield slice(start, min(start + size, n_entries))
+class Coordinates:
+    """The observed coordinates, per mode, cut into fixed blocks of entries.
+
+    The blocks and (numpy) the selection matrices that scatter-add a block's
+    rows to their mode indices are built once and shared by every operator on
+    these coordinates (a residual keeps its target's), so a flow step only
+    gathers, multiplies and scatters.
+    """
+
+    def __init__(self, indices, context):
+        self.n_entries, self.order = indices.shape
+        self.columns = [_index_column(indices[:, k], context) for k in range(self.order)]
+        self._numpy_columns = [np.ascontiguousarray(indices[:, k]) for k in range(self.order)]
+        self._scatters = {}
+
+    def slices(self, m):
+        """The blocks of entries for ``m``-column work."""
+        size = 2 ** max(8, int(np.log2(max(_BLOCK_CELLS // max(m, 1), 1))))
+        return [slice(start, min(start + size, self.n_entries))
+                for start in range(0, self.n_entries, size)]
+
+    def gather(self, blocks, rows):
+        """``B_k[idx_k(i)]`` for the entries ``i`` in ``rows``: ``(len(rows), m)`` per mode."""
+        if tl.get_backend() == "numpy":
+            return [np.take(block, column[rows], axis=0)
+                    for column, block in zip(self._numpy_columns, blocks)]
+        return [block[column[rows]] for column, block in zip(self.columns, blocks)]
+
+    def scatter(self, k, rows, part, length):
+        """``out[idx_k(i)] += part[i]`` for the entries ``i`` in the block ``rows``: ``(length, m)``."""
+        if tl.get_backend() != "numpy":
+            return _scatter_add(self.columns[k][rows], part, length)
+        key = (k, rows.start, rows.stop, part.dtype)
+        if key not in self._scatters:
+            selection = _selection(self._numpy_columns[k][rows], length, part.dtype)
+            self._scatters[key] = selection.T.tocsr()
+        return np.asarray(self._scatters[key] @ part)
 
 
-def _gather(columns, blocks, rows):
-    """``B_k[idx_k(i)]`` for the entries ``i`` in ``rows``: ``(len(rows), m)`` per mode."""
-    return [block[column[rows]] for column, block in zip(columns, blocks)]
+def _selection(index, length, dtype):
+    """The ``len(index) x length`` matrix with a one at ``(i, index[i])``."""
+    from scipy import sparse
+
+    count = len(index)
+    return sparse.csr_matrix((np.ones(count, dtype=dtype), index, np.arange(count + 1)),
+                             shape=(count, length))
 
 
 def _scatter_add_numpy(index, rows, length):
     # A one-entry-per-row CSR selection matrix needs no sorting to build, and its
     # transposed product is one C loop. Measured (numpy 2.4, scipy 1.17, one thread)
     # for 10^6 entries x 20 columns into 1000 bins: 20-30 ms, against 70 ms for a
-    # flattened np.bincount and 190 ms for np.add.at; at the block size used here
-    # (6553 x 20): 0.1 ms, against 0.26 and 1.3 ms.
-    from scipy import sparse
-
-    count = len(index)
-    selection = sparse.csr_matrix(
-        (np.ones(count, dtype=rows.dtype), index, np.arange(count + 1)), shape=(count, length)
-    )
-    return np.asarray(selection.T @ rows)
+    # flattened np.bincount and 190 ms for np.add.at.
+    return np.asarray(_selection(index, length, rows.dtype).T @ rows)
 
 
 def _scatter_add(index, rows, length):
@@ -238,34 +269,33 @@ def _scatter_add(index, rows, length):
     return tl.tensor(summed, **tl.context(rows))
 
 
-def _observed_contract(columns, values, blocks, shape, modes):
+def _observed_contract(coordinates, values, blocks, shape, modes):
     """``sum_i values_i prod_{l != k} B_l[idx_l(i)]`` scattered to ``idx_k(i)``, ``k`` in modes."""
     m = tl.shape(blocks[0])[1]
     totals = [tl.zeros((shape[k], m), **tl.context(blocks[0])) for k in modes]
-    for rows in _entry_slices(tl.shape(values)[0], m):
-        gathered = _gather(columns, blocks, rows)
+    for rows in coordinates.slices(m):
+        gathered = coordinates.gather(blocks, rows)
         parts = _products_except(gathered, modes, tl.reshape(values[rows], (-1, 1)))
-        for position, (k, part) in enumerate(zip(modes, parts)):
-            totals[position] = totals[position] + _scatter_add(columns[k][rows], part, shape[k])
+        for slot, (k, part) in enumerate(zip(modes, parts)):
+            totals[slot] = totals[slot] + coordinates.scatter(k, rows, part, shape[k])
     return totals
 
 
-def _entry_terms(columns, blocks, n_entries):
+def _entry_terms(coordinates, blocks):
     """Blocks ``(rows, E[rows])`` of ``E[i, a] = prod_k B_k[idx_k(i), a]``, ``i`` observed."""
-    for rows in _entry_slices(n_entries, tl.shape(blocks[0])[1]):
-        yield rows, _product(_gather(columns, blocks, rows))
+    for rows in coordinates.slices(tl.shape(blocks[0])[1]):
+        yield rows, _product(coordinates.gather(blocks, rows))
 
 
-def _observed_model(columns, blocks, weights, n_entries):
+def _observed_model(coordinates, blocks, weights):
     """``E weights``: the CP model at every observed entry."""
     return tl.concatenate([tl.dot(terms, weights)
-                           for _, terms in _entry_terms(columns, blocks, n_entries)], axis=0)
+                           for _, terms in _entry_terms(coordinates, blocks)], axis=0)
 
 
-def _observed_gram(columns, blocks, n_entries):
+def _observed_gram(coordinates, blocks):
     """``E^T E`` over the observed entries (without the ``1/p``)."""
-    return sum(tl.dot(tl.transpose(terms), terms)
-               for _, terms in _entry_terms(columns, blocks, n_entries))
+    return sum(tl.dot(tl.transpose(terms), terms) for _, terms in _entry_terms(coordinates, blocks))
 
 
 def _values_norm_parts(values, fraction):
@@ -473,8 +503,8 @@ class DenseTensor(GeneralOperator):
 class _ObservedInner:
     """The inner product ``(1/p) sum_Omega`` of a partly observed tensor.
 
-    Needs ``_indices`` (``(n_obs, N)`` numpy), ``_columns`` (the same per mode,
-    as the backend indexes) and ``observed_fraction``.
+    Needs ``_indices`` (``(n_obs, N)`` numpy), ``_coordinates`` (a
+    :class:`Coordinates` of them) and ``observed_fraction``.
     """
 
     @property
@@ -484,7 +514,7 @@ class _ObservedInner:
     def overlap(self, V):
         """``(1/p) E^T E`` with ``E[i, a] = prod_k V_k[idx_k(i), a]`` over the observed entries."""
         blocks = split_blocks(V, self.shape)
-        return _observed_gram(self._columns, blocks, self.n_observed) / self.observed_fraction
+        return _observed_gram(self._coordinates, blocks) / self.observed_fraction
 
     def observed_indices(self):
         """The observed coordinates, an ``(n_observed, N)`` int64 numpy array (read-only)."""
@@ -519,7 +549,7 @@ class MaskedTensor(_ObservedInner, DenseTensor):
         _check_dense_values(name, values, masked=True)
         self._indices = np.argwhere(mask)
         self._indices.flags.writeable = False
-        self._columns = [_index_column(self._indices[:, k], context) for k in range(len(shape))]
+        self._coordinates = Coordinates(self._indices, context)
         self.observed_fraction = len(self._indices) / math.prod(shape)
         self._set_values(values)
 
@@ -529,7 +559,7 @@ class MaskedTensor(_ObservedInner, DenseTensor):
         residual = tl.where(self._mask, self._values - self._model(weights, V),
                             tl.zeros(self.shape, **self.context))
         return MaskedTensor._trusted(residual, _mask=self._mask, _indices=self._indices,
-                                     _columns=self._columns,
+                                     _coordinates=self._coordinates,
                                      observed_fraction=self.observed_fraction)
 
     def to_dense(self):
@@ -538,7 +568,7 @@ class MaskedTensor(_ObservedInner, DenseTensor):
 
     def observed_values(self):
         """The tensor at :meth:`observed_indices`, a length-``n_observed`` tensor."""
-        return self._values[tuple(self._columns)]
+        return self._values[tuple(self._coordinates.columns)]
 
 
 class ObservedEntries(_ObservedInner, GeneralOperator):
@@ -583,7 +613,7 @@ class ObservedEntries(_ObservedInner, GeneralOperator):
         _check_unique(indices, shape)
         context = tl.context(values)
         self._indices = indices
-        self._columns = [_index_column(indices[:, k], context) for k in range(len(shape))]
+        self._coordinates = Coordinates(indices, context)
         self._set_shape(shape, context)
         self.observed_fraction = len(indices) / math.prod(shape)
         self._values = values
@@ -600,19 +630,18 @@ class ObservedEntries(_ObservedInner, GeneralOperator):
         return f"ObservedEntries({self.n_observed} entries of a tensor of shape {self.shape})"
 
     def _contract_modes(self, blocks, modes):
-        parts = _observed_contract(self._columns, self._values, blocks, self.shape, modes)
+        parts = _observed_contract(self._coordinates, self._values, blocks, self.shape, modes)
         return [part / self.observed_fraction for part in parts]
 
     def _evaluate_blocks(self, blocks):
         total = sum(tl.dot(self._values[rows], terms)
-                    for rows, terms in _entry_terms(self._columns, blocks, self.n_observed))
+                    for rows, terms in _entry_terms(self._coordinates, blocks))
         return total / self.observed_fraction
 
     def minus(self, weights, V):
         """The same entries holding ``values - model`` (``O(n_obs m N)``, in blocks)."""
         weights = _as_weights(weights, tl.shape(V)[1], self.context)
-        model = _observed_model(self._columns, split_blocks(V, self.shape), weights,
-                                self.n_observed)
+        model = _observed_model(self._coordinates, split_blocks(V, self.shape), weights)
         return self._with_values(self._values - model)
 
     def _norm_parts(self):
