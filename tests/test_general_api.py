@@ -193,6 +193,25 @@ def test_completion_from_thirty_percent_of_the_entries(seed):
     assert heldout_error(tensor, from_entries, mask) < 1e-3
 
 
+@pytest.mark.parametrize("noise", [0.05, 0.2])
+def test_automatic_rank_stands_above_gaussian_noise(noise):
+    # Issue 13 for general tensors: the residual's noise is sized against a Gaussian
+    # tensor of the same shape; the five components (smallest weight 0.2, about 25 and 6
+    # times the noise's spectral norm) come back, and nothing of the noise.
+    rng = np.random.RandomState(3)
+    truth = random_cp((20, 25, 30), 5, weights=np.linspace(1, 0.2, 5), random_state=3)
+    clean = dense(truth)
+    noise_tensor = rng.standard_normal(clean.shape)
+    tensor = clean + noise * np.linalg.norm(clean) / np.linalg.norm(noise_tensor) * noise_tensor
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ConvergenceWarning)
+        cp, trace = gradient_flow_parafac(tensor, random_state=0, return_trace=True)
+    assert len(cp.weights) == 5
+    assert components_recovered(truth, cp) >= (4 if noise > 0.1 else 5)
+    assert trace.converged and trace.noise_level > 0
+    assert np.all(trace.component_snr > 3)
+
+
 def test_power_deflation_recovers_orthogonal_components_and_warns_otherwise():
     orthogonal = random_cp(SHAPE, 3, weights=[1.0, 0.6, 0.3], orthogonal=True, random_state=5)
     with warnings.catch_warnings():
