@@ -31,7 +31,11 @@ script measures the issue's acceptance figures, each against TensorLy's
 3. **sweep** (``--sections sweep``): as 2 for observed fractions 1%, 2%, 5%,
    10%, 20%, 50%, ``--sweep-seeds`` seeds; median held-out error of the flow
    (no rank) and of ALS at r = 3 and r = 10 (both inits).
-4. **large** (``--sections large``, expensive: not run by default): shape
+4. **init** (``--sections init``): the start's scale. Tables 1's and 2's
+   problems, ``--init-seeds`` seeds, the flow with ``init_scale`` 1e-3, 1e-2
+   (the default) and 1e-1: outcome, flow time of the first discovery and
+   seconds (the measurement behind the default).
+5. **large** (``--sections large``, expensive: not run by default): shape
    (1000, 1000, 1000), rank 5, factors with standard normal entries, 10^6
    observed entries drawn as unique random flat indices (``randint`` then
    ``np.unique``, more drawn until there are enough, then a random subset),
@@ -48,9 +52,9 @@ recorded (not shown) and counted.
 
 Usage::
 
-    python benchmarks/general.py --blas-threads 1                      # 1-3 (default)
-    python benchmarks/general.py --sections large --blas-threads 1     # 4 alone
-    python benchmarks/general.py --sections exact completion sweep large --blas-threads 1
+    python benchmarks/general.py --blas-threads 1                      # 1-4 (default)
+    python benchmarks/general.py --sections large --blas-threads 1     # 5 alone
+    python benchmarks/general.py --sections exact completion sweep init large --blas-threads 1
     python benchmarks/general.py --seeds 3 --sweep-seeds 2 --output /tmp/quick.txt  # a look
 """
 
@@ -80,6 +84,7 @@ from tensorly_gfdeflate import (  # noqa: E402
     gradient_flow_parafac,
     power_deflation_parafac,
 )
+from tensorly_gfdeflate.general.flow import DEFAULT_INIT_SCALE  # noqa: E402
 
 DEFAULT_OUTPUT = Path(__file__).resolve().parent / "results_general.txt"
 EXACT_SHAPE, EXACT_RANK, EXACT_GOAL = (20, 25, 30), 5, 1e-6
@@ -92,6 +97,7 @@ SWEEP_FRACTIONS = (0.01, 0.02, 0.05, 0.1, 0.2, 0.5)
 ALS_INITS = ("svd", "random")
 LARGE_SIZE, LARGE_RANK, LARGE_ENTRIES, LARGE_HELD_OUT = 1000, 5, 10**6, 10**5
 LARGE_SECONDS, LARGE_BYTES = 300.0, 2 * 2**30
+INIT_SCALES = (1e-3, 1e-2, 1e-1)
 _NOT_ALARMS = (DeprecationWarning, PendingDeprecationWarning, FutureWarning)
 
 
@@ -188,6 +194,19 @@ def completion_runs(seed, fraction, n_iter_max):
 def best_als(results, rank):
     """ALS's better init on this draw (its best case)."""
     return min((results[rank, init] for init in ALS_INITS), key=lambda r: r.error)
+
+
+def flow_best(results):
+    """The goal of table 2 on one draw: 10x below ALS at r = 10, no worse (or tied) at r = 3."""
+    flow, als3 = results["flow"].error, best_als(results, COMPLETION_RANK).error
+    return (flow * OVERFIT_FACTOR <= best_als(results, OVER_RANK).error
+            and (flow <= als3 or max(flow, als3) <= RECOVERED))
+
+
+def stop_counts(runs):
+    """``"nothing_to_fit x2, max_time x1"``."""
+    reasons = [r.stop for r in runs]
+    return ", ".join(f"{name} x{reasons.count(name)}" for name in sorted(set(reasons)))
 
 
 # --------------------------------------------------------------------------- sections
@@ -351,23 +370,71 @@ def section_sweep(args):
         for rank in (COMPLETION_RANK, OVER_RANK):
             for init in ALS_INITS:
                 row.append(_sci(_median([r[rank, init].error for r in results])))
-        row.append(_count([r["flow"].error * OVERFIT_FACTOR <= best_als(r, OVER_RANK).error
-                           and r["flow"].error <= best_als(r, COMPLETION_RANK).error
-                           for r in results]))
+        row.append(_count([flow_best(r) for r in results]))
+        row.append(stop_counts(flow))
         rows.append(row)
         print(f"  sweep {fraction:.0%} done", file=sys.stderr, flush=True)
     return table(
         f"3. Held-out relative error against the observed fraction: shape {COMPLETION_SHAPE}, "
         f"rank {COMPLETION_RANK}, median over seeds 0..{args.sweep_seeds - 1}",
         ["observed", "entries", "flow", "flow rank", "flow warned", "flow s",
-         "ALS 3 svd", "ALS 3 random", "ALS 10 svd", "ALS 10 random", "flow best"],
+         "ALS 3 svd", "ALS 3 random", "ALS 10 svd", "ALS 10 random", "flow best",
+         "flow stops"],
         rows,
         _wrap(f"Problems as in table 2 at each fraction (the same seeds). flow: "
               "gradient_flow_parafac without a rank (median error, median rank returned, "
               f"runs with a warning, median seconds); ALS: tensorly parafac, n_iter_max="
               f"{args.als_iter}. flow best: seeds where the flow's error is at least "
               f"{OVERFIT_FACTOR:g}x below ALS's at r = {OVER_RANK} and no worse than ALS's at "
-              f"r = {COMPLETION_RANK} (better init at each rank)."))
+              f"r = {COMPLETION_RANK} (better init at each rank; a tie, both below "
+              f"{RECOVERED:g}, counts as no worse); flow stops: the flow's stop reasons."))
+
+
+def section_init(args):
+    """The balanced start's scale: flow time, outcome and seconds for the two problems."""
+    problems = {
+        "exact": lambda seed: (exact_problem(seed), None),
+        f"completion {COMPLETION_FRACTION:.0%}": lambda seed: completion_problem(
+            seed, COMPLETION_FRACTION),
+    }
+    rows = []
+    for name, make in problems.items():
+        draws = [make(seed) for seed in range(args.init_seeds)]
+        for scale in INIT_SCALES:
+            results, horizons, firsts = [], [], []
+            for seed, (tensor, mask) in enumerate(draws):
+                target = tensor if mask is None else np.where(mask, tensor, np.nan)
+                (cp, trace), seconds, alarms = timed(
+                    gradient_flow_parafac, target, mask=mask, init_scale=scale,
+                    random_state=seed, return_trace=True)
+                if mask is None:
+                    error = float(tl.norm(tl.cp_to_tensor(cp) - tensor) / tl.norm(tensor))
+                else:
+                    error = held_out_error(tensor, mask, cp)
+                first = float(np.min(trace.discovery_time)) if len(trace.discovery_time) \
+                    else np.nan
+                results.append(Result(error, seconds, n_components(cp), alarms,
+                                      trace.stop_reason))
+                horizons.append(float(trace.times[-1]))
+                firsts.append(first)
+            errors = [r.error for r in results]
+            rank = EXACT_RANK if mask is None else COMPLETION_RANK
+            rows.append((name, f"{scale:g}", _count([r.components == rank for r in results]),
+                         _sci(_median(errors)), _sci(max(errors)),
+                         _count([bool(r.alarms) for r in results]),
+                         ", ".join(sorted({a for r in results for a in r.alarms})) or "-",
+                         f"{_median(firsts):.0f}", f"{_median(horizons):.0f}",
+                         f"{_median([r.seconds for r in results]):.2f}", stop_counts(results)))
+    return table(
+        f"4. The start's scale (init_scale) over seeds 0..{args.init_seeds - 1}",
+        ["problem", "init_scale", "rank", "median error", "max error", "warned", "warnings",
+         "first discovery t", "flow time", "seconds", "stops"],
+        rows,
+        _wrap("exact: table 1's problem (relative error); completion: table 2's (held-out "
+              "error). The flow without a rank, every other setting its default "
+              f"(init_scale={DEFAULT_INIT_SCALE:g}). rank: runs returning the true rank; first "
+              "discovery t: median flow time of the earliest discovery; flow time: median "
+              "flow time at the end of the flow (before the refinement)."))
 
 
 def large_problem(size, rank, n_entries, n_held_out, seed=0):
@@ -437,7 +504,7 @@ def section_large(args):
         command += ["--blas-threads", str(args.blas_threads)]
     done = subprocess.run(command, capture_output=True, text=True)
     if done.returncode != 0:
-        return "4. Large sparse completion: failed:\n" + done.stderr[-2000:] + "\n"
+        return "5. Large sparse completion: failed:\n" + done.stderr[-2000:] + "\n"
     r = json.loads(done.stdout.strip().splitlines()[-1])
     checks = {
         f"held-out error <= {COMPLETION_GOAL:g}": r["error"] <= COMPLETION_GOAL,
@@ -449,7 +516,7 @@ def section_large(args):
                + " fails" + (f" (met: {', '.join(k for k, ok in checks.items() if ok)})."
                              if any(checks.values()) else "."))
     return table(
-        f"4. Large sparse completion: shape {tuple(r['shape'])}, rank {LARGE_RANK}, "
+        f"5. Large sparse completion: shape {tuple(r['shape'])}, rank {LARGE_RANK}, "
         f"{r['entries']} observed entries as ObservedEntries",
         ["observed fraction", "build s", "fit s", "rank", "held-out error", "stop", "steps",
          "RSS before fit MiB", "peak RSS MiB", "warnings"],
@@ -465,19 +532,21 @@ def section_large(args):
 
 
 SECTIONS = {"exact": section_exact, "completion": section_completion, "sweep": section_sweep,
-            "large": section_large}
+            "init": section_init, "large": section_large}
 
 
 def parse_arguments(argv):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sections", nargs="+", choices=list(SECTIONS),
-                        default=["exact", "completion", "sweep"],
-                        help="which tables (default: exact completion sweep; large is "
+                        default=["exact", "completion", "sweep", "init"],
+                        help="which tables (default: exact completion sweep init; large is "
                         "expensive and runs only when named)")
     parser.add_argument("--seeds", type=int, default=10,
                         help="seeds 0..N-1 for tables 1 and 2 (default 10)")
-    parser.add_argument("--sweep-seeds", type=int, default=5,
-                        help="seeds per observed fraction in table 3 (default 5)")
+    parser.add_argument("--sweep-seeds", type=int, default=3,
+                        help="seeds per observed fraction in table 3 (default 3)")
+    parser.add_argument("--init-seeds", type=int, default=3,
+                        help="seeds per problem and init_scale in table 5 (default 3)")
     parser.add_argument("--als-iter", type=int, default=1000,
                         help="n_iter_max of TensorLy's parafac with a mask (default 1000)")
     parser.add_argument("--large-size", type=int, default=LARGE_SIZE,
@@ -508,7 +577,8 @@ def main(argv=None):
     start = time.perf_counter()
     for name in args.sections:
         section_start = time.perf_counter()
-        parts.append(SECTIONS[name](args) + f"({name}: {time.perf_counter() - section_start:.0f} s)\n")
+        text = SECTIONS[name](args)
+        parts.append(text + f"({name}: {time.perf_counter() - section_start:.0f} s)\n")
         print(parts[-1], flush=True)
     parts.append(f"total {time.perf_counter() - start:.0f} s; load average at end: "
                  "%.2f %.2f %.2f" % os.getloadavg())
