@@ -550,7 +550,10 @@ class FlowRun:
         if rank is None:
             shortcut = self._gap_prefix(weights, vectors)
             if shortcut is not None:
-                return shortcut
+                # The prefix explains the tensor; it may still hold a blend and its patch.
+                weights, vectors, kept, steps = shortcut
+                weights, vectors, rest, more = self._minimize(weights, vectors)
+                return weights, vectors, [kept[q] for q in rest], steps + more
         weights, vectors, steps = self._refine(weights, vectors)
         if rank is None:
             weights, vectors, kept, more = self._minimize(weights, vectors)
