@@ -72,7 +72,7 @@ def random_symmetric_cp(dim, rank, order, *, weights=None, orthogonal=True, rand
 
 
 def random_cp(shape, rank, *, weights=None, orthogonal=False, random_state=None):
-    """A random general CP tensor ``sum_i a_i u_1i (x) ... (x) u_Ni`` with unit ``u_ki``.
+    """A random general CP tensor: weights ``a_i`` times outer products of unit columns ``u_ki``.
 
     The general counterpart of :func:`random_symmetric_cp`: one factor matrix
     per mode, drawn independently, mode after mode.
