@@ -9,6 +9,7 @@ import os
 import sys
 
 import numpy as np
+from tensorly.cp_tensor import CPTensor
 
 __all__ = [
     "check_random_state",
@@ -20,6 +21,7 @@ __all__ = [
     "check_solver_options",
     "user_stacklevel",
     "is_dask_array",
+    "is_cp_tensor",
 ]
 
 _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
@@ -28,6 +30,12 @@ _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
 def is_dask_array(value):
     """Whether ``value`` is a Dask array, without importing Dask (an optional dependency)."""
     return type(value).__module__.split(".")[0] == "dask" and hasattr(value, "chunks")
+
+
+def is_cp_tensor(value):
+    """Whether ``value`` is a CPTensor or a ``(weights, factors)`` pair, TensorLy's two CP forms."""
+    return isinstance(value, CPTensor) or (
+        isinstance(value, tuple) and len(value) == 2 and isinstance(value[1], (list, tuple)))
 
 
 def user_stacklevel():

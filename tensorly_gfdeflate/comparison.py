@@ -23,11 +23,11 @@ import tensorly as tl
 from scipy.stats import kendalltau
 from tensorly.cp_tensor import CPTensor
 
-from ._checks import check_choice, check_int, check_random_state
+from ._checks import check_choice, check_int, check_random_state, is_cp_tensor
 from .flow import gradient_flow_cp
 from .general import gradient_flow_parafac, power_deflation_parafac
 from .general.operators import GeneralCPOperator, GeneralOperator, as_general_operator
-from .measures import _is_cp, _is_symmetric, components_recovered, match_components, relative_error
+from .measures import _is_symmetric, components_recovered, match_components, relative_error
 from .operators import CPOperator, DenseOperator, SymmetricOperator, as_operator
 from .power_method import power_deflation_cp
 
@@ -249,7 +249,7 @@ def target_kind(tensor, mask=None):
         return "general"
     if isinstance(tensor, SymmetricOperator):
         return "symmetric"
-    if _is_cp(tensor):
+    if is_cp_tensor(tensor):
         return "symmetric" if _is_symmetric(tensor[1]) else "general"
     if tensor is None:
         return "symmetric"  # as_operator names what it takes

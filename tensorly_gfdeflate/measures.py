@@ -8,8 +8,8 @@ mode by mode.
 
 import numpy as np
 import tensorly as tl
-from tensorly.cp_tensor import CPTensor
 
+from ._checks import is_cp_tensor
 from .operators import DenseOperator, TensorOperator, as_operator, normalize
 
 __all__ = ["relative_error", "match_components", "components_recovered"]
@@ -62,12 +62,6 @@ def _symmetric_relative_error(tensor, weights, factor):
     return float(np.sqrt(residual.norm_sq / target.norm_sq))
 
 
-def _is_cp(value):
-    """Whether ``value`` is a CPTensor or a ``(weights, factors)`` pair."""
-    return isinstance(value, CPTensor) or (
-        isinstance(value, tuple) and len(value) == 2 and isinstance(value[1], (list, tuple)))
-
-
 def _is_symmetric(factors):
     """Whether every mode holds the same factor matrix (a symmetric CP tensor)."""
     first = np.asarray(tl.to_numpy(factors[0]))
@@ -87,7 +81,7 @@ def _is_symmetric_target(tensor):
         return False
     if isinstance(tensor, TensorOperator):  # SampleMoments and the other symmetric operators
         return True
-    if _is_cp(tensor):
+    if is_cp_tensor(tensor):
         return _is_symmetric(tensor[1])
     shape = tl.shape(tensor) if tl.is_tensor(tensor) else np.shape(tensor)
     return len(set(shape)) <= 1

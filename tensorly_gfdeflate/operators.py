@@ -13,9 +13,8 @@ from functools import lru_cache
 
 import numpy as np
 import tensorly as tl
-from tensorly.cp_tensor import CPTensor
 
-from ._checks import check_int, is_dask_array
+from ._checks import check_int, is_cp_tensor, is_dask_array
 from .model import SymmetricModel
 
 __all__ = [
@@ -696,9 +695,7 @@ def as_operator(tensor, name="tensor"):
     """The operator for a dense array, a symmetric CP tensor or a :class:`SampleMoments`."""
     if isinstance(tensor, SymmetricOperator):
         return tensor
-    if isinstance(tensor, CPTensor) or (
-        isinstance(tensor, tuple) and len(tensor) == 2 and isinstance(tensor[1], (list, tuple))
-    ):
+    if is_cp_tensor(tensor):
         return CPOperator(tensor, name=name)
     if tensor is None:
         raise TypeError(

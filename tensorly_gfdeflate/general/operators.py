@@ -28,8 +28,8 @@ from operator import mul
 
 import numpy as np
 import tensorly as tl
-from tensorly.cp_tensor import CPTensor
 
+from .._checks import is_cp_tensor
 from ..operators import (
     TensorOperator,
     _as_backend_tensor,
@@ -871,12 +871,7 @@ def _check_factor(name, factor):
 
 def is_dense_input(tensor):
     """Whether ``tensor`` is a dense array (the one form a mask goes with)."""
-    return not (isinstance(tensor, GeneralOperator) or _is_cp(tensor) or tensor is None)
-
-
-def _is_cp(tensor):
-    return isinstance(tensor, CPTensor) or (
-        isinstance(tensor, tuple) and len(tensor) == 2 and isinstance(tensor[1], (list, tuple)))
+    return not (isinstance(tensor, GeneralOperator) or is_cp_tensor(tensor) or tensor is None)
 
 
 def as_general_operator(tensor, mask=None, name="tensor"):
@@ -901,7 +896,7 @@ def as_general_operator(tensor, mask=None, name="tensor"):
         :class:`DenseTensor`, :class:`MaskedTensor`, :class:`GeneralCPOperator`
         or the given :class:`ObservedEntries` / operator.
     """
-    if isinstance(tensor, GeneralOperator) or _is_cp(tensor):
+    if isinstance(tensor, GeneralOperator) or is_cp_tensor(tensor):
         if mask is not None:
             reason = ("an ObservedEntries already says which entries are observed"
                       if isinstance(tensor, ObservedEntries) else "it is not a dense array")
