@@ -28,6 +28,17 @@ SETTLED_IN_EPS = 16.0
 _RESOLUTION_IN_SQRT_EPS = 0.5
 
 
+def reported_residual(residual_sq, norm_sq, W):
+    """The relative residual ``sqrt(residual_sq / norm_sq)`` a flow point reports.
+
+    An expansion of the squared residual cancels: near sqrt(eps) of ``W``'s
+    dtype (3e-4 in float32) it is rounding noise, and a negative one clipped to
+    0 would meet any tolerance; it is reported no lower than a floor instead.
+    """
+    resolution = _RESOLUTION_IN_SQRT_EPS * np.sqrt(float(tl.eps(tl.context(W)["dtype"])))
+    return float(max(np.sqrt(max(residual_sq, 0.0) / norm_sq), resolution))
+
+
 def split_columns(W):
     """Column norms ``n`` and unit directions ``B = W / n`` of ``W``."""
     norms = tl.sqrt(tl.sum(W * W, axis=0))
@@ -78,18 +89,13 @@ def flow_point(target, W, signs, regularization):
     cross = tl.sum(mass * target_values)
     residual_sq = float(model_sq) - 2.0 * float(cross) + target.norm_sq
     loss = 0.5 * residual_sq + 0.5 * regularization * float(tl.sum(norms**2))
-    # The expansion cancels: near sqrt(eps) of the dtype (3e-4 in float32) the
-    # residual is rounding noise, and a negative one clipped to 0 would meet any
-    # tolerance; it is reported no lower than a floor instead.
-    resolution = _RESOLUTION_IN_SQRT_EPS * np.sqrt(float(tl.eps(tl.context(W)["dtype"])))
-    residual = max(np.sqrt(max(residual_sq, 0.0) / target.norm_sq), resolution)
     return FlowPoint(
         norms=norms,
         directions=directions,
         mass=mass,
         gradient=gradient,
         loss=loss,
-        residual=float(residual),
+        residual=reported_residual(residual_sq, target.norm_sq, W),
     )
 
 

@@ -21,22 +21,21 @@ import numpy as np
 import tensorly as tl
 from tensorly.cp_tensor import CPTensor
 
-from ..model import FlowPoint, column_change, normalize_columns, pool_block, settled_tolerance
-from .operators import _gram_product, split_blocks, stack_blocks
+from ..model import (
+    FlowPoint,
+    column_change,
+    normalize_columns,
+    pool_block,
+    reported_residual,
+    settled_tolerance,
+    split_columns,
+)
+from .operators import _gram_product, _product, split_blocks, stack_blocks
 
 __all__ = ["GeneralModel", "general_flow_point", "alternating_power_iterate"]
 
-_TINY = 1e-30
 # Matched-noise tensors are built up to this many entries; larger ones are extrapolated.
 _MATCHED_NOISE_ENTRIES = 2**20
-# As in the symmetric model: the reported residual is no lower than this many sqrt(eps).
-_RESOLUTION_IN_SQRT_EPS = 0.5
-
-
-def _block_norms(blocks):
-    return [tl.sqrt(tl.sum(block * block, axis=0)) for block in blocks]
-
-
 def general_flow_point(target, W, regularization):
     """Gradient, loss and relative residual of ``1/2 |T(W) - T*|^2 + lambda/2 |W|^2``.
 
@@ -51,10 +50,8 @@ def general_flow_point(target, W, regularization):
     residual_sq = residual.norm_sq
     norms, directions = GeneralModel(target.shape).split(W)
     loss = 0.5 * residual_sq + 0.5 * regularization * float(tl.sum(W * W))
-    resolution = _RESOLUTION_IN_SQRT_EPS * np.sqrt(float(tl.eps(tl.context(W)["dtype"])))
-    relative = max(np.sqrt(max(residual_sq, 0.0) / target.norm_sq), resolution)
     return FlowPoint(norms=norms, directions=directions, mass=norms**2, gradient=gradient,
-                     loss=loss, residual=float(relative))
+                     loss=loss, residual=reported_residual(residual_sq, target.norm_sq, W))
 
 
 def alternating_power_iterate(operator, V, n_iter_max, tol):
@@ -132,14 +129,9 @@ class GeneralModel:
 
     def split(self, W):
         """``(norms, directions)``: ``norms**2 = prod_k |w_jk|``, unit mode vectors."""
-        blocks = split_blocks(W, self.shape)
-        lengths = _block_norms(blocks)
-        mass = lengths[0]
-        for length in lengths[1:]:
-            mass = mass * length
-        directions = stack_blocks([block / tl.clip(length, _TINY)
-                                   for block, length in zip(blocks, lengths)])
-        return tl.sqrt(mass), directions
+        lengths, directions = zip(*(split_columns(block)
+                                    for block in split_blocks(W, self.shape)))
+        return tl.sqrt(_product(lengths)), stack_blocks(directions)
 
     def slots(self, directions, norms):
         """Balanced slots along ``directions`` whose mass is ``norms**2``."""
