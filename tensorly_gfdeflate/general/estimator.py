@@ -1,13 +1,13 @@
 """:func:`gradient_flow_parafac` as an estimator: TensorLy's ``fit_transform`` and scikit-learn's protocol."""
 
-import numpy as np
 import tensorly as tl
 from sklearn.base import BaseEstimator
 from sklearn.utils.validation import check_is_fitted
 
 from ..estimators import drive_estimator_flow, flow_summary, store_decomposition
+from ..measures import relative_error
 from .flow import drive_parafac_flow
-from .operators import as_general_operator, is_dense_input, stack_blocks
+from .operators import as_general_operator, is_dense_input
 
 __all__ = ["GradientFlowParafac"]
 
@@ -154,8 +154,7 @@ class GradientFlowParafac(BaseEstimator):
                 f"X has shape {tuple(operator.shape)} but the decomposition was fitted on a "
                 f"tensor of shape {fitted_shape}; score a tensor of the fitted shape."
             )
-        residual = operator.minus(self.weights_, stack_blocks(self.factors_))
-        return -float(np.sqrt(residual.norm_sq / operator.norm_sq))
+        return -relative_error(operator, self.decomposition_)
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
