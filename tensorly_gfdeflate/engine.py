@@ -881,14 +881,16 @@ def drive_flow(tensor, run, *, start, to_operator, max_time, debias, callback, v
                **options):
     """The one driver of every flow function and estimator.
 
-    Starts a run on ``tensor`` with ``start(tensor, max_time=, callback=,
-    **options)`` (``run=None``) or continues ``run`` on ``to_operator(tensor)``,
-    for ``max_time``, then reads out, checks and warns. Returns ``(run, cp, trace)``.
+    Starts a run on ``tensor`` with ``start(tensor, max_time=, **options)``
+    (``run=None``) or continues ``run`` on ``to_operator(tensor)``, for
+    ``max_time``, then reads out, checks and warns. Returns ``(run, cp, trace)``.
     """
     debias = check_bool("debias", debias)
     verbose = check_bool("verbose", verbose)
+    if callback is not None and not callable(callback):
+        raise TypeError(f"callback must be callable or None, got {type(callback).__name__}.")
     if run is None:
-        run = start(tensor, max_time=max_time, callback=callback, **options)
+        run = start(tensor, max_time=max_time, **options)
     else:
         run.retarget(to_operator(tensor))
     run.advance(max_time, callback=callback, verbose=verbose)

@@ -228,13 +228,11 @@ def drive_flow(tensor, run, **options):
     return drive_any_flow(tensor, run, start=start_flow, to_operator=as_operator, **options)
 
 
-def start_flow(tensor, *, callback=None, random_state=None, signs=None, **options):
+def start_flow(tensor, *, random_state=None, signs=None, **options):
     """Validate the arguments of :func:`gradient_flow_cp` and set up a :class:`FlowRun`."""
     operator = as_operator(tensor)
     settings = check_settings("gradient_flow_cp", lambda rank: default_width(operator.dim, rank),
                               **options)
-    if callback is not None and not callable(callback):
-        raise TypeError(f"callback must be callable or None, got {type(callback).__name__}.")
     if operator.order == 2:
         warnings.warn(
             "the tensor has order 2 (a matrix): a symmetric matrix has infinitely many "

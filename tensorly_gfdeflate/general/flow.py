@@ -149,7 +149,7 @@ def drive_parafac_flow(tensor, run, *, mask=None, max_time=None, **options):
         max_time=DEFAULT_MAX_TIME if max_time is None else max_time, **options)
 
 
-def start_parafac_flow(tensor, *, mask=None, callback=None, random_state=None,
+def start_parafac_flow(tensor, *, mask=None, random_state=None,
                        regularization=None, init_scale=None, step_size=None, tol=None,
                        **options):
     """Validate the arguments of :func:`gradient_flow_parafac` and set up a :class:`FlowRun`."""
@@ -164,7 +164,5 @@ def start_parafac_flow(tensor, *, mask=None, callback=None, random_state=None,
         step_size=step_size, default_step=DEFAULT_STEP_SIZE,
         tol=DEFAULT_TOL if tol is None else tol,
         **options)
-    if callback is not None and not callable(callback):
-        raise TypeError(f"callback must be callable or None, got {type(callback).__name__}.")
     return FlowRun(operator, settings, np.ones(settings["width"]), False,
                    check_random_state(random_state))
