@@ -14,8 +14,8 @@ from tensorly_gfdeflate.general.operators import (
     DenseTensor,
     GeneralCPOperator,
     MaskedTensor,
+    Coordinates,
     ObservedEntries,
-    _scatter_add,
     as_general_operator,
     split_blocks,
     stack_blocks,
@@ -216,7 +216,8 @@ def test_scatter_add_sums_repeated_indices():
     index, rows = rng.randint(0, 7, 50), rng.standard_normal((50, 3))
     expected = np.zeros((9, 3))
     np.add.at(expected, index, rows)
-    np.testing.assert_allclose(_scatter_add(index, rows, 9), expected)
+    coordinates = Coordinates(index[:, None], tl.context(tl.tensor(rows)))
+    np.testing.assert_allclose(coordinates.scatter(0, slice(0, 50), rows, 9), expected)
 
 
 # --- bad inputs ----------------------------------------------------------------------------
