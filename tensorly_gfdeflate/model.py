@@ -17,7 +17,8 @@ import numpy as np
 import tensorly as tl
 from tensorly.cp_tensor import CPTensor
 
-__all__ = ["FlowPoint", "flow_point", "split_columns", "power_iterate", "SymmetricModel"]
+__all__ = ["FlowPoint", "flow_point", "split_columns", "power_iterate", "random_unit_vectors",
+           "SymmetricModel"]
 
 _TINY = 1e-30
 # A converged column still moves by about one machine epsilon per iteration (measured).
@@ -37,6 +38,13 @@ def reported_residual(residual_sq, norm_sq, W):
     """
     resolution = _RESOLUTION_IN_SQRT_EPS * np.sqrt(float(tl.eps(tl.context(W)["dtype"])))
     return float(max(np.sqrt(max(residual_sq, 0.0) / norm_sq), resolution))
+
+
+def random_unit_vectors(dim, count, rng, context=None):
+    """``dim x count`` matrix of independent columns uniform on the unit sphere."""
+    draws = rng.standard_normal((dim, count))
+    draws /= np.linalg.norm(draws, axis=0, keepdims=True)
+    return tl.tensor(draws, **(context or {}))
 
 
 def split_columns(W):
@@ -169,9 +177,7 @@ class SymmetricModel:
 
     def random(self, count, rng, context=None):
         """``count`` directions uniform on the unit sphere."""
-        draws = rng.standard_normal((self.dim, count))
-        draws /= np.linalg.norm(draws, axis=0, keepdims=True)
-        return tl.tensor(draws, **(context or {}))
+        return random_unit_vectors(self.dim, count, rng, context)
 
     def split(self, W):
         """``(norms, directions)`` of the slots: ``mass = signs * norms**2``."""

@@ -10,15 +10,9 @@ from tensorly.cp_tensor import CPTensor
 
 from ._checks import check_bool, check_int, check_random_state
 from .general.operators import _check_shape
+from .model import random_unit_vectors
 
 __all__ = ["random_unit_vectors", "random_symmetric_cp", "random_cp"]
-
-
-def random_unit_vectors(dim, count, rng, context=None):
-    """``dim x count`` matrix of independent columns uniform on the unit sphere."""
-    draws = rng.standard_normal((dim, count))
-    draws /= np.linalg.norm(draws, axis=0, keepdims=True)
-    return tl.tensor(draws, **(context or {}))
 
 
 def random_symmetric_cp(dim, rank, order, *, weights=None, orthogonal=True, random_state=None):
