@@ -102,7 +102,11 @@ def noise_spectral_ratio(shape):
 
 
 class GeneralModel:
-    """Components ``c v_1 (x) ... (x) v_N`` of a tensor of shape ``shape``: one unit vector per mode."""
+    """Components ``c v_1 (x) ... (x) v_N`` of a tensor of shape ``shape``: one unit vector per mode.
+
+    ``subspaces`` (one orthonormal numpy basis or None per mode) is where
+    :meth:`random` draws half of its directions.
+    """
 
     signs_in_vectors = True
     # A sweep updates every mode in turn: measured on completion residuals (shapes 100^3
@@ -110,20 +114,31 @@ class GeneralModel:
     # that dominates large sparse runs.
     probe_sweeps = 10
 
-    def __init__(self, shape):
+    def __init__(self, shape, subspaces=None):
         self.shape = tuple(shape)
         self.order = len(self.shape)
         self.dim = int(sum(self.shape))
+        self.subspaces = subspaces or (None,) * self.order
 
     def point(self, target, W, signs, regularization):
         """:func:`general_flow_point` (slots have no sign: it lives in the mode vectors)."""
         return general_flow_point(target, W, regularization)
 
     def random(self, count, rng, context=None):
-        """``count`` components with each mode vector uniform on its unit sphere."""
+        """``count`` components with each mode vector uniform on its unit sphere.
+
+        Where a mode has a subspace (the spectral start of a partly observed
+        target, :mod:`~tensorly_gfdeflate.general.spectral`), every other column
+        is uniform on the unit sphere of that subspace instead: those start
+        aligned with the components, the others keep the whole space in view
+        should the subspace miss one.
+        """
         draws = rng.standard_normal((self.dim, count))
         offsets = np.cumsum((0,) + self.shape)
-        for start, stop in zip(offsets[:-1], offsets[1:]):
+        for start, stop, basis in zip(offsets[:-1], offsets[1:], self.subspaces):
+            if basis is not None:
+                inside = rng.standard_normal((basis.shape[1], count))
+                draws[start:stop, ::2] = basis @ inside[:, ::2]
             draws[start:stop] /= np.linalg.norm(draws[start:stop], axis=0, keepdims=True)
         return tl.tensor(draws, **(context or {}))
 

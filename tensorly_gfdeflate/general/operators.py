@@ -412,6 +412,10 @@ class _ScaledGeneral(GeneralOperator):
         # A Gram matrix of the directions: the scale of the tensor does not enter.
         return self.base.overlap(V)
 
+    @property
+    def model(self):
+        return self.base.model
+
     def rescaled(self, factor):
         return self.base.rescaled(self.factor * float(factor))
 
@@ -496,9 +500,29 @@ class _ObservedInner:
     :class:`Coordinates` of them) and ``observed_fraction``.
     """
 
+    # The model with this tensor's spectral start, computed on first use. A residual
+    # computes its own: once the strong components are fitted, the weak ones stand
+    # out of its spectrum (the deflation the flow performs).
+    _spectral_model = None
+
     @property
     def n_observed(self):
         return len(self._indices)
+
+    @property
+    def model(self):
+        """The general model whose random directions start in the observed entries' spectral subspaces.
+
+        See :mod:`tensorly_gfdeflate.general.spectral`.
+        """
+        if self._spectral_model is None:
+            from .model import GeneralModel  # the model module builds on this one
+            from .spectral import observed_subspaces
+
+            subspaces = observed_subspaces(self._indices, tl.to_numpy(self.observed_values()),
+                                           self.shape)
+            self._spectral_model = GeneralModel(self.shape, subspaces)
+        return self._spectral_model
 
     def overlap(self, V):
         """``(1/p) E^T E`` with ``E[i, a] = prod_k V_k[idx_k(i), a]`` over the observed entries."""
@@ -611,7 +635,7 @@ class ObservedEntries(_ObservedInner, GeneralOperator):
         """The same coordinates with other values (no checks: the package computed them)."""
         entries = ObservedEntries.__new__(ObservedEntries)
         entries.__dict__.update({key: value for key, value in self.__dict__.items()
-                                 if key != "_norm_parts_cache"})
+                                 if key not in ("_norm_parts_cache", "_spectral_model")})
         entries._values = values
         return entries
 

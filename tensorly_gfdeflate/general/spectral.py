@@ -1,0 +1,101 @@
+"""Where a partly observed tensor's components lie, per mode: the spectral start of completion.
+
+From a uniformly random direction, the first contraction of a sparsely
+observed target ``(1/p) P_Omega(T)`` is dominated by the sampling, not by the
+components: at ``p = 10^-3`` in ``1000^3`` it is about 70 times larger, and
+power iterations (of the probe, and of the flow's small slots alike) run to
+single observed entries ("spikes") instead of components. The unfolding along
+a mode averages over whole fibres: the Gram matrix ``M_k M_k^T`` of the mode-k
+unfolding, with its diagonal (each entry's product with itself, the sampling's
+bias) deleted, has the column space of the components as its top eigenvectors
+once ``|Omega|`` is of order ``n^(3/2)`` (Montanari and Sun, "Spectral
+algorithms for tensor completion", CPAM 2018). Random directions drawn in
+that space start aligned with the components.
+
+The number of directions kept is read off the spectrum itself: the deleted
+diagonal leaves the noise's eigenvalues spread on both sides of zero, the
+components' only on the positive side, so the eigenvalues above the largest
+negative one's magnitude stand out from the noise. Weak components may not:
+a residual's spectrum, once the strong ones are fitted, shows them (each
+partly observed operator computes its own, see ``_ObservedInner.model``).
+"""
+
+import math
+
+import numpy as np
+import scipy.sparse as sp
+from scipy.sparse.linalg import eigsh
+
+__all__ = ["observed_subspaces"]
+
+# Up to this mode size the Gram matrix is decomposed densely; above, the leading
+# eigenvectors (at most _MAX_DIRECTIONS) come from a Lanczos solver (measured at mode
+# size 1000: 0.08 s against 0.26 s for the dense solver).
+_DENSE_MODE = 512
+_MAX_DIRECTIONS = 32
+
+
+def observed_subspaces(indices, values, shape):
+    """Per mode, an orthonormal basis of where the components of the observed entries lie.
+
+    The leading eigenvectors of the Gram matrix of each mode's unfolding of
+    the observed entries (zero elsewhere), with its diagonal deleted: those
+    whose eigenvalue exceeds the magnitude of the most negative one. Used by
+    :func:`~tensorly_gfdeflate.gradient_flow_parafac` to draw half of its
+    random directions on partly observed targets.
+
+    Parameters
+    ----------
+    indices : (n_obs, N) int array
+        Observed coordinates.
+    values : (n_obs,) float numpy array
+        The tensor at those coordinates.
+    shape : tuple of N ints
+
+    Returns
+    -------
+    tuple of N items, each an ``(n_k, s_k)`` numpy array with orthonormal columns
+    (the eigenvectors that stand above the noise) or None where none does.
+    """
+    values = np.asarray(values, dtype=np.float64)
+    return tuple(_mode_subspace(indices, values, shape, k) for k in range(len(shape)))
+
+
+def _fibres(indices, shape, k):
+    """For each entry, the index of its mode-``k`` fibre (its coordinates but the k-th)."""
+    others = [m for m in range(len(shape)) if m != k]
+    other_shape = tuple(shape[m] for m in others)
+    if math.prod(other_shape) < 2**62:
+        return np.ravel_multi_index(tuple(indices[:, others].T), other_shape), math.prod(other_shape)
+    # Too many fibres for one int64 index: number the observed ones only.
+    _, fibres = np.unique(indices[:, others], axis=0, return_inverse=True)
+    fibres = fibres.ravel()
+    return fibres, int(fibres.max()) + 1
+
+
+def _mode_subspace(indices, values, shape, k):
+    n = shape[k]
+    if n < 2:
+        return None
+    fibres, n_fibres = _fibres(indices, shape, k)
+    unfolding = sp.csr_matrix((values, (indices[:, k], fibres)), shape=(n, n_fibres))
+    gram = (unfolding @ unfolding.T).tocsr()
+    gram.setdiag(0.0)
+    gram.eliminate_zeros()
+    lowest, eigenvalues, eigenvectors = _spectrum(gram)
+    above = eigenvalues > -lowest
+    if not np.any(above):
+        return None
+    return eigenvectors[:, above]
+
+
+def _spectrum(gram):
+    """``(lowest, eigenvalues, eigenvectors)``: the smallest eigenvalue, and the leading eigenpairs."""
+    n = gram.shape[0]
+    if n <= _DENSE_MODE:
+        eigenvalues, eigenvectors = np.linalg.eigh(gram.toarray())
+        return eigenvalues[0], eigenvalues, eigenvectors
+    start = np.ones(n) / math.sqrt(n)  # a fixed start: the same tensor, the same basis
+    eigenvalues, eigenvectors = eigsh(gram, k=min(_MAX_DIRECTIONS, n - 2), which="LA", v0=start)
+    lowest = eigsh(gram, k=1, which="SA", v0=start, return_eigenvectors=False)[0]
+    return lowest, eigenvalues, eigenvectors
