@@ -44,7 +44,8 @@ script measures the issue's acceptance figures, each against TensorLy's
    error on 10^5 other random coordinates. Run in a fresh process so that
    its peak resident memory (``VmHWM``, which includes Python, the libraries
    and the data) is its own. Goal: held-out error <= 1e-2 in <= 300 s with
-   a peak <= 2 GiB.
+   a peak <= 2 GiB. ``--large-seeds`` seeds (default 3), each drawing its own
+   problem and flow start.
 
 Times are wall-clock seconds of one call; the "x ALS" columns divide each
 run's time by ALS's on the same seed (median over seeds). Warnings are
@@ -482,8 +483,9 @@ def current_rss_bytes():
 def large_child(args):
     """Runs in its own process: build the large problem, fit it, print one JSON line."""
     start = time.perf_counter()
+    seed = args.large_seeds  # in the child: the one seed to run
     shape, factors, observed, held = large_problem(args.large_size, LARGE_RANK,
-                                                   args.large_entries, LARGE_HELD_OUT)
+                                                   args.large_entries, LARGE_HELD_OUT, seed)
     ones = np.ones(LARGE_RANK)
     values = cp_at(ones, factors, observed, shape)
     entries = ObservedEntries(np.unravel_index(observed, shape), values, shape)
@@ -497,7 +499,7 @@ def large_child(args):
     signal.alarm(int(args.large_limit))
     fit_start = time.perf_counter()
     try:
-        (cp, trace), seconds, alarms = timed(gradient_flow_parafac, entries, random_state=0,
+        (cp, trace), seconds, alarms = timed(gradient_flow_parafac, entries, random_state=seed,
                                              return_trace=True)
     except _OutOfTime:
         print(json.dumps(dict(
@@ -517,48 +519,60 @@ def large_child(args):
         alarms=alarms)))
 
 
-def section_large(args):
+def _large_run(args, seed):
+    """One seed of table 5 in a fresh process (its peak memory is its own): the child's record."""
     command = [sys.executable, __file__, "--large-child", "--large-size", str(args.large_size),
                "--large-entries", str(args.large_entries), "--large-limit",
-               str(args.large_limit)]
+               str(args.large_limit), "--large-seeds", str(seed)]
     if args.blas_threads:
         command += ["--blas-threads", str(args.blas_threads)]
     done = subprocess.run(command, capture_output=True, text=True)
     if done.returncode != 0:
-        return "5. Large sparse completion: failed:\n" + done.stderr[-2000:] + "\n"
-    r = json.loads(done.stdout.strip().splitlines()[-1])
+        raise RuntimeError(f"table 5, seed {seed} failed:\n" + done.stderr[-2000:])
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def _large_checks(r):
     if r.get("stopped"):
-        return table(
-            f"5. Large sparse completion: shape {tuple(r['shape'])}, rank {LARGE_RANK}, "
-            f"{r['entries']} observed entries as ObservedEntries",
-            ["observed fraction", "build s", "fit s", "RSS before fit MiB", "peak RSS MiB"],
-            [(f"{r['entries'] / np.prod(r['shape']):.2g}", f"{r['build']:.1f}",
-              f"> {r['seconds']:.0f} (stopped)", f"{r['rss_before'] / 2**20:.0f}",
-              f"{r['peak_rss'] / 2**20:.0f}")],
-            _wrap(f"The fit was stopped at --large-limit {args.large_limit:g} s. Goal not met: "
-                  f"fit <= {LARGE_SECONDS:g} s fails."))
-    checks = {
+        return {f"fit <= {LARGE_SECONDS:g} s": False}
+    return {
         f"held-out error <= {COMPLETION_GOAL:g}": r["error"] <= COMPLETION_GOAL,
         f"fit <= {LARGE_SECONDS:g} s": r["seconds"] <= LARGE_SECONDS,
         f"peak <= {LARGE_BYTES / 2**30:g} GiB": r["peak_rss"] <= LARGE_BYTES,
     }
-    verdict = ("Goal met: " + ", ".join(checks) + "." if all(checks.values()) else
-               "Goal not met: " + ", ".join(k for k, ok in checks.items() if not ok)
-               + " fails" + (f" (met: {', '.join(k for k, ok in checks.items() if ok)})."
-                             if any(checks.values()) else "."))
+
+
+def _large_row(seed, r):
+    fraction = f"{r['entries'] / np.prod(r['shape']):.2g}"
+    memory = (f"{r['rss_before'] / 2**20:.0f}", f"{r['peak_rss'] / 2**20:.0f}")
+    if r.get("stopped"):
+        return (seed, fraction, f"{r['build']:.1f}", f"> {r['seconds']:.0f} (stopped)",
+                "-", "-", "-", "-", *memory, "-")
+    return (seed, fraction, f"{r['build']:.1f}", f"{r['seconds']:.1f}", r["components"],
+            _sci(r["error"]), r["stop"], r["steps"], *memory, ", ".join(r["alarms"]) or "none")
+
+
+def section_large(args):
+    seeds = range(args.large_seeds)
+    records = [_large_run(args, seed) for seed in seeds]
+    met = [all(_large_checks(r).values()) for r in records]
+    failed = sorted({name for r in records for name, ok in _large_checks(r).items() if not ok})
+    r = records[0]
+    verdict = (f"Goal met in {sum(met)} of {len(met)} seeds"
+               + (f"; failing: {', '.join(failed)}." if failed else "."))
     return table(
         f"5. Large sparse completion: shape {tuple(r['shape'])}, rank {LARGE_RANK}, "
         f"{r['entries']} observed entries as ObservedEntries",
-        ["observed fraction", "build s", "fit s", "rank", "held-out error", "stop", "steps",
-         "RSS before fit MiB", "peak RSS MiB", "warnings"],
-        [(f"{r['entries'] / np.prod(r['shape']):.2g}", f"{r['build']:.1f}",
-          f"{r['seconds']:.1f}", r["components"], _sci(r["error"]), r["stop"], r["steps"],
-          f"{r['rss_before'] / 2**20:.0f}", f"{r['peak_rss'] / 2**20:.0f}",
-          ", ".join(r["alarms"]) or "none")],
-        _wrap(f"One seed (0), one fresh process. build: drawing the factors and coordinates "
-              f"and computing the values; fit: gradient_flow_parafac(entries, random_state=0) "
-              f"without a rank; held-out error on {r['held']} other random coordinates; peak "
-              "RSS: the process's VmHWM (Python, libraries, data and fit).")
+        ["seed", "observed fraction", "build s", "fit s", "rank", "held-out error", "stop",
+         "steps", "RSS before fit MiB", "peak RSS MiB", "warnings"],
+        [_large_row(seed, r) for seed, r in zip(seeds, records)],
+        _wrap(f"One fresh process per seed s: the problem drawn with seed s, "
+              f"gradient_flow_parafac(entries, random_state=s) without a rank, stopped at "
+              f"--large-limit {args.large_limit:g} s. build: drawing the factors and "
+              f"coordinates and computing the values; held-out error on {r['held']} other "
+              "random coordinates; peak RSS: the process's VmHWM (Python, libraries, data and "
+              f"fit). Goal per seed: held-out error <= {COMPLETION_GOAL:g}, fit <= "
+              f"{LARGE_SECONDS:g} s, peak <= {LARGE_BYTES / 2**30:g} GiB.")
         + "\n" + _wrap(verdict))
 
 
@@ -586,6 +600,8 @@ def parse_arguments(argv):
                         help=f"table 4: observed entries (default {LARGE_ENTRIES})")
     parser.add_argument("--large-limit", type=float, default=1800.0,
                         help="table 5: stop the fit after this many seconds (default 1800)")
+    parser.add_argument("--large-seeds", type=int, default=3,
+                        help="table 5: seeds, one fresh process each (default 3)")
     parser.add_argument("--large-child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--blas-threads", type=int, default=None,
                         help="limit BLAS/OpenMP threads (threadpoolctl); default: leave as is")
