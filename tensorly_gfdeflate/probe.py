@@ -27,7 +27,8 @@ from .model import power_iterate
 from .readout import ALIGNMENT_TOL, canonical_signs, group_aligned
 
 __all__ = ["power_iterate", "probe_residual", "ResidualProbe", "noise_injective_ratio",
-           "noise_levels", "noise_floors", "check_fit", "signal_to_noise", "FitCheck", "NOISE_STANDARD_ERRORS", "DEFAULT_FLOOR"]
+           "noise_levels", "noise_floors", "check_fit", "signal_to_noise", "FitCheck",
+           "NOISE_STANDARD_ERRORS", "NOISE_MARGIN", "DEFAULT_FLOOR"]
 
 # Random starts (at least) when looking for a residual direction worth fitting.
 PROBE_RANDOM_STARTS = 16
@@ -39,7 +40,7 @@ NOISE_STANDARD_ERRORS = 3.0
 # A dense residual "holds structure" when its probe finds more than this many times
 # what a Gaussian symmetric tensor of its size shows (its injective norm). Measured:
 # that norm fluctuates by about 15% between draws, so twice it is never reached by noise.
-_NOISE_MARGIN = 2.0
+NOISE_MARGIN = 2.0
 # Matched-noise tensors are built up to this many entries; larger ones are extrapolated.
 _MATCHED_NOISE_ENTRIES = 2**20
 # Greedy rounds that take found structure out of a dense residual before its noise is sized.
@@ -112,50 +113,72 @@ def noise_injective_ratio(dim, order):
     return probe.largest * (dim / measured) ** ((1 - order) / 2)
 
 
-def _dense_noise_level(residual, probe):
+def _dense_noise_level(residual, probe, fitted):
     """The largest weight Gaussian noise of the residual's unexplained size shows: ``kappa |E|``.
 
     The residual of a fit that missed components holds them as well as the
     noise, and sized whole it would set the level far too high. So the
     largest ``k`` probed directions are taken out, for the largest ``k`` that
-    is self-consistent: each of them stands above ``_NOISE_MARGIN`` times the
+    is self-consistent: each of them stands above ``NOISE_MARGIN`` times the
     level of what is left without them. Noise has no such ``k`` (its probed
     weights are all about ``kappa`` times its norm, below twice that), and
-    then the whole residual sets the level.
+    then the whole residual sets the level. ``fitted`` components (and the
+    ``k`` directions) were fitted to the noise too: see :func:`_noise_norm`.
     """
     kappa = residual.model.noise_ratio()
     values = np.abs(probe.values)
     for count in range(min(len(values), _STRUCTURE_ROUNDS), 0, -1):
         rest = residual.minus(tl.tensor(probe.values[:count], **residual.context),
                               probe.directions[:, :count])
-        level = kappa * float(np.sqrt(rest.norm_sq))
-        if values[count - 1] > _NOISE_MARGIN * level:
+        level = kappa * _noise_norm(rest, fitted + count)
+        if values[count - 1] > NOISE_MARGIN * level:
             return level
-    return kappa * float(np.sqrt(residual.norm_sq))
+    return kappa * _noise_norm(residual, fitted)
 
 
-def noise_levels(target, residual, probe, directions):
+def _noise_norm(residual, fitted):
+    """The norm of the noise in ``residual``, left by a fit of ``fitted`` components.
+
+    Each fitted component takes its ``p`` parameters' worth of the noise
+    along with the signal: of Gaussian noise spread over the tensor's ``D``
+    degrees of freedom, a least-squares fit of ``k`` components leaves a
+    fraction ``1 - k p / D`` of the squared norm (the residual sum of squares
+    over ``n - p``, as for a linear model). Unscaled, the level falls with
+    every component fitted to noise (0.89 of the truth at order 3, d = 12,
+    after five). A fit with nearly as many parameters as the tensor says
+    little about its noise: at least one component's worth is left to it.
+    """
+    entries, per_component = residual.model.degrees_of_freedom()
+    left = max(entries - fitted * per_component, per_component)
+    return float(np.sqrt(residual.norm_sq * entries / left))
+
+
+def noise_levels(target, residual, probe, directions, fitted=0):
     """The noise level along each column of ``directions``, and the factor that makes it a floor.
 
     For sample statistics, the standard error of ``T(v^l)`` along each
     direction (floor: ``NOISE_STANDARD_ERRORS`` of them); for a dense array,
     the largest weight that Gaussian noise of the residual's unexplained size
-    shows in any direction, found from ``probe`` (floor: ``_NOISE_MARGIN``
-    times it); for an exact tensor, 0. ``target`` and ``residual`` are in the
-    same (normalized) units.
+    shows in any direction, found from ``probe`` (floor: ``NOISE_MARGIN``
+    times it), ``residual`` being what a fit of ``fitted`` components left;
+    for an exact tensor, 0. ``target`` and ``residual`` are in the same
+    (normalized) units.
     """
     count = tl.shape(directions)[1]
     standard_error = target.standard_error(directions)
     if standard_error is not None:
         return tl.to_numpy(standard_error), NOISE_STANDARD_ERRORS
     if target.is_dense:
-        return np.full(count, _dense_noise_level(residual, probe)), _NOISE_MARGIN
+        return np.full(count, _dense_noise_level(residual, probe, fitted)), NOISE_MARGIN
     return np.zeros(count), 0.0
 
 
-def noise_floors(target, residual, probe):
-    """For each probed direction, the weight above which it is structure and not noise."""
-    levels, factor = noise_levels(target, residual, probe, probe.directions)
+def noise_floors(target, residual, probe, fitted=0):
+    """For each probed direction, the weight above which it is structure and not noise.
+
+    ``residual`` is what a fit of ``fitted`` components left (see :func:`noise_levels`).
+    """
+    levels, factor = noise_levels(target, residual, probe, probe.directions, fitted)
     return factor * levels
 
 
@@ -207,14 +230,15 @@ def check_fit(target, weights, vectors, rng, min_floor, noise_aware=True):
     floor (its regularization or tolerance), below which nothing counts.
     ``noise_aware=False`` leaves the noise out: only ``min_floor`` counts.
     """
-    residual = target.minus(weights, vectors) if tl.shape(weights)[0] else target
-    starts = vectors if tl.shape(weights)[0] else None
+    fitted = tl.shape(weights)[0]
+    residual = target.minus(weights, vectors) if fitted else target
+    starts = vectors if fitted else None
     probe = probe_residual(residual, starts, rng)
     floors = np.full(len(probe.values), float(min_floor))
     component_noise = np.zeros(tl.shape(vectors)[1])
     if noise_aware:
-        floors = np.maximum(noise_floors(target, residual, probe), min_floor)
-        component_noise = noise_levels(target, residual, probe, vectors)[0]
+        floors = np.maximum(noise_floors(target, residual, probe, fitted), min_floor)
+        component_noise = noise_levels(target, residual, probe, vectors, fitted)[0]
     above = np.flatnonzero(np.abs(probe.values) > floors)
     if not len(above):
         return FitCheck(True, 0.0, float(np.max(floors, initial=min_floor)), 0, component_noise)
