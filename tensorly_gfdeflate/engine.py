@@ -379,8 +379,7 @@ class FlowRun:
         probe = probe_residual(residual, point.directions, self.rng)
         floors = np.full(len(probe.values), self._fit_threshold())
         if s["noise_aware"]:
-            fitted_count = 0 if model is None else tl.shape(model[0])[0]
-            floors = np.maximum(noise_floors(self.target, residual, probe, fitted_count), floors)
+            floors = np.maximum(noise_floors(self.target, residual, probe), floors)
         above = np.abs(probe.values) > floors
         self.seeds = (probe.directions[:, np.flatnonzero(above).tolist()], probe.values[above])
         if np.any(above):

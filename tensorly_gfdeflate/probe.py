@@ -27,8 +27,8 @@ from .model import power_iterate
 from .readout import ALIGNMENT_TOL, canonical_signs, group_aligned
 
 __all__ = ["power_iterate", "probe_residual", "ResidualProbe", "noise_injective_ratio",
-           "noise_levels", "noise_floors", "check_fit", "signal_to_noise", "FitCheck",
-           "NOISE_STANDARD_ERRORS", "NOISE_MARGIN", "DEFAULT_FLOOR"]
+           "noise_levels", "fitted_noise_factor", "noise_floors", "check_fit", "signal_to_noise",
+           "FitCheck", "NOISE_STANDARD_ERRORS", "NOISE_MARGIN", "DEFAULT_FLOOR"]
 
 # Random starts (at least) when looking for a residual direction worth fitting.
 PROBE_RANDOM_STARTS = 16
@@ -113,7 +113,7 @@ def noise_injective_ratio(dim, order):
     return probe.largest * (dim / measured) ** ((1 - order) / 2)
 
 
-def _dense_noise_level(residual, probe, fitted):
+def _dense_noise_level(residual, probe):
     """The largest weight Gaussian noise of the residual's unexplained size shows: ``kappa |E|``.
 
     The residual of a fit that missed components holds them as well as the
@@ -122,63 +122,61 @@ def _dense_noise_level(residual, probe, fitted):
     is self-consistent: each of them stands above ``NOISE_MARGIN`` times the
     level of what is left without them. Noise has no such ``k`` (its probed
     weights are all about ``kappa`` times its norm, below twice that), and
-    then the whole residual sets the level. ``fitted`` components (and the
-    ``k`` directions) were fitted to the noise too: see :func:`_noise_norm`.
+    then the whole residual sets the level.
     """
     kappa = residual.model.noise_ratio()
     values = np.abs(probe.values)
     for count in range(min(len(values), _STRUCTURE_ROUNDS), 0, -1):
         rest = residual.minus(tl.tensor(probe.values[:count], **residual.context),
                               probe.directions[:, :count])
-        level = kappa * _noise_norm(rest, fitted + count)
+        level = kappa * float(np.sqrt(rest.norm_sq))
         if values[count - 1] > NOISE_MARGIN * level:
             return level
-    return kappa * _noise_norm(residual, fitted)
+    return kappa * float(np.sqrt(residual.norm_sq))
 
 
-def _noise_norm(residual, fitted):
-    """The norm of the noise in ``residual``, left by a fit of ``fitted`` components.
-
-    Each fitted component takes its ``p`` parameters' worth of the noise
-    along with the signal: of Gaussian noise spread over the tensor's ``D``
-    degrees of freedom, a least-squares fit of ``k`` components leaves a
-    fraction ``1 - k p / D`` of the squared norm (the residual sum of squares
-    over ``n - p``, as for a linear model). Unscaled, the level falls with
-    every component fitted to noise (0.89 of the truth at order 3, d = 12,
-    after five). A fit with nearly as many parameters as the tensor says
-    little about its noise: at least one component's worth is left to it.
-    """
-    entries, per_component = residual.model.degrees_of_freedom()
-    left = max(entries - fitted * per_component, per_component)
-    return float(np.sqrt(residual.norm_sq * entries / left))
-
-
-def noise_levels(target, residual, probe, directions, fitted=0):
+def noise_levels(target, residual, probe, directions):
     """The noise level along each column of ``directions``, and the factor that makes it a floor.
 
     For sample statistics, the standard error of ``T(v^l)`` along each
     direction (floor: ``NOISE_STANDARD_ERRORS`` of them); for a dense array,
     the largest weight that Gaussian noise of the residual's unexplained size
     shows in any direction, found from ``probe`` (floor: ``NOISE_MARGIN``
-    times it), ``residual`` being what a fit of ``fitted`` components left;
-    for an exact tensor, 0. ``target`` and ``residual`` are in the same
-    (normalized) units.
+    times it); for an exact tensor, 0. ``target`` and ``residual`` are in the
+    same (normalized) units.
     """
     count = tl.shape(directions)[1]
     standard_error = target.standard_error(directions)
     if standard_error is not None:
         return tl.to_numpy(standard_error), NOISE_STANDARD_ERRORS
     if target.is_dense:
-        return np.full(count, _dense_noise_level(residual, probe, fitted)), NOISE_MARGIN
+        return np.full(count, _dense_noise_level(residual, probe)), NOISE_MARGIN
     return np.zeros(count), 0.0
 
 
-def noise_floors(target, residual, probe, fitted=0):
-    """For each probed direction, the weight above which it is structure and not noise.
+def fitted_noise_factor(target, fitted):
+    """How much larger a dense target's noise is than what a fit of ``fitted`` components left.
 
-    ``residual`` is what a fit of ``fitted`` components left (see :func:`noise_levels`).
+    Each fitted component took its ``p`` parameters' worth of the noise along
+    with the signal: of Gaussian noise spread over the tensor's ``D`` degrees
+    of freedom, a least-squares fit of ``k`` components leaves a fraction
+    ``1 - k p / D`` of the squared norm (the residual sum of squares over
+    ``n - p``, as for a linear model), so the factor is
+    ``sqrt(D / (D - k p))``. Without it the noise level sized from the
+    residual falls with every component fitted (0.89 of the truth at order 3,
+    d = 12, after five). A fit with nearly as many parameters as the tensor
+    says little about its noise: at least one component's worth is left to it.
+    1 for other targets, whose noise is not sized from the residual.
     """
-    levels, factor = noise_levels(target, residual, probe, probe.directions, fitted)
+    if not target.is_dense:
+        return 1.0
+    entries, per_component = target.model.degrees_of_freedom()
+    return float(np.sqrt(entries / max(entries - fitted * per_component, per_component)))
+
+
+def noise_floors(target, residual, probe):
+    """For each probed direction, the weight above which it is structure and not noise."""
+    levels, factor = noise_levels(target, residual, probe, probe.directions)
     return factor * levels
 
 
@@ -199,8 +197,11 @@ class FitCheck:
     unexplained : int
         How many distinct probed directions hold weight above their floor.
     component_noise : ndarray
-        The noise level along each component's direction, relative to the
-        target's norm (0 for an exact tensor, or with ``noise_aware=False``).
+        The noise level of the target along each component's direction,
+        relative to the target's norm (0 for an exact tensor, or with
+        ``noise_aware=False``). The floors judge the residual, against the
+        noise the fit left in it; this is all of the target's noise (see
+        :func:`fitted_noise_factor`).
     """
 
     explained: bool
@@ -237,8 +238,9 @@ def check_fit(target, weights, vectors, rng, min_floor, noise_aware=True):
     floors = np.full(len(probe.values), float(min_floor))
     component_noise = np.zeros(tl.shape(vectors)[1])
     if noise_aware:
-        floors = np.maximum(noise_floors(target, residual, probe, fitted), min_floor)
-        component_noise = noise_levels(target, residual, probe, vectors, fitted)[0]
+        floors = np.maximum(noise_floors(target, residual, probe), min_floor)
+        component_noise = (noise_levels(target, residual, probe, vectors)[0]
+                           * fitted_noise_factor(target, fitted))
     above = np.flatnonzero(np.abs(probe.values) > floors)
     if not len(above):
         return FitCheck(True, 0.0, float(np.max(floors, initial=min_floor)), 0, component_noise)
