@@ -658,18 +658,23 @@ class FlowRun:
 
         - sample statistics: a component at the floor of the longer fit
           (``check``);
-        - a dense array: ``NOISE_MARGIN`` times the square of the noise level
-          of the shorter fit (``trial``), the largest weight noise shows in any
+        - a dense array, its noise sized (``regularization="auto"``):
+          ``NOISE_MARGIN`` times the square of the target's noise level in
+          the shorter fit (``trial``), the largest weight noise shows in any
           direction (the best rank-one fit of noise takes the square of it;
           the margin covers the level's draw-to-draw spread and what the
-          refined rest gives back). Measured at d = 12, order 3: dropping a
-          fitted noise component costs at most 1.7 times it, dropping a true
-          component of weight three times the noise's at least 2.2 times;
-        - any target: at least the square of the solver's own floor, below
-          which nothing counts (an exact tensor has no noise).
+          refined rest gives back), and at least the square of the solver's
+          own floor, below which nothing counts (a noise-free array). Measured
+          at d = 12, order 3: dropping a component fitted to noise costs at
+          most 1.7 times the square of the level, dropping a true component
+          of weight three times the noise's injective norm at least 2.2 times;
+        - other targets have no noise level to compare with (a CP tensor is
+          exact): the check alone decides.
         """
         if self.target.is_sampled:
             return check.floor**2
+        if not (self.target.is_dense and self.settings["noise_aware"]):
+            return np.inf
         level = float(np.max(trial.component_noise, initial=0.0))
         return max(NOISE_MARGIN * level**2, self._fit_threshold()**2)
 

@@ -14,6 +14,11 @@ found with the level that noise alone could show:
   such noise shows a weight of ``kappa(d, l)`` times its Frobenius norm in
   its best direction, and the floor is twice that;
 - a CP tensor is exact: only the caller's floor (regularization, tol) counts.
+
+The floors judge the residual, against the noise the fit left in it. The noise
+level reported for the components (their signal-to-noise ratios) is that of
+the target, all of its noise: for a dense array, the residual's level scaled
+up for the degrees of freedom the fit took (:func:`fitted_noise_factor`).
 """
 
 from dataclasses import dataclass
