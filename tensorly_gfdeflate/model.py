@@ -11,6 +11,7 @@ final ``CPTensor``. :class:`tensorly_gfdeflate.general.model.GeneralModel`
 answers the same questions for general CP tensors.
 """
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -215,6 +216,11 @@ class SymmetricModel:
         from .probe import noise_injective_ratio  # the probe builds on this module
 
         return noise_injective_ratio(self.dim, self.order)
+
+    def degrees_of_freedom(self):
+        """``(tensor, component)``: the distinct entries of a symmetric tensor of this shape,
+        and the parameters of one component (a unit direction and a weight)."""
+        return math.comb(self.dim + self.order - 1, self.order), self.dim
 
     def to_cp(self, weights, vectors):
         return CPTensor((weights, [vectors] * self.order))

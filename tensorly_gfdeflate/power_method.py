@@ -62,8 +62,9 @@ class PowerTrace:
         for a CP tensor.
     noise_level : float
         Relative to ``|T|``: the standard error of a sample statistic along
-        a component (the largest), or the largest weight Gaussian noise of the
-        dense residual's size shows in any direction; 0.0 for a CP tensor.
+        a component (the largest), or the largest weight the dense target's
+        noise shows in any direction (sized from the residual, scaled up for
+        the degrees of freedom the fit took); 0.0 for a CP tensor.
     explained_by : int or None
         When the tensor was explained (relative residual below 1e-6) before
         ``rank`` extractions, how many it took; the later components have

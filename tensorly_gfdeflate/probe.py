@@ -14,6 +14,11 @@ found with the level that noise alone could show:
   such noise shows a weight of ``kappa(d, l)`` times its Frobenius norm in
   its best direction, and the floor is twice that;
 - a CP tensor is exact: only the caller's floor (regularization, tol) counts.
+
+The floors judge the residual, against the noise the fit left in it. The noise
+level reported for the components (their signal-to-noise ratios) is that of
+the target, all of its noise: for a dense array, the residual's level scaled
+up for the degrees of freedom the fit took (:func:`fitted_noise_factor`).
 """
 
 from dataclasses import dataclass
@@ -27,7 +32,8 @@ from .model import power_iterate
 from .readout import ALIGNMENT_TOL, canonical_signs, group_aligned
 
 __all__ = ["power_iterate", "probe_residual", "ResidualProbe", "noise_injective_ratio",
-           "noise_levels", "noise_floors", "check_fit", "signal_to_noise", "FitCheck", "NOISE_STANDARD_ERRORS", "DEFAULT_FLOOR"]
+           "noise_levels", "fitted_noise_factor", "noise_floors", "check_fit", "signal_to_noise",
+           "FitCheck", "NOISE_STANDARD_ERRORS", "NOISE_MARGIN", "DEFAULT_FLOOR"]
 
 # Random starts (at least) when looking for a residual direction worth fitting.
 PROBE_RANDOM_STARTS = 16
@@ -39,7 +45,7 @@ NOISE_STANDARD_ERRORS = 3.0
 # A dense residual "holds structure" when its probe finds more than this many times
 # what a Gaussian symmetric tensor of its size shows (its injective norm). Measured:
 # that norm fluctuates by about 15% between draws, so twice it is never reached by noise.
-_NOISE_MARGIN = 2.0
+NOISE_MARGIN = 2.0
 # Matched-noise tensors are built up to this many entries; larger ones are extrapolated.
 _MATCHED_NOISE_ENTRIES = 2**20
 # Greedy rounds that take found structure out of a dense residual before its noise is sized.
@@ -118,7 +124,7 @@ def _dense_noise_level(residual, probe):
     The residual of a fit that missed components holds them as well as the
     noise, and sized whole it would set the level far too high. So the
     largest ``k`` probed directions are taken out, for the largest ``k`` that
-    is self-consistent: each of them stands above ``_NOISE_MARGIN`` times the
+    is self-consistent: each of them stands above ``NOISE_MARGIN`` times the
     level of what is left without them. Noise has no such ``k`` (its probed
     weights are all about ``kappa`` times its norm, below twice that), and
     then the whole residual sets the level.
@@ -129,7 +135,7 @@ def _dense_noise_level(residual, probe):
         rest = residual.minus(tl.tensor(probe.values[:count], **residual.context),
                               probe.directions[:, :count])
         level = kappa * float(np.sqrt(rest.norm_sq))
-        if values[count - 1] > _NOISE_MARGIN * level:
+        if values[count - 1] > NOISE_MARGIN * level:
             return level
     return kappa * float(np.sqrt(residual.norm_sq))
 
@@ -140,7 +146,7 @@ def noise_levels(target, residual, probe, directions):
     For sample statistics, the standard error of ``T(v^l)`` along each
     direction (floor: ``NOISE_STANDARD_ERRORS`` of them); for a dense array,
     the largest weight that Gaussian noise of the residual's unexplained size
-    shows in any direction, found from ``probe`` (floor: ``_NOISE_MARGIN``
+    shows in any direction, found from ``probe`` (floor: ``NOISE_MARGIN``
     times it); for an exact tensor, 0. ``target`` and ``residual`` are in the
     same (normalized) units.
     """
@@ -149,8 +155,28 @@ def noise_levels(target, residual, probe, directions):
     if standard_error is not None:
         return tl.to_numpy(standard_error), NOISE_STANDARD_ERRORS
     if target.is_dense:
-        return np.full(count, _dense_noise_level(residual, probe)), _NOISE_MARGIN
+        return np.full(count, _dense_noise_level(residual, probe)), NOISE_MARGIN
     return np.zeros(count), 0.0
+
+
+def fitted_noise_factor(target, fitted):
+    """How much larger a dense target's noise is than what a fit of ``fitted`` components left.
+
+    Each fitted component took its ``p`` parameters' worth of the noise along
+    with the signal: of Gaussian noise spread over the tensor's ``D`` degrees
+    of freedom, a least-squares fit of ``k`` components leaves a fraction
+    ``1 - k p / D`` of the squared norm (the residual sum of squares over
+    ``n - p``, as for a linear model), so the factor is
+    ``sqrt(D / (D - k p))``. Without it the noise level sized from the
+    residual falls with every component fitted (0.89 of the truth at order 3,
+    d = 12, after five). A fit with nearly as many parameters as the tensor
+    says little about its noise: at least one component's worth is left to it.
+    1 for other targets, whose noise is not sized from the residual.
+    """
+    if not target.is_dense:
+        return 1.0
+    entries, per_component = target.model.degrees_of_freedom()
+    return float(np.sqrt(entries / max(entries - fitted * per_component, per_component)))
 
 
 def noise_floors(target, residual, probe):
@@ -176,8 +202,11 @@ class FitCheck:
     unexplained : int
         How many distinct probed directions hold weight above their floor.
     component_noise : ndarray
-        The noise level along each component's direction, relative to the
-        target's norm (0 for an exact tensor, or with ``noise_aware=False``).
+        The noise level of the target along each component's direction,
+        relative to the target's norm (0 for an exact tensor, or with
+        ``noise_aware=False``). The floors judge the residual, against the
+        noise the fit left in it; this is all of the target's noise (see
+        :func:`fitted_noise_factor`).
     """
 
     explained: bool
@@ -207,14 +236,16 @@ def check_fit(target, weights, vectors, rng, min_floor, noise_aware=True):
     floor (its regularization or tolerance), below which nothing counts.
     ``noise_aware=False`` leaves the noise out: only ``min_floor`` counts.
     """
-    residual = target.minus(weights, vectors) if tl.shape(weights)[0] else target
-    starts = vectors if tl.shape(weights)[0] else None
+    fitted = tl.shape(weights)[0]
+    residual = target.minus(weights, vectors) if fitted else target
+    starts = vectors if fitted else None
     probe = probe_residual(residual, starts, rng)
     floors = np.full(len(probe.values), float(min_floor))
     component_noise = np.zeros(tl.shape(vectors)[1])
     if noise_aware:
         floors = np.maximum(noise_floors(target, residual, probe), min_floor)
-        component_noise = noise_levels(target, residual, probe, vectors)[0]
+        component_noise = (noise_levels(target, residual, probe, vectors)[0]
+                           * fitted_noise_factor(target, fitted))
     above = np.flatnonzero(np.abs(probe.values) > floors)
     if not len(above):
         return FitCheck(True, 0.0, float(np.max(floors, initial=min_floor)), 0, component_noise)

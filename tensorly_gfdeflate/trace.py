@@ -78,8 +78,10 @@ class FlowTrace:
     noise_level : float
         Relative to the target's norm: the standard error of a sample
         statistic along a component (the largest), or the largest weight that
-        Gaussian noise of the dense residual's size shows in any direction
-        (its injective norm); 0.0 for a CP tensor (exact by construction).
+        the dense target's noise shows in any direction (its injective norm;
+        its size estimated from the residual's, scaled up for the degrees of
+        freedom the fit took, see ``probe.fitted_noise_factor``); 0.0 for a CP
+        tensor (exact by construction).
     most_fitted : int
         The most distinct components the flow held at any check (more than
         ``rank`` means the tensor has more components than were kept).

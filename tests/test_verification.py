@@ -195,6 +195,28 @@ def test_component_snr_says_how_far_each_component_stands_out_of_the_noise():
     assert np.all(np.isinf(GradientFlowCP(random_state=0).fit(truth).component_snr_))
 
 
+@pytest.mark.parametrize("spread, noise, seed", [(0.3, 0.2, 9), (0.8, 0.5, 16)])
+def test_a_component_the_rest_absorb_is_not_dropped_as_noise(spread, noise, seed):
+    # benchmarks/rank.py, non-orthogonal, order 3: the smallest weight is 3.1 times the
+    # noise's injective norm, yet minimality returned 3 components of 5. Dropped, the
+    # weakest components left nothing above the floor in any one direction (the rest,
+    # refined, absorbed half their energy); the squared residual still rose by more
+    # than noise puts in one component. The noise level is the target's: sized from
+    # the residual without the degrees of freedom the fit took, it read 0.9 of it.
+    truth = random_symmetric_cp(12, 5, 3, weights=np.linspace(1, spread, 5), orthogonal=False,
+                                random_state=seed)
+    clean = tl.cp_to_tensor(truth)
+    E = random_symmetric_dense(12, 3, seed=seed + 10_000)
+    E *= noise * np.linalg.norm(clean) / np.linalg.norm(E)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)  # the flow used every slot
+        cp, trace = gradient_flow_cp(clean + E, random_state=seed, return_trace=True)
+    assert len(cp.weights) == 5
+    assert components_recovered(truth, cp, cosine=0.9, weight_rtol=0.25) == 5
+    expected = noise_injective_ratio(12, 3) * np.linalg.norm(E) / np.linalg.norm(clean + E)
+    assert trace.noise_level == pytest.approx(expected, rel=0.05)
+
+
 def test_weight_no_slot_can_grow_on_does_not_keep_the_flow_running():
     # Found on the raw third moment of a spherical mixture (benchmarks/latent.py):
     # the regularized fit of non-orthogonal components leaves weight off their

@@ -178,5 +178,10 @@ class GeneralModel:
         """:func:`noise_spectral_ratio` of this shape."""
         return noise_spectral_ratio(self.shape)
 
+    def degrees_of_freedom(self):
+        """``(tensor, component)``: the entries of a tensor of this shape, and the parameters
+        of one component (a unit vector per mode and a weight)."""
+        return math.prod(self.shape), self.dim - self.order + 1
+
     def to_cp(self, weights, vectors):
         return CPTensor((weights, split_blocks(vectors, self.shape)))
