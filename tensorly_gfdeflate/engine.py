@@ -65,6 +65,9 @@ _REFINE_MAX_STEPS = 20000
 # Settled checks in a row at which no slot could grow on what is left, before the flow
 # gives up on it.
 _STUCK_CHECKS = 2
+# On a partly observed target, each refined fit that fails to explain it multiplies the
+# settled checks before the next try by this (see FlowRun._refined_fit_reason).
+_REFIT_WAIT_GROWTH = 2
 # Components tried per round when looking for a shorter decomposition (automatic rank).
 _MINIMALITY_TRIES = 2
 # A weight this many times the next one marks a gap: the components below it are tried without.
@@ -266,6 +269,7 @@ class FlowRun:
         self.seeds = None
         self.stuck_checks = 0
         self.unchanged = (None, 0)
+        self.refit_wait = _STUCK_CHECKS + 1
         self.most_fitted = 0
 
     def retarget(self, operator):
@@ -278,6 +282,11 @@ class FlowRun:
         self.operator = operator
         self.target, self.scale = normalize(operator)
         self.integrator.retarget(self.target)
+
+    @property
+    def partly_observed(self):
+        """Whether only some entries of the target are observed (completion)."""
+        return self.target.observed_fraction < 1.0
 
     def _start_epoch(self):
         self.epoch_loss = self.checkpoint_loss = self.integrator.point.loss
@@ -415,18 +424,35 @@ class FlowRun:
         with ``lambda = 0`` fits it anyway: then the run is done, with the
         result it would return. A real component still missing is not fitted
         by the refinement, and the flow goes on.
+
+        On a partly observed target a try refines every prefix (see
+        :meth:`_prefix_lengths`), up to ``width`` refinements: after each
+        failed try the next waits ``_REFIT_WAIT_GROWTH`` times longer, so that
+        a flow that cannot fit the observed entries (too few of them) spends
+        a bounded share of its time on tries. When no prefix explains them
+        and the model has more free parameters than there are observed
+        entries, the flow has ``"stalled"``: its components can fit every
+        observed entry, so more flow time fits them, not the tensor.
         """
         previous, count = self.unchanged
         count = count + 1 if previous == fitted else 0
         self.unchanged = (fitted, count)
         rank = self.settings["rank"]
-        if count < _STUCK_CHECKS + 1 or (rank is not None and fitted != rank):
+        if count < self.refit_wait or (rank is not None and fitted != rank):
             return None
         self.unchanged = (fitted, 0)
-        if model is None or not (self._gap_prefix(*model) is not None
-                                 or self._explains(*self._refine(*model)[:2])):
+        if model is None:
             return None
-        return "nothing_to_fit" if rank is None else "rank_reached"
+        done = "nothing_to_fit" if rank is None else "rank_reached"
+        if self._gap_prefix(*model) is not None:
+            return done
+        if self._underdetermined(tl.shape(model[0])[0]):
+            return "stalled"
+        if self._explains(*self._refine(*model)[:2]):
+            return done
+        if self.partly_observed:
+            self.refit_wait *= _REFIT_WAIT_GROWTH
+        return None
 
     def _fit_threshold(self):
         """Residual weights at or below this are left alone (at least the tolerance).
@@ -545,7 +571,12 @@ class FlowRun:
         """The refined read-out, shortened to ``rank`` or to a minimal decomposition.
 
         Returns ``(weights, vectors, kept, steps)``, ``kept`` indexing the
-        ``count`` read-out components.
+        ``count`` read-out components. A read-out with more free parameters
+        than observed entries is returned as read out (least-squares
+        weights) when no prefix explains the entries: refining it fits them
+        exactly but slowly, minimizing it drops components one slow
+        refinement at a time, and the result predicts nothing either way
+        (the warning says so).
         """
         rank = self.settings["rank"]
         if rank is None:
@@ -555,6 +586,8 @@ class FlowRun:
                 weights, vectors, kept, steps = shortcut
                 weights, vectors, rest, more = self._minimize(weights, vectors)
                 return weights, vectors, [kept[q] for q in rest], steps + more
+            if self._underdetermined(count):
+                return weights, vectors, list(range(count)), 0
         weights, vectors, steps = self._refine(weights, vectors)
         if rank is None:
             weights, vectors, kept, more = self._minimize(weights, vectors)
@@ -565,9 +598,16 @@ class FlowRun:
         return weights, vectors, kept, steps + more
 
     def _refine(self, weights, vectors):
-        """``_refine`` then the least-squares weights: ``(weights, vectors, steps)``."""
+        """``_refine`` then the least-squares weights: ``(weights, vectors, steps)``.
+
+        On a partly observed target a refinement also stops once ``tol`` is
+        out of its reach (see :func:`_refine`): there the fits that do not
+        explain the observed entries creep instead of levelling off, and
+        :meth:`_gap_prefix` refines many of them.
+        """
         weights, vectors, steps = _refine(self.target, weights, vectors,
-                                          self.integrator.step_size, self.settings["tol"])
+                                          self.integrator.step_size, self.settings["tol"],
+                                          give_up=self.partly_observed)
         return refit_weights(self.target, vectors), vectors, steps
 
     def _check(self, weights, vectors):
@@ -603,25 +643,41 @@ class FlowRun:
         usually what the regularizer's shrinkage left to idle slots (on
         partly observed tensors above all, where it spreads to other
         directions); refining them along with the rest is slow and
-        :meth:`_minimize` would drop them one by one. Each such prefix is
-        tried, shortest first; None when none explains. Sample statistics
-        keep the full path (see :meth:`_minimize`).
+        :meth:`_minimize` would drop them one by one. Each such prefix (see
+        :meth:`_prefix_lengths`) is tried, shortest first; None when none
+        explains. Sample statistics keep the full path (see :meth:`_minimize`).
         """
         if self.target.is_sampled:
             return None
         magnitudes = np.abs(tl.to_numpy(weights))
         order = np.argsort(-magnitudes, kind="stable")
-        sorted_weights = magnitudes[order]
         steps = 0
-        for k in range(1, len(order)):
-            if sorted_weights[k - 1] < _GAP_RATIO * sorted_weights[k]:
-                continue
+        for k in self._prefix_lengths(magnitudes[order]):
             kept = order[:k].tolist()
             trial_weights, trial_vectors, spent = self._refine(weights[kept], vectors[:, kept])
             steps += spent
             if self._explains(trial_weights, trial_vectors):
                 return trial_weights, trial_vectors, kept, steps
         return None
+
+    def _prefix_lengths(self, sorted_weights):
+        """How many of the largest components :meth:`_gap_prefix` tries: those down to a gap.
+
+        On a partly observed target, every count whose components have fewer
+        free parameters than there are observed entries: there the flow often
+        ends with more components than the tensor holds and no gap (a
+        component split over two slots that have not merged, small slots
+        fitting what the others leave on the observed entries), and the
+        refinement of such an over-complete fit creeps (its extra components
+        fade slowly), while a too short prefix levels off and the right one
+        converges, both fast. More parameters than entries fit them whatever
+        the tensor holds, which proves nothing.
+        """
+        lengths = range(1, len(sorted_weights))
+        if self.partly_observed:
+            return [k for k in lengths
+                    if self.model.parameters(k) < self.target.n_observed]
+        return [k for k in lengths if sorted_weights[k - 1] >= _GAP_RATIO * sorted_weights[k]]
 
     def _minimize(self, weights, vectors):
         """Drop components while the rest, refined, still explain the tensor (automatic rank).
@@ -719,6 +775,11 @@ class FlowRun:
                             "of weight 0, the zero tensor)")
         elif rank is not None and found < rank:
             problems.append(f"found {found} components, fewer than rank={rank}")
+        if self._underdetermined(found):
+            problems.append(
+                f"returned {found} components, {self.model.parameters(found)} free parameters "
+                f"for {self.target.n_observed} observed entries: so many fit the observed "
+                "entries whatever the others hold, and predict nothing")
         if rank is None and self.most_fitted >= s["width"]:
             problems.append(
                 f"used every one of its width={s['width']} slots, so the automatic rank is "
@@ -739,6 +800,11 @@ class FlowRun:
         warnings.warn(s["name"] + " " + "; it ".join(problems) + ". "
                       + self._advice(check, found), ConvergenceWarning, stacklevel=user_stacklevel())
 
+    def _underdetermined(self, found):
+        """Whether ``found`` components have at least as many free parameters as observed entries."""
+        return (self.partly_observed and found > 0
+                and self.model.parameters(found) >= self.target.n_observed)
+
     def _residual_text(self):
         residual = self.integrator.point.residual
         if self.target.norm_is_estimate:
@@ -747,6 +813,10 @@ class FlowRun:
 
     def _advice(self, check, found):
         s, rank = self.settings, self.settings["rank"]
+        if self._underdetermined(found):
+            return (f"Observe more entries: {found} components need more than "
+                    f"{self.model.parameters(found)} to be determined by them (or pass a "
+                    "smaller rank).")
         if self.most_fitted >= s["width"]:
             return (f"Every one of the width={s['width']} slots was in use: increase width "
                     f"(or lower rank).")
@@ -814,14 +884,35 @@ def _call_back(callback, integrator, name):
         raise
 
 
-def _refine(target, weights, vectors, step_size, tol):
-    """Plain gradient flow (lambda = 0, no re-draws) from the read-out, to fit exactly low-rank targets."""
+def _out_of_reach(before, after, goal, steps_left):
+    """Whether a loss that fell from ``before`` to ``after`` in 100 steps cannot reach ``goal`` in ``steps_left``.
+
+    Projected at its current rate, per step: linear convergence keeps its
+    rate, slower (sublinear) convergence only loses rate, so the projection
+    is the best case.
+    """
+    if after <= goal:
+        return False
+    if after >= before:
+        return True
+    return 100.0 * np.log(after / goal) / np.log(before / after) > steps_left
+
+
+def _refine(target, weights, vectors, step_size, tol, give_up=False):
+    """Plain gradient flow (lambda = 0, no re-draws) from the read-out, to fit exactly low-rank targets.
+
+    Stops at the relative residual ``tol``, once 100 steps improve the loss
+    by less than ``_REFINE_STALL``, or after ``_REFINE_MAX_STEPS``; with
+    ``give_up``, also once ``tol`` is out of reach within those steps (see
+    :func:`_out_of_reach`).
+    """
     weights, vectors = canonical_signs(target.model, weights, vectors)
     signs = tl.sign(weights) + (weights == 0)
     W = target.model.slots(vectors, tl.sqrt(tl.abs(weights)))
     # A refinement's back-offs are its own business: its result is checked.
     integrator = _Integrator(target, W, signs, 0.0, step_size, warn=False)
     trusted_residual = not target.norm_is_estimate
+    goal = 0.5 * tol**2 * target.norm_sq
     for step in range(_REFINE_MAX_STEPS):
         if trusted_residual and integrator.point.residual <= tol:
             break
@@ -829,6 +920,9 @@ def _refine(target, weights, vectors, step_size, tol):
         # recorded steps: a step rejected by the back-off records none.
         losses = integrator.losses
         if len(losses) > 100 and losses[-101] - losses[-1] < _REFINE_STALL * abs(losses[-1]):
+            break
+        if give_up and len(losses) > 100 and _out_of_reach(
+                losses[-101], losses[-1], goal, _REFINE_MAX_STEPS - step):
             break
         integrator.step()
     point = integrator.point

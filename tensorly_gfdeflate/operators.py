@@ -214,6 +214,10 @@ class TensorOperator:
     #: (see :mod:`tensorly_gfdeflate.probe`).
     is_dense = False
 
+    #: The fraction of the entries observed: below 1 for a completion target
+    #: (:mod:`tensorly_gfdeflate.general.operators`), 1 for every other.
+    observed_fraction = 1.0
+
     def standard_error(self, V):
         """Standard error of ``T(v^l)`` for each column of ``V``, or None for an exact tensor.
 

@@ -171,6 +171,10 @@ class GeneralModel:
         blocks[0] = blocks[0] * tl.reshape(flip, (1, -1))
         return stack_blocks(blocks)
 
+    def parameters(self, count):
+        """Free parameters of ``count`` components: ``sum(shape) - N + 1`` each (one scale)."""
+        return count * (self.dim - self.order + 1)
+
     def power_iterate(self, operator, V, n_iter_max, tol):
         return alternating_power_iterate(operator, V, n_iter_max, tol)
 
