@@ -33,6 +33,7 @@ from .probe import (
     noise_floors,
     probe_residual,
     signal_to_noise,
+    sizes_observed_noise,
 )
 from .readout import (
     ALIGNMENT_TOL,
@@ -646,17 +647,28 @@ class FlowRun:
         :meth:`_minimize` would drop them one by one. Each such prefix (see
         :meth:`_prefix_lengths`) is tried, shortest first; None when none
         explains. Sample statistics keep the full path (see :meth:`_minimize`).
+
+        On a partly observed target a prefix must also leave no more than the
+        whole fit plus what noise could put in the components it lacks
+        (:meth:`_noise_energy`, one per component), as a dropped component
+        must in :meth:`_minimize`: on few entries the prefix's refined
+        components absorb much of a component they lack and spread the rest
+        over directions that none holds above the noise floor alone.
         """
         if self.target.is_sampled:
             return None
         magnitudes = np.abs(tl.to_numpy(weights))
         order = np.argsort(-magnitudes, kind="stable")
+        whole = self.target.minus(weights, vectors).norm_sq if self.partly_observed else None
         steps = 0
         for k in self._prefix_lengths(magnitudes[order]):
             kept = order[:k].tolist()
             trial_weights, trial_vectors, spent = self._refine(weights[kept], vectors[:, kept])
             steps += spent
-            if self._explains(trial_weights, trial_vectors):
+            check = self._check(trial_weights, trial_vectors)
+            if check.explained and (whole is None or self.target.minus(
+                    trial_weights, trial_vectors).norm_sq
+                    <= whole + (len(order) - k) * self._noise_energy(check, check)):
                 return trial_weights, trial_vectors, kept, steps
         return None
 
@@ -714,7 +726,9 @@ class FlowRun:
 
         - sample statistics: a component at the floor of the longer fit
           (``check``);
-        - a dense array, its noise sized (``regularization="auto"``):
+        - a dense array, or observed entries enough to size their noise
+          (:func:`~tensorly_gfdeflate.probe.sizes_observed_noise`), its noise
+          sized (``regularization="auto"``):
           ``NOISE_MARGIN`` times the square of the target's noise level in
           the shorter fit (``trial``), the largest weight noise shows in any
           direction (the best rank-one fit of noise takes the square of it;
@@ -729,7 +743,8 @@ class FlowRun:
         """
         if self.target.is_sampled:
             return check.floor**2
-        if not (self.target.is_dense and self.settings["noise_aware"]):
+        if not ((self.target.is_dense or sizes_observed_noise(self.target))
+                and self.settings["noise_aware"]):
             return np.inf
         level = float(np.max(trial.component_noise, initial=0.0))
         return max(NOISE_MARGIN * level**2, self._fit_threshold()**2)

@@ -218,6 +218,13 @@ class TensorOperator:
     #: (:mod:`tensorly_gfdeflate.general.operators`), 1 for every other.
     observed_fraction = 1.0
 
+    def noise_ratio(self):
+        """``kappa``: the largest weight unit Gaussian noise shows in one direction, seen here.
+
+        The model's (it depends on the shape alone) for a fully observed tensor.
+        """
+        return self.model.noise_ratio()
+
     def standard_error(self, V):
         """Standard error of ``T(v^l)`` for each column of ``V``, or None for an exact tensor.
 

@@ -212,6 +212,26 @@ def test_automatic_rank_stands_above_gaussian_noise(noise):
     assert np.all(trace.component_snr > 3)
 
 
+@pytest.mark.parametrize("fraction, noise", [(0.1, 0.0), (0.1, 0.01), (0.1, 0.05),
+                                             (0.05, 0.0), (0.05, 0.01), (0.05, 0.05)])
+def test_noisy_completion_stops_at_the_noise_of_the_observed_entries(fraction, noise):
+    # Gaussian noise on the observed entries is sized against noise on the same entries:
+    # the flow stops at the three components, without a warning, and predicts the held-out
+    # entries better than the noise level; without noise, as exactly as before.
+    truth = random_cp((30, 30, 30), 3, random_state=4)
+    clean = dense(truth)
+    mask = observed_mask(clean.shape, fraction, 5)
+    noise_tensor = np.random.RandomState(6).standard_normal(clean.shape)
+    tensor = clean + noise * np.linalg.norm(clean) / np.linalg.norm(noise_tensor) * noise_tensor
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ConvergenceWarning)
+        cp, trace = gradient_flow_parafac(np.where(mask, tensor, np.nan), mask=mask,
+                                          random_state=0, return_trace=True)
+    assert len(cp.weights) == 3
+    assert trace.stop_reason == "nothing_to_fit" and trace.converged
+    assert heldout_error(clean, cp, mask) < (noise if noise else 1e-5)
+
+
 def test_power_deflation_recovers_orthogonal_components_and_warns_otherwise():
     orthogonal = random_cp(SHAPE, 3, weights=[1.0, 0.6, 0.3], orthogonal=True, random_state=5)
     with warnings.catch_warnings():

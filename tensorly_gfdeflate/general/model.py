@@ -62,6 +62,15 @@ def alternating_power_iterate(operator, V, n_iter_max, tol):
     mode vector of every column moved by less than ``tol`` (up to sign), or by
     a few machine epsilons of the dtype. A mode whose contraction vanishes
     stays where it is. Returns ``(V, iterations)`` with unit mode vectors.
+
+    On a partly observed operator each update is the least-squares one (the
+    rank-one step of alternating least squares on the observed entries): the
+    contraction divided, index by index, by :meth:`mode_overlap`. The plain
+    contraction ``(1/p) P_Omega(T)(.., I, ..)`` converges to directions that
+    meet only a few observed entries, where ``1/p`` inflates a few values:
+    measured at 5% of a rank-3 30 x 30 x 30 tensor, with two of its
+    components fitted, the probed directions of the residual hold a fifth of
+    the third by least squares, those of these updates all of it.
     """
     shape = operator.shape
     tol = settled_tolerance(tol, V)
@@ -69,12 +78,22 @@ def alternating_power_iterate(operator, V, n_iter_max, tol):
     for iteration in range(1, n_iter_max + 1):
         change = 0.0
         for k in range(len(shape)):
-            image = normalize_columns(operator.contract_mode(stack_blocks(blocks), k), blocks[k])
+            stacked = stack_blocks(blocks)
+            image = operator.contract_mode(stacked, k)
+            if operator.observed_fraction < 1.0:
+                image = _least_squares_image(image, operator.mode_overlap(stacked, k))
+            image = normalize_columns(image, blocks[k])
             change = max(change, float(tl.max(column_change(image, blocks[k]))))
             blocks[k] = image
         if change < tol:
             break
     return stack_blocks(blocks), iteration
+
+
+def _least_squares_image(image, sizes):
+    """``image / sizes`` entry by entry, 0 where no observed entry is met (``sizes == 0``)."""
+    met = sizes > 0
+    return tl.where(met, image, 0.0 * image) / tl.where(met, sizes, 1.0 + 0.0 * sizes)
 
 
 @lru_cache(maxsize=64)
