@@ -33,7 +33,7 @@ from .probe import (
     noise_floors,
     probe_residual,
     signal_to_noise,
-    sizes_observed_noise,
+    sizes_noise,
 )
 from .readout import (
     ALIGNMENT_TOL,
@@ -727,7 +727,7 @@ class FlowRun:
         - sample statistics: a component at the floor of the longer fit
           (``check``);
         - a dense array, or observed entries enough to size their noise
-          (:func:`~tensorly_gfdeflate.probe.sizes_observed_noise`), its noise
+          (:func:`~tensorly_gfdeflate.probe.sizes_noise`), its noise
           sized (``regularization="auto"``):
           ``NOISE_MARGIN`` times the square of the target's noise level in
           the shorter fit (``trial``), the largest weight noise shows in any
@@ -743,8 +743,7 @@ class FlowRun:
         """
         if self.target.is_sampled:
             return check.floor**2
-        if not ((self.target.is_dense or sizes_observed_noise(self.target))
-                and self.settings["noise_aware"]):
+        if not (sizes_noise(self.target) and self.settings["noise_aware"]):
             return np.inf
         level = float(np.max(trial.component_noise, initial=0.0))
         return max(NOISE_MARGIN * level**2, self._fit_threshold()**2)

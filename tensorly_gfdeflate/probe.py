@@ -35,7 +35,7 @@ from .model import power_iterate
 from .readout import ALIGNMENT_TOL, canonical_signs, group_aligned
 
 __all__ = ["power_iterate", "probe_residual", "ResidualProbe", "noise_injective_ratio",
-           "noise_levels", "fitted_noise_factor", "noise_floors", "sizes_observed_noise",
+           "noise_levels", "fitted_noise_factor", "noise_floors", "sizes_noise",
            "check_fit", "signal_to_noise",
            "FitCheck", "NOISE_STANDARD_ERRORS", "NOISE_MARGIN", "DEFAULT_FLOOR"]
 
@@ -195,22 +195,23 @@ def noise_levels(target, residual, probe, directions):
     standard_error = target.standard_error(directions)
     if standard_error is not None:
         return tl.to_numpy(standard_error), NOISE_STANDARD_ERRORS
-    if target.is_dense or sizes_observed_noise(target):
+    if sizes_noise(target):
         return np.full(count, _dense_noise_level(residual, probe)), NOISE_MARGIN
     return np.zeros(count), 0.0
 
 
-def sizes_observed_noise(target):
-    """Whether the noise of a partly observed target is sized, as a dense array's is.
+def sizes_noise(target):
+    """Whether the target's noise is sized from its residual (a dense array, or observed entries).
 
-    Only where a component stands out of noise of the residual's size: where
-    the floor, ``NOISE_MARGIN`` times the share of the residual that noise
-    shows in one fitted rank-one term (``kappa`` of the observed entries),
-    is below ``_OBSERVED_SHARE`` of it. With fewer entries a component
-    cannot be told from noise of its size, and the target is taken as exact.
+    A dense array's always. A partly observed target's only where a
+    component stands out of noise of the residual's size: where the floor,
+    ``NOISE_MARGIN`` times the share of the residual that noise shows in one
+    fitted rank-one term (``kappa`` of the observed entries), is below
+    ``_OBSERVED_SHARE`` of it. With fewer entries a component cannot be told
+    from noise of its size, and the target is taken as exact.
     """
-    return (target.observed_fraction < 1.0
-            and NOISE_MARGIN * target.noise_ratio() < _OBSERVED_SHARE)
+    return target.is_dense or (target.observed_fraction < 1.0
+                               and NOISE_MARGIN * target.noise_ratio() < _OBSERVED_SHARE)
 
 
 def fitted_noise_factor(target, fitted):
@@ -228,7 +229,7 @@ def fitted_noise_factor(target, fitted):
     On a partly observed target ``D`` is the number of observed entries.
     1 for other targets, whose noise is not sized from the residual.
     """
-    if not (target.is_dense or sizes_observed_noise(target)):
+    if not sizes_noise(target):
         return 1.0
     entries, per_component = target.model.degrees_of_freedom()
     entries *= target.observed_fraction
