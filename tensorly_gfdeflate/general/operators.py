@@ -11,9 +11,10 @@ Every operator gives, for the columns ``(v_1j, ..., v_Nj)`` of ``V``:
 - ``contract_mode(V, k)``: ``T(v_1j, .., v_(k-1)j, I, v_(k+1)j, .., v_Nj)``, ``(n_k, m)``;
 - ``contract(V)``: all of them stacked like ``V``;
 - ``evaluate(V)``: ``T(v_1j, ..., v_Nj)``;
-- ``overlap(V)``: the Gram matrix of the rank-one terms under the operator's inner product,
-  ``overlap_diagonal(V)`` its diagonal, and ``mode_overlap(V, k)`` the squared norms of
-  the terms with ``v_k`` replaced by each unit vector of mode ``k``;
+- ``overlap(V)``: the Gram matrix of the rank-one terms under the operator's inner product
+  (a partly observed operator also gives ``overlap_diagonal(V)``, its diagonal, and
+  ``mode_overlap(V, k)``, the squared norms of the terms with ``v_k`` replaced by each
+  unit vector of mode ``k``);
 - ``norm_sq``, ``minus(weights, V)`` (the residual, still an operator), ``rescaled(factor)``.
 
 A partly observed target (a dense array with a mask, or :class:`ObservedEntries`)
@@ -336,8 +337,6 @@ class GeneralOperator(TensorOperator):
         ``|Omega|``, ``prod(shape)`` for a full tensor.
     """
 
-    observed_fraction = 1.0
-
     def _set_shape(self, shape, context):
         self.shape, self.order, self.dim = tuple(shape), len(shape), sum(shape)
         self._context = context
@@ -379,27 +378,6 @@ class GeneralOperator(TensorOperator):
         ``overlap(V) c = evaluate(V)``.
         """
         return _gram_product(split_blocks(V, self.shape))
-
-    def overlap_diagonal(self, V):
-        """The diagonal of :meth:`overlap`: each rank-one term's squared norm, length ``m``.
-
-        ``prod_k |v_k|^2`` for a full tensor (1 for unit vectors).
-        """
-        return _product([tl.sum(block * block, axis=0) for block in split_blocks(V, self.shape)])
-
-    def mode_overlap(self, V, k):
-        """For each mode-``k`` index ``i``, the squared norm of each term with ``e_i`` for ``v_k``.
-
-        An ``(n_k, m)`` matrix: ``T(.., I, ..) / mode_overlap`` is, entry by
-        entry, the least-squares mode-``k`` vector of a rank-one fit with the
-        other modes fixed. For a full tensor it is ``prod_{l != k} |v_l|^2``
-        for every ``i``.
-        """
-        blocks = split_blocks(V, self.shape)
-        k = self._check_mode(k)
-        sizes = _product([tl.sum(block * block, axis=0)
-                          for l, block in enumerate(blocks) if l != k])
-        return tl.ones((self.shape[k], 1), **self.context) * tl.reshape(sizes, (1, -1))
 
     def rescaled(self, factor):
         """This operator times the positive number ``factor``."""
@@ -564,7 +542,12 @@ class _ObservedInner:
         return _observed_gram(self._coordinates, blocks) / self.observed_fraction
 
     def overlap_diagonal(self, V):
-        """``(1/p) sum_Omega E[i, a]^2``: without the ``m x m`` products of :meth:`overlap`."""
+        """The diagonal of :meth:`overlap`, each rank-one term's squared norm (length ``m``).
+
+        ``(1/p) sum_Omega E[i, a]^2``, without the ``m x m`` products. On a full
+        tensor it is ``prod_k |v_k|^2``, 1 for unit vectors: only partly
+        observed operators need it (see :func:`~tensorly_gfdeflate.probe.probe_residual`).
+        """
         blocks = split_blocks(V, self.shape)
         return sum(tl.sum(terms * terms, axis=0)
                    for _, terms in _entry_terms(self._coordinates, blocks)) / self.observed_fraction
@@ -574,7 +557,14 @@ class _ObservedInner:
         return self._indices
 
     def mode_overlap(self, V, k):
-        """``(1/p) sum_{Omega, i_k = i} prod_{l != k} v_l[i_l]^2`` per mode-``k`` index ``i``."""
+        """For each mode-``k`` index ``i``, the squared norm of each term with ``e_i`` for ``v_k``.
+
+        ``(1/p) sum_{Omega, i_k = i} prod_{l != k} v_l[i_l]^2``, an ``(n_k, m)``
+        matrix: ``T(.., I, ..) / mode_overlap`` is, entry by entry, the
+        least-squares mode-``k`` vector of a rank-one fit with the other modes
+        fixed (on a full tensor, the plain contraction up to scale: see
+        :func:`~tensorly_gfdeflate.general.model.alternating_power_iterate`).
+        """
         blocks = [block * block for block in split_blocks(V, self.shape)]
         ones = tl.ones(self.n_observed, **self.context)
         return _observed_contract(self._coordinates, ones, blocks, self.shape,
