@@ -22,7 +22,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from tensorly_gfdeflate import SingleTopicModel, SphericalGaussianMixture  # noqa: E402
-from tensorly_gfdeflate.latent.sampling import (  # noqa: E402
+from tensorly_gfdeflate.estimators.latent.sampling import (  # noqa: E402
     sample_spherical_mixture,
     sample_topic_corpus,
 )

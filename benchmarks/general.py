@@ -86,7 +86,7 @@ from tensorly_gfdeflate import (  # noqa: E402
     gradient_flow_parafac,
     power_deflation_parafac,
 )
-from tensorly_gfdeflate.general.flow import DEFAULT_INIT_SCALE  # noqa: E402
+from tensorly_gfdeflate.solvers.general_flow import DEFAULT_INIT_SCALE  # noqa: E402
 
 DEFAULT_OUTPUT = Path(__file__).resolve().parent / "results_general.txt"
 EXACT_SHAPE, EXACT_RANK, EXACT_GOAL = (20, 25, 30), 5, 1e-6

@@ -41,7 +41,7 @@ from sklearn.decomposition import LatentDirichletAllocation  # noqa: E402
 from sklearn.mixture import GaussianMixture  # noqa: E402
 
 from tensorly_gfdeflate import SingleTopicModel, SphericalGaussianMixture  # noqa: E402
-from tensorly_gfdeflate.latent.sampling import (  # noqa: E402
+from tensorly_gfdeflate.estimators.latent.sampling import (  # noqa: E402
     sample_spherical_mixture,
     sample_topic_corpus,
 )

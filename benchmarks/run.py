@@ -56,8 +56,8 @@ from tensorly_gfdeflate import (  # noqa: E402
     random_symmetric_cp,
     relative_error,
 )
-from tensorly_gfdeflate.model import flow_point  # noqa: E402
-from tensorly_gfdeflate.operators import CPOperator, DenseOperator  # noqa: E402
+from tensorly_gfdeflate.models.symmetric import flow_point  # noqa: E402
+from tensorly_gfdeflate.targets.symmetric import CPOperator, DenseOperator  # noqa: E402
 from tensorly_gfdeflate.synthetic import random_unit_vectors  # noqa: E402
 
 DEFAULT_OUTPUT = Path(__file__).resolve().parent / "results.txt"

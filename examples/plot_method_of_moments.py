@@ -27,7 +27,7 @@ from scipy.optimize import linear_sum_assignment
 from sklearn.exceptions import ConvergenceWarning
 
 from tensorly_gfdeflate import SingleTopicModel
-from tensorly_gfdeflate.latent.sampling import sample_topic_corpus
+from tensorly_gfdeflate.estimators.latent.sampling import sample_topic_corpus
 
 rng = np.random.RandomState(0)
 topics = rng.dirichlet(np.full(30, 0.5), size=5)

@@ -1,23 +1,21 @@
 """Symmetric tensor decomposition by over-parametrized gradient flow, beside tensor power deflation."""
 
 from .comparison import Comparison, ComparisonRecord, compare
-from .cumulants import SampleCumulants
-from .estimators import GradientFlowCP, PowerDeflationCP
-from .flow import VARIANTS, gradient_flow_cp
-from .general import (
-    GradientFlowParafac,
-    ObservedEntries,
-    gradient_flow_parafac,
-    power_deflation_parafac,
-)
-from .latent import SingleTopicModel, SphericalGaussianMixture
-from .moment_decomposition import MomentDecomposition
-from .measures import components_recovered, match_components, relative_error
-from .operators import SampleMoments
+from .targets.cumulants import SampleCumulants
+from .estimators.symmetric import GradientFlowCP, PowerDeflationCP
+from .solvers.symmetric_flow import VARIANTS, gradient_flow_cp
+from .estimators.general import GradientFlowParafac
+from .targets.general import ObservedEntries
+from .solvers.general_flow import gradient_flow_parafac
+from .solvers.general_power import power_deflation_parafac
+from .estimators.latent import SingleTopicModel, SphericalGaussianMixture
+from .estimators.moment_decomposition import MomentDecomposition
+from .check.measures import components_recovered, match_components, relative_error
+from .targets.symmetric import SampleMoments
 from .plotting import plot_deflation, plot_discovery, plot_overview
-from .power_method import PowerTrace, power_deflation_cp
+from .solvers.power import PowerTrace, power_deflation_cp
 from .synthetic import random_cp, random_symmetric_cp
-from .trace import FlowEvent, FlowTrace
+from .flow.trace import FlowEvent, FlowTrace
 
 __version__ = "0.1.0"
 

@@ -18,6 +18,7 @@ __all__ = [
     "check_int",
     "check_choice",
     "check_bool",
+    "check_callback",
     "check_solver_options",
     "user_stacklevel",
     "is_dask_array",
@@ -125,6 +126,13 @@ def check_bool(name, value):
     ):
         return bool(value)
     raise TypeError(f"{name} must be True or False, got {value!r}.")
+
+
+def check_callback(callback):
+    """``callback`` if it is None or callable; a TypeError otherwise."""
+    if callback is not None and not callable(callback):
+        raise TypeError(f"callback must be callable or None, got {type(callback).__name__}.")
+    return callback
 
 
 def check_solver_options(options, solvers, solver, owner):

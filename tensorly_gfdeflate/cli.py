@@ -251,8 +251,8 @@ def _load_npy(path, what):
 def _file_problem(args):
     """``(operator, None, None, description)`` for the tensor in ``--tensor`` (and ``--mask``)."""
     from .comparison import target_kind
-    from .general.operators import as_general_operator
-    from .operators import as_operator
+    from .targets.general import as_general_operator
+    from .targets.symmetric import as_operator
 
     array = _load_npy(args.tensor, "tensor")
     mask = None if args.mask is None else _load_npy(args.mask, "mask")

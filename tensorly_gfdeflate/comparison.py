@@ -24,12 +24,13 @@ from scipy.stats import kendalltau
 from tensorly.cp_tensor import CPTensor
 
 from ._checks import check_choice, check_int, check_random_state, is_cp_tensor
-from .flow import gradient_flow_cp
-from .general import gradient_flow_parafac, power_deflation_parafac
-from .general.operators import GeneralCPOperator, GeneralOperator, as_general_operator
-from .measures import _is_symmetric, components_recovered, match_components, relative_error
-from .operators import CPOperator, DenseOperator, SymmetricOperator, as_operator
-from .power_method import power_deflation_cp
+from .solvers.symmetric_flow import gradient_flow_cp
+from .solvers.general_flow import gradient_flow_parafac
+from .solvers.general_power import power_deflation_parafac
+from .targets.general import GeneralCPOperator, GeneralOperator, as_general_operator
+from .check.measures import _is_symmetric, components_recovered, match_components, relative_error
+from .targets.symmetric import CPOperator, DenseOperator, SymmetricOperator, as_operator
+from .solvers.power import power_deflation_cp
 
 __all__ = ["METHODS", "GENERAL_METHODS", "KINDS", "ComparisonRecord", "Comparison", "compare",
            "order_agreement"]

@@ -11,9 +11,9 @@ import tensorly as tl
 from tensorly.cp_tensor import CPTensor
 
 from .comparison import order_agreement
-from .flow import gradient_flow_cp
-from .measures import match_components, relative_error
-from .power_method import power_deflation_cp
+from .solvers.symmetric_flow import gradient_flow_cp
+from .check.measures import match_components, relative_error
+from .solvers.power import power_deflation_cp
 
 DEMO_WEIGHTS = (1.0, 0.7, 0.5, 0.3, 0.2)
 DEMO_DIM = 10

@@ -7,8 +7,8 @@ it is imported only when a plot is drawn.
 import numpy as np
 import tensorly as tl
 
-from .measures import match_components
-from .trace import SlotLineage
+from .check.measures import match_components
+from .flow.trace import SlotLineage
 
 __all__ = ["plot_deflation", "plot_discovery", "plot_overview"]
 

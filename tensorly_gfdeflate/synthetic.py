@@ -9,8 +9,8 @@ import tensorly as tl
 from tensorly.cp_tensor import CPTensor
 
 from ._checks import check_bool, check_int, check_random_state
-from .general.operators import _check_shape
-from .model import random_unit_vectors
+from .targets.general import _check_shape
+from .models.symmetric import random_unit_vectors
 
 __all__ = ["random_unit_vectors", "random_symmetric_cp", "random_cp"]
 

@@ -16,9 +16,9 @@ from tensorly_gfdeflate import (
     power_deflation_cp,
     random_symmetric_cp,
 )
-from tensorly_gfdeflate.measures import components_recovered, relative_error
-from tensorly_gfdeflate.model import flow_point
-from tensorly_gfdeflate.operators import CPOperator, DenseOperator
+from tensorly_gfdeflate.check.measures import components_recovered, relative_error
+from tensorly_gfdeflate.models.symmetric import flow_point
+from tensorly_gfdeflate.targets.symmetric import CPOperator, DenseOperator
 
 torch = pytest.importorskip("torch")
 

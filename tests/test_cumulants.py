@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from tensorly_gfdeflate.cumulants import SampleCumulants
-from tensorly_gfdeflate.operators import DenseOperator, SampleMoments
+from tensorly_gfdeflate.targets.cumulants import SampleCumulants
+from tensorly_gfdeflate.targets.symmetric import DenseOperator, SampleMoments
 
 
 def _mixed_sources(n, random_state):

@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 
 from tensorly_gfdeflate import SingleTopicModel, SphericalGaussianMixture
-from tensorly_gfdeflate.dask_moments import moment_sums
-from tensorly_gfdeflate.latent.sampling import sample_spherical_mixture, sample_topic_corpus
-from tensorly_gfdeflate.latent.topics import long_documents
-from tensorly_gfdeflate.latent.whitening import MixtureMoments, TopicMoments, topic_third_sums
+from tensorly_gfdeflate.targets.dask_moments import moment_sums
+from tensorly_gfdeflate.estimators.latent.sampling import sample_spherical_mixture, sample_topic_corpus
+from tensorly_gfdeflate.estimators.latent.topics import long_documents
+from tensorly_gfdeflate.estimators.latent.whitening import MixtureMoments, TopicMoments, topic_third_sums
 
 da = pytest.importorskip("dask.array")
 

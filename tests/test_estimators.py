@@ -22,7 +22,7 @@ from tensorly_gfdeflate import (
     random_symmetric_cp,
     relative_error,
 )
-from tensorly_gfdeflate.estimators import GradientFlowCP, PowerDeflationCP
+from tensorly_gfdeflate.estimators.symmetric import GradientFlowCP, PowerDeflationCP
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,7 @@ import pytest
 import tensorly as tl
 from sklearn.exceptions import ConvergenceWarning
 
-from tensorly_gfdeflate.flow import default_width
+from tensorly_gfdeflate.solvers.symmetric_flow import default_width
 from tensorly_gfdeflate import (
     components_recovered,
     gradient_flow_cp,

@@ -11,7 +11,7 @@ from tensorly_gfdeflate import (
     power_deflation_cp,
     random_symmetric_cp,
 )
-from tensorly_gfdeflate.operators import as_operator
+from tensorly_gfdeflate.targets.symmetric import as_operator
 
 
 def three_forms(order, seed):
@@ -78,7 +78,7 @@ def test_structured_forms_never_build_the_dense_array():
 
 
 def test_moment_norm_estimate_is_close_for_many_samples(monkeypatch):
-    import tensorly_gfdeflate.operators as operators
+    import tensorly_gfdeflate.targets.symmetric as operators
 
     rng = np.random.RandomState(0)
     X = rng.exponential(size=(6000, 4)) - 1.0
@@ -96,7 +96,7 @@ def test_moment_norm_estimate_is_close_for_many_samples(monkeypatch):
 
 @pytest.mark.parametrize("order", [3, 4])
 def test_dense_moment_cache_matches_the_streamed_contraction(order, monkeypatch):
-    import tensorly_gfdeflate.operators as operators
+    import tensorly_gfdeflate.targets.symmetric as operators
 
     X = np.random.RandomState(order).standard_normal((3000, 5))
     V = np.random.RandomState(9).standard_normal((5, 4))

@@ -10,7 +10,7 @@ import pytest
 import tensorly as tl
 from tensorly.cp_tensor import CPTensor
 
-from tensorly_gfdeflate.general.operators import (
+from tensorly_gfdeflate.targets.general import (
     DenseTensor,
     GeneralCPOperator,
     MaskedTensor,
@@ -20,7 +20,7 @@ from tensorly_gfdeflate.general.operators import (
     split_blocks,
     stack_blocks,
 )
-from tensorly_gfdeflate.general.model import alternating_power_iterate
+from tensorly_gfdeflate.models.general import alternating_power_iterate
 
 SHAPES = [(4, 5, 6), (3, 4, 5, 2)]
 FORMS = ["dense", "masked", "observed", "cp"]

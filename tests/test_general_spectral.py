@@ -5,10 +5,10 @@ import pytest
 import tensorly as tl
 
 from tensorly_gfdeflate import ObservedEntries
-from tensorly_gfdeflate.general import spectral
-from tensorly_gfdeflate.general.model import GeneralModel
-from tensorly_gfdeflate.general.operators import MaskedTensor, split_blocks
-from tensorly_gfdeflate.general.spectral import observed_subspaces
+from tensorly_gfdeflate.targets import spectral
+from tensorly_gfdeflate.models.general import GeneralModel
+from tensorly_gfdeflate.targets.general import MaskedTensor, split_blocks
+from tensorly_gfdeflate.targets.spectral import observed_subspaces
 
 SHAPE, RANK, N_OBSERVED = (120, 100, 80), 3, 30_000
 
@@ -52,8 +52,8 @@ def test_a_residual_has_its_own_spectrum(seed):
     target = ObservedEntries(indices, values, SHAPE)
     strong = np.vstack([factor[:, :2] for factor in factors])
     residual = target.minus(WEIGHTS[:2], strong)
-    assert residual.model is not target.model
-    for factor, basis in zip(factors, residual.model.subspaces):
+    assert residual.start_subspaces() is not target.start_subspaces()
+    for factor, basis in zip(factors, GeneralModel.for_target(residual).subspaces):
         captured = np.linalg.norm(basis.T @ factor, axis=0)
         assert captured[2] > 0.9 and np.all(captured[:2] < 0.5)
 
@@ -100,7 +100,7 @@ def test_random_draws_alternate_inside_the_subspaces():
 
 
 @pytest.mark.parametrize("form", ["mask", "entries"])
-def test_the_model_is_computed_once_per_tensor(form):
+def test_the_spectral_start_is_computed_once_per_tensor(form):
     _, indices, values = _sampled_cp(2, shape=(12, 10, 8), n_observed=400)
     if form == "entries":
         target = ObservedEntries(indices, values, (12, 10, 8))
@@ -108,7 +108,10 @@ def test_the_model_is_computed_once_per_tensor(form):
         dense, mask = np.zeros((12, 10, 8)), np.zeros((12, 10, 8), dtype=bool)
         dense[tuple(indices.T)], mask[tuple(indices.T)] = values, True
         target = MaskedTensor(tl.tensor(dense), mask)
-    model = target.model
-    assert model is target.model and target.rescaled(2.0).model is model
+    subspaces = target.start_subspaces()
+    assert subspaces is target.start_subspaces()
+    assert target.rescaled(2.0).start_subspaces() is subspaces
+    model = GeneralModel.for_target(target)
     residual = target.minus(np.ones(2), model.random(2, np.random.RandomState(0)))
-    assert residual.model is residual.model and residual.model is not model
+    assert residual.start_subspaces() is residual.start_subspaces()
+    assert residual.start_subspaces() is not subspaces

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import tensorly as tl
 
-from tensorly_gfdeflate.model import flow_point
-from tensorly_gfdeflate.operators import DenseOperator
+from tensorly_gfdeflate.models.symmetric import flow_point
+from tensorly_gfdeflate.targets.symmetric import DenseOperator
 
 from conftest import random_symmetric_dense
 

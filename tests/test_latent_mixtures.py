@@ -9,8 +9,8 @@ from sklearn.exceptions import ConvergenceWarning
 from latent_helpers import assert_clone_is_deterministic_without_global_rng, fit_under_pytorch
 
 from tensorly_gfdeflate import SphericalGaussianMixture
-from tensorly_gfdeflate.latent.sampling import sample_spherical_mixture
-from tensorly_gfdeflate.latent.whitening import MixtureMoments, SphericalCorrection
+from tensorly_gfdeflate.estimators.latent.sampling import sample_spherical_mixture
+from tensorly_gfdeflate.estimators.latent.whitening import MixtureMoments, SphericalCorrection
 
 MEANS = np.array([[3.0, 0.0, 0.0, 1.0, 0.0],
                   [0.0, 3.0, 0.0, 0.0, 1.0],

@@ -10,8 +10,8 @@ from sklearn.exceptions import ConvergenceWarning
 from latent_helpers import assert_clone_is_deterministic_without_global_rng, fit_under_pytorch
 
 from tensorly_gfdeflate import SingleTopicModel
-from tensorly_gfdeflate.latent.sampling import sample_topic_corpus
-from tensorly_gfdeflate.latent.whitening import TopicMoments, topic_second_moment
+from tensorly_gfdeflate.estimators.latent.sampling import sample_topic_corpus
+from tensorly_gfdeflate.estimators.latent.whitening import TopicMoments, topic_second_moment
 
 TOPICS = np.array([[0.40, 0.30, 0.15, 0.10, 0.05, 0.00, 0.00, 0.00],
                    [0.00, 0.05, 0.10, 0.40, 0.30, 0.15, 0.00, 0.00],

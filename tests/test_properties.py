@@ -20,7 +20,7 @@ from tensorly_gfdeflate import (
     power_deflation_cp,
     random_symmetric_cp,
 )
-from tensorly_gfdeflate.operators import CPOperator, DenseOperator
+from tensorly_gfdeflate.targets.symmetric import CPOperator, DenseOperator
 
 pytestmark = pytest.mark.filterwarnings(
     "ignore::sklearn.exceptions.ConvergenceWarning", "ignore::RuntimeWarning")

@@ -22,7 +22,7 @@ from tensorly_gfdeflate import (
     random_symmetric_cp,
     relative_error,
 )
-from tensorly_gfdeflate.operators import as_operator, normalize
+from tensorly_gfdeflate.targets.symmetric import as_operator, normalize
 
 pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 

@@ -19,8 +19,9 @@ from tensorly_gfdeflate import (
     random_symmetric_cp,
     relative_error,
 )
-from tensorly_gfdeflate.probe import check_fit, noise_injective_ratio
-from tensorly_gfdeflate.operators import as_operator, normalize
+from tensorly_gfdeflate.check.probe import check_fit, shape_noise_ratio
+from tensorly_gfdeflate.models.symmetric import SymmetricModel
+from tensorly_gfdeflate.targets.symmetric import as_operator, normalize
 
 from conftest import random_symmetric_dense
 
@@ -167,12 +168,12 @@ def test_noise_floor_of_a_dense_tensor_tells_noise_from_structure():
     noise /= np.linalg.norm(noise)
     target, _ = normalize(as_operator(noise))
     nothing = (tl.zeros(0), tl.zeros((12, 0)))
-    assert check_fit(target, *nothing, np.random.RandomState(0), 1e-3).explained
-    kappa = noise_injective_ratio(12, 3)
+    assert check_fit(target, SymmetricModel(12, 3), *nothing, np.random.RandomState(0), 1e-3).explained
+    kappa = shape_noise_ratio(SymmetricModel(12, 3))
     u = np.eye(12)[:, :1]
     spiked = noise + 3 * kappa * np.einsum("i,j,k->ijk", u[:, 0], u[:, 0], u[:, 0])
     target, scale = normalize(as_operator(spiked))
-    check = check_fit(target, *nothing, np.random.RandomState(0), 1e-3)
+    check = check_fit(target, SymmetricModel(12, 3), *nothing, np.random.RandomState(0), 1e-3)
     assert not check.explained and check.largest * scale > 2 * kappa
 
 
@@ -186,7 +187,7 @@ def test_component_snr_says_how_far_each_component_stands_out_of_the_noise():
     noise *= 0.05 * np.linalg.norm(clean) / np.linalg.norm(noise)
     estimator = GradientFlowCP(random_state=0).fit(clean + noise)
     assert estimator.n_components_ == 5 and estimator.converged_
-    kappa = noise_injective_ratio(20, 3)
+    kappa = shape_noise_ratio(SymmetricModel(20, 3))
     expected = kappa * 0.05 * np.linalg.norm(clean) / np.linalg.norm(clean + noise)
     assert estimator.noise_level_ == pytest.approx(expected, rel=0.1)
     scale = np.linalg.norm(clean + noise)
@@ -213,7 +214,7 @@ def test_a_component_the_rest_absorb_is_not_dropped_as_noise(spread, noise, seed
         cp, trace = gradient_flow_cp(clean + E, random_state=seed, return_trace=True)
     assert len(cp.weights) == 5
     assert components_recovered(truth, cp, cosine=0.9, weight_rtol=0.25) == 5
-    expected = noise_injective_ratio(12, 3) * np.linalg.norm(E) / np.linalg.norm(clean + E)
+    expected = shape_noise_ratio(SymmetricModel(12, 3)) * np.linalg.norm(E) / np.linalg.norm(clean + E)
     assert trace.noise_level == pytest.approx(expected, rel=0.05)
 
 
@@ -223,7 +224,7 @@ def test_weight_no_slot_can_grow_on_does_not_keep_the_flow_running():
     # directions on which no slot can grow; the flow idled on it until max_time
     # (16,667 steps) before the refinement fitted it anyway.
     from tensorly_gfdeflate import SphericalGaussianMixture
-    from tensorly_gfdeflate.latent.sampling import sample_spherical_mixture
+    from tensorly_gfdeflate.estimators.latent.sampling import sample_spherical_mixture
 
     rng = np.random.RandomState(4)
     means = rng.standard_normal((4, 10))

@@ -1,0 +1,90 @@
+"""One verdict per fit: whether it succeeded, how the run ended, what fell short, in figures and in words.
+
+Modelled on scipy's ``OptimizeResult``: ``success``, ``status`` and
+``message``, with the figures the check measured. Both solvers build one;
+traces and estimators carry it; callers that act on a shortfall read
+:attr:`Verdict.shortfalls`, never the message.
+"""
+
+import warnings
+from dataclasses import dataclass
+from enum import Enum
+
+from sklearn.exceptions import ConvergenceWarning
+
+from .._checks import user_stacklevel
+
+__all__ = ["Shortfall", "Verdict"]
+
+
+class Shortfall(str, Enum):
+    """What a result can fall short by (one warning names every one that applies)."""
+
+    #: No component was fitted (the result is the zero tensor as one zero-weight component).
+    NOTHING_FITTED = "nothing_fitted"
+    #: Fewer components than the ``rank`` asked for.
+    FEWER_THAN_RANK = "fewer_than_rank"
+    #: More free parameters than observed entries: the fit predicts nothing.
+    UNDERDETERMINED = "underdetermined"
+    #: Every slot of the width was in use: the automatic rank is not to be trusted.
+    WIDTH_EXHAUSTED = "width_exhausted"
+    #: The run reached ``max_time`` and the result does not explain the target.
+    MAX_TIME = "max_time"
+    #: The residual holds a component above the noise floor.
+    UNEXPLAINED = "unexplained"
+    #: Power method: deflated components that are not orthogonal, without an exact fit.
+    NOT_ORTHOGONAL = "not_orthogonal"
+    #: Power method: the tensor was explained before ``rank`` extractions; the rest fill it.
+    RANK_FILLED = "rank_filled"
+    #: Power method: power iterations stopped at ``n_iter_max`` before they settled.
+    NOT_SETTLED = "not_settled"
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """The outcome of one fit.
+
+    Attributes
+    ----------
+    success : bool
+        The result explains the target: its residual holds nothing above
+        the noise floor (and, for the power method, every extraction's
+        iterations settled).
+    status : str
+        How the run ended: the flow's stop reason (``"tolerance"``,
+        ``"nothing_to_fit"``, ``"rank_reached"``, ``"stalled"``,
+        ``"callback"``, ``"max_time"``), or ``"completed"`` for the power
+        method.
+    message : str
+        The warning's text when something fell short, else a one-line
+        summary.
+    shortfalls : tuple of Shortfall
+        What fell short, in the order the message says it; empty on a clean
+        success.
+    explained : bool
+        No probed residual direction holds a weight above its floor.
+    unexplained_weight : float
+        The largest residual weight above its floor, relative to the
+        target's norm (0.0 when explained).
+    noise_floor : float
+        The floor it was compared with, relative to the target's norm.
+    n_components : int
+        Components returned with a nonzero weight.
+    """
+
+    success: bool
+    status: str
+    message: str
+    shortfalls: tuple
+    explained: bool
+    unexplained_weight: float
+    noise_floor: float
+    n_components: int
+
+    def __bool__(self):
+        return self.success
+
+    def warn(self):
+        """Raise the one ConvergenceWarning that says what fell short (nothing when nothing did)."""
+        if self.shortfalls:
+            warnings.warn(self.message, ConvergenceWarning, stacklevel=user_stacklevel())

@@ -1,0 +1,1 @@
+"""The flow engine: settings, integration, epochs, model selection, verdict, trace and the run loop."""

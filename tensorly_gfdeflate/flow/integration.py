@@ -1,0 +1,144 @@
+"""Explicit Euler integration of the flow, and the plain refinement flow (``lambda = 0``).
+
+See :ref:`theory-variants` (steps and back-off) and :ref:`theory-readout`
+(the refinement).
+"""
+
+import warnings
+
+import numpy as np
+import tensorly as tl
+
+from .._checks import user_stacklevel
+from ..check.readout import canonical_signs
+from .trace import FlowEvent
+
+__all__ = ["Integrator", "refine"]
+
+# Rounding slack on "the loss rose", relative to the loss at W = 0.
+_LOSS_SLACK = 1e-9
+_LOSS_SLACK_IN_EPS = 100.0
+# Step-size halvings allowed before giving up on a diverging run.
+_MAX_BACK_OFFS = 30
+# The refinement stops once 100 steps improve the loss by less than this fraction.
+_REFINE_STALL = 1e-3
+_REFINE_MAX_STEPS = 20000
+
+
+class Integrator:
+    """Explicit Euler steps on the loss of ``model`` on ``target``, with divergence back-off and a step record."""
+
+    def __init__(self, target, model, W, signs, regularization, step_size, warn=True):
+        self.target, self.model, self.signs = target, model, signs
+        self.regularization, self.warn = regularization, warn
+        self.step_size = self.initial_step = step_size
+        self.time, self.back_offs = 0.0, 0
+        self.events = []
+        self.W = W
+        self.point = model.point(target, W, signs, regularization)
+        # The loss rounds to about eps of its scale: 1e-9 is below float32's noise.
+        slack = max(_LOSS_SLACK, _LOSS_SLACK_IN_EPS * float(tl.eps(tl.context(W)["dtype"])))
+        self.loss_slack = slack * max(self.point.loss, 0.5 * target.norm_sq)
+        self.times, self.losses, self.residuals, self.norms = [], [], [], []
+        self._record()
+
+    def _record(self):
+        self.times.append(self.time)
+        self.losses.append(self.point.loss)
+        self.residuals.append(self.point.residual)
+        self.norms.append(tl.to_numpy(self.point.norms))
+
+    def _point(self, W):
+        return self.model.point(self.target, W, self.signs, self.regularization)
+
+    def step(self):
+        """One Euler step; if it overshoots, stay at the last good point and halve the step.
+
+        Below ``2 / curvature`` an Euler step never raises the loss, so a rise
+        (beyond rounding) or a non-finite loss means the step is too large.
+        """
+        W = self.W - self.step_size * self.point.gradient
+        point = self._point(W)
+        if np.isfinite(point.loss) and point.loss <= self.point.loss + self.loss_slack:
+            self.W, self.point = W, point
+            self.time += self.step_size
+            self._record()
+            return
+        self.back_offs += 1
+        if self.back_offs > _MAX_BACK_OFFS:
+            raise FloatingPointError(
+                f"the gradient flow diverges even with step_size={self.step_size:.3g}; "
+                "lower step_size (or init_scale) and check the tensor for extreme entries."
+            )
+        self.step_size /= 2
+        self.events.append(FlowEvent(self.time, "step_reduced", ()))
+        if self.back_offs == 1 and self.warn:
+            warnings.warn(
+                f"step_size={self.initial_step:.3g} overshoots: the loss rose at "
+                f"t={self.time:.4g}. Backed off to the last good point and halved the step "
+                "(trace.step_size has the final one). Pass a smaller step_size to avoid this.",
+                RuntimeWarning,
+                stacklevel=user_stacklevel(),
+            )
+
+    def retarget(self, target):
+        """Continue on ``target`` (same shape) from the current ``W``."""
+        self.target = target
+        self.point = self._point(self.W)
+
+    def set_signs(self, signs):
+        """New slot signs (adaptive re-draws), effective from the next point."""
+        self.signs = signs
+
+    def replace(self, W):
+        """Move to ``W`` (an epoch intervention) without taking a step."""
+        self.W = W
+        self.point = self._point(W)
+        self.times[-1], self.losses[-1], self.residuals[-1] = (
+            self.time, self.point.loss, self.point.residual)
+        self.norms[-1] = tl.to_numpy(self.point.norms)
+
+
+def _out_of_reach(before, after, goal, steps_left):
+    """Whether a loss that fell from ``before`` to ``after`` in 100 steps cannot reach ``goal`` in ``steps_left``.
+
+    Projected at its current rate, per step: linear convergence keeps its
+    rate, slower (sublinear) convergence only loses rate, so the projection
+    is the best case.
+    """
+    if after <= goal:
+        return False
+    if after >= before:
+        return True
+    return 100.0 * np.log(after / goal) / np.log(before / after) > steps_left
+
+
+def refine(target, model, weights, vectors, step_size, tol, give_up=False):
+    """Plain gradient flow (lambda = 0, no re-draws) from the read-out, to fit exactly low-rank targets.
+
+    Stops at the relative residual ``tol``, once 100 steps improve the loss
+    by less than ``_REFINE_STALL``, or after ``_REFINE_MAX_STEPS``; with
+    ``give_up``, also once ``tol`` is out of reach within those steps (see
+    :func:`_out_of_reach`). Returns ``(mass, directions, steps)``.
+    """
+    weights, vectors = canonical_signs(model, weights, vectors)
+    signs = tl.sign(weights) + (weights == 0)
+    W = model.slots(vectors, tl.sqrt(tl.abs(weights)))
+    # A refinement's back-offs are its own business: its result is checked.
+    integrator = Integrator(target, model, W, signs, 0.0, step_size, warn=False)
+    trusted_residual = not target.norm_is_estimate
+    goal = 0.5 * tol**2 * target.norm_sq
+    for step in range(_REFINE_MAX_STEPS):
+        if trusted_residual and integrator.point.residual <= tol:
+            break
+        # Loss differences are exact even when |T*|^2 is only estimated. Counted in
+        # recorded steps: a step rejected by the back-off records none.
+        losses = integrator.losses
+        if len(losses) > 100 and losses[-101] - losses[-1] < _REFINE_STALL * abs(losses[-1]):
+            break
+        if give_up and len(losses) > 100 and _out_of_reach(
+                losses[-101], losses[-1], goal, _REFINE_MAX_STEPS - step):
+            break
+        integrator.step()
+    point = integrator.point
+    return point.mass, point.directions, step

@@ -1,0 +1,511 @@
+"""The run loop shared by every model (symmetric and general CP).
+
+A :class:`FlowRun` integrates the flow of a model (given by the solver) by
+explicit Euler steps on the target normalized to unit norm, cuts time into
+epochs, merges aligned slots and re-draws small ones at epoch boundaries
+(:mod:`~tensorly_gfdeflate.flow.epochs`), applies the stop rules with an
+explicit :class:`StopState`, and reads out, refines
+(:mod:`~tensorly_gfdeflate.flow.selection`), checks and reports
+(:mod:`~tensorly_gfdeflate.flow.report`) the result. The models answer every
+question about components; the run never looks inside a slot. See
+:ref:`theory-variants` and :ref:`theory-selection`.
+
+Randomness, all from the caller's ``random_state``, in this order: the
+probe of the automatic regularization (sample statistics only), the initial
+slots, the seed of the check stream (one draw: every check of a result
+starts from it, so reading a result never moves the run's stream), then the
+re-draws and residual probes in the order the run makes them.
+"""
+
+from dataclasses import dataclass, replace
+from enum import Enum
+
+import numpy as np
+import tensorly as tl
+
+from .._checks import check_random_state
+from ..check.probe import noise_floors, probe_residual, signal_to_noise
+from ..check.readout import read_out, to_cp_tensor
+from ..targets.symmetric import normalize
+from .epochs import count_fitted, merge_aligned, redraw, seed_slots, slots_still_pooling
+from .integration import Integrator
+from .report import RunOutcome, flow_verdict
+from .selection import Selection
+from .settings import DEFAULT_STEP_SIZE
+from .trace import FlowEvent, FlowTrace, SlotLineage, discovery_times
+
+__all__ = ["FlowRun", "StopReason", "StopState", "start_run", "continue_run"]
+
+# The relative loss decrease over an epoch under which the flow looks for what is left.
+_PLATEAU_DROP = 1e-2
+# Vanilla "nothing moves": loss decrease below this over an epoch, and no slot grew 2x.
+_STALL_DROP = 1e-6
+# Settled checks in a row at which no slot could grow on what is left, before the flow
+# gives up on it.
+STUCK_CHECKS = 2
+# On a partly observed target, each refined fit that fails to explain it multiplies the
+# settled checks before the next try by this.
+REFIT_WAIT_GROWTH = 2
+
+
+class StopReason(str, Enum):
+    """Why a run stopped (a ``str``: ``trace.stop_reason == "max_time"`` reads as before)."""
+
+    TOLERANCE = "tolerance"
+    MAX_TIME = "max_time"
+    RANK_REACHED = "rank_reached"
+    NOTHING_TO_FIT = "nothing_to_fit"
+    STALLED = "stalled"
+    CALLBACK = "callback"
+
+    def __str__(self):
+        return self.value
+
+
+@dataclass(frozen=True)
+class StopState:
+    """What the stop rules carry from one settled check to the next; every transition is here.
+
+    ``stuck_checks``: settled checks in a row at which no slot could grow on
+    what is left (``STUCK_CHECKS`` of them: stalled). ``counted`` and
+    ``same_count``: the number of components at the last settled check where
+    one could grow, and for how many checks in a row it has not changed.
+    ``refit_wait``: such checks before the refined read-out is tried
+    (grows after each failed try on a partly observed target).
+    ``most_fitted``: the most distinct components held at any check.
+    """
+
+    stuck_checks: int = 0
+    counted: object = None
+    same_count: int = 0
+    refit_wait: int = STUCK_CHECKS + 1
+    most_fitted: int = 0
+
+    def saw(self, fitted):
+        """A check counted ``fitted`` distinct components."""
+        return replace(self, most_fitted=max(self.most_fitted, fitted))
+
+    def growth_checked(self, growable):
+        """A settled check found (or did not find) residual weight a slot could grow on."""
+        return replace(self, stuck_checks=0 if growable else self.stuck_checks + 1)
+
+    @property
+    def stalled(self):
+        return self.stuck_checks >= STUCK_CHECKS
+
+    def count_checked(self, fitted):
+        """A growable settled check with ``fitted`` components."""
+        same = self.same_count + 1 if self.counted == fitted else 0
+        return replace(self, counted=fitted, same_count=same)
+
+    def refit_due(self, rank):
+        """Whether the refined read-out is tried now: enough checks with the same count (and the rank)."""
+        return self.same_count >= self.refit_wait and (rank is None or self.counted == rank)
+
+    def refit_tried(self):
+        return replace(self, same_count=0)
+
+    def refit_failed(self, partly_observed):
+        """A refined read-out did not explain the target: on partly observed ones, wait longer."""
+        if not partly_observed:
+            return self
+        return replace(self, refit_wait=self.refit_wait * REFIT_WAIT_GROWTH)
+
+
+def _relative_drop(before, after):
+    """How much the loss fell from ``before`` to ``after``, relative to ``before``."""
+    return (before - after) / max(before, 1e-300)
+
+
+def start_run(operator, model_type, settings, name, default_width, resolve_signs,
+              random_state, default_step=DEFAULT_STEP_SIZE):
+    """A new :class:`FlowRun` of ``settings`` (a validated FlowSettings) on ``operator``.
+
+    ``model_type`` is the model class of the operator's kind;
+    ``resolve_signs(width)`` gives the slot signs and whether re-drawn slots
+    may change them.
+    """
+    rng = check_random_state(random_state)
+    target, scale = normalize(operator)
+    model = model_type.for_target(target)
+    resolved = settings.resolve(name, target, model, default_width, rng, default_step)
+    slot_signs, adaptive = resolve_signs(resolved.width)
+    return FlowRun(operator, target, scale, model, resolved, slot_signs, adaptive, rng)
+
+
+def continue_run(run, settings, callback):
+    """Advance ``run`` by ``settings.max_time``, then read out and check: ``(run, cp, trace)``.
+
+    ``settings`` are this call's (validated); the run keeps the other
+    settings it started with.
+    """
+    run.advance(settings.max_time, callback=callback, verbose=settings.verbose)
+    cp, trace = run.result(settings.debias)
+    return run, cp, trace
+
+
+class FlowRun:
+    """A gradient-flow run that can be continued (``warm_start``): ``advance(t)`` twice is ``advance(2 t)``."""
+
+    def __init__(self, operator, target, scale, model, settings, slot_signs, adaptive_signs,
+                 rng):
+        self.operator, self.target, self.scale = operator, target, scale
+        self.model, self.settings, self.rng = model, settings, rng
+        self.slot_signs, self.adaptive_signs = slot_signs, adaptive_signs
+        s, context = settings, target.context
+        W = model.slots(model.random(s.width, rng, context), s.init_scale)
+        self.check_seed = int(rng.randint(2**31 - 1))
+        self.integrator = Integrator(target, model, W, tl.tensor(slot_signs, **context),
+                                     s.regularization, s.step_size, warn=s.explicit_step)
+        self.sign_history = [(0, slot_signs)]
+        self.lineage = SlotLineage(s.width)
+        self.epoch = 0
+        self.epoch_length = s.epoch_time
+        self.boundary = s.epoch_time
+        self._start_epoch()
+        self.stop_reason = None
+        self.state = StopState()
+
+    def retarget(self, operator):
+        """Continue on ``operator`` (same shape) from the current model."""
+        if operator.shape != self.operator.shape:
+            raise ValueError(
+                f"warm_start=True continues a flow on a tensor of shape {self.operator.shape}, "
+                f"got shape {operator.shape}; set warm_start=False to start afresh."
+            )
+        self.operator = operator
+        self.target, self.scale = normalize(operator)
+        self.integrator.retarget(self.target)
+
+    @property
+    def partly_observed(self):
+        return self.target.observed_fraction < 1.0
+
+    def selection(self):
+        """Model selection on the current target, at the current step size."""
+        s = self.settings
+        return Selection(self.target, self.model, self.integrator.step_size, s.tol,
+                         s.fit_threshold, s.noise_aware, self.check_seed)
+
+    def _start_epoch(self):
+        self.epoch_loss = self.checkpoint_loss = self.integrator.point.loss
+        self.epoch_norms = tl.to_numpy(self.integrator.point.norms)
+        self.checkpoint = self.integrator.time + self.settings.epoch_time
+
+    # --- the loop ---------------------------------------------------------------------------
+
+    def advance(self, duration, callback=None, verbose=False):
+        """Integrate for up to ``duration`` more time units; returns the :class:`StopReason`."""
+        horizon = self.integrator.time + duration
+        while True:
+            reason = self._stop_reason(horizon, verbose)
+            if reason is not None:
+                break
+            self.integrator.step()
+            if callback is not None and _call_back(callback, self.integrator,
+                                                   self.settings.name) is True:
+                reason = StopReason.CALLBACK
+                break
+        self.stop_reason = reason
+        return reason
+
+    def _stop_reason(self, horizon, verbose):
+        """Check the stop rules; at an epoch boundary, also apply the variant's interventions."""
+        point = self.integrator.point
+        if point.residual <= self.settings.tol and not self.target.norm_is_estimate:
+            return StopReason.TOLERANCE
+        if self.integrator.time >= horizon:
+            return StopReason.MAX_TIME
+        if self.integrator.time < self.boundary:
+            return self._checkpoint_reason()
+        self.epoch += 1
+        drop = _relative_drop(self.epoch_loss, point.loss)
+        if verbose:
+            self._report()
+        reason, seeds = self._boundary_reason(drop)
+        if reason is None:
+            self._intervene(seeds)
+            self.epoch_length *= 1.0 + self.settings.epoch_growth
+            self.boundary += self.epoch_length
+            self._start_epoch()
+        return reason
+
+    def _checkpoint_reason(self):
+        """Inside a long epoch, stop once the fit is settled and explains the target.
+
+        Every ``epoch_time`` of flow time (no intervention: that waits for the
+        boundary), so that a fit which settles early does not idle until the
+        next, ever more distant, boundary.
+        """
+        s = self.settings
+        if self.integrator.time < self.checkpoint:
+            return None
+        loss = self.integrator.point.loss
+        drop = _relative_drop(self.checkpoint_loss, loss)
+        self.checkpoint = self.integrator.time + s.epoch_time
+        self.checkpoint_loss = loss
+        if not self._is_settled(drop):
+            return None
+        if s.rank is not None and s.rank > self._count_fitted():
+            return None
+        return self._explained_reason()[0]
+
+    def _boundary_reason(self, drop):
+        """At an epoch boundary: ``(stop reason or None, seeds for the re-drawn slots or None)``."""
+        s, point = self.settings, self.integrator.point
+        if self._is_settled(drop):
+            reason, seeds = self._explained_reason()
+            if reason is not None:
+                return reason, seeds
+        else:
+            seeds = None
+        if s.variant == "vanilla":
+            norms = tl.to_numpy(point.norms)
+            grew = np.any(norms**2 >= 2 * self.epoch_norms**2)
+            if drop < _STALL_DROP and not grew:
+                return StopReason.STALLED, seeds
+        return None, seeds
+
+    def _is_settled(self, drop):
+        """The loss fell by less than ``_PLATEAU_DROP`` and (merge variant) no fitted slots are still pooling.
+
+        The paper variant never merges: its pooled slots are pooled by the
+        read-out, and the check of the result says whether that explains the
+        tensor.
+        """
+        if drop >= _PLATEAU_DROP:
+            return False
+        return self.settings.variant != "merge" or not slots_still_pooling(
+            self.integrator.point, self.model, self.settings.drop_threshold)
+
+    def _count_fitted(self):
+        """Distinct components fitted now (and the stop state remembers the most)."""
+        fitted = count_fitted(self.integrator.point, self.model, self.settings.drop_threshold)
+        self.state = self.state.saw(fitted)
+        return fitted
+
+    def _explained_reason(self):
+        """Probe the residual: ``(stop reason or None, seeds)``, seeds the directions above the floor.
+
+        A rank is "reached" only when the fit also explains the target: ``rank``
+        fitted slots can hold blends of several components, and the residual
+        then still holds what they missed.
+        """
+        s, point = self.settings, self.integrator.point
+        fitted = self._count_fitted()
+        model = self._debiased_model()
+        residual = self.target if model is None else self.target.minus(*model)
+        probe = probe_residual(residual, self.model, point.directions, self.rng)
+        floors = np.full(len(probe.values), s.fit_threshold)
+        if s.noise_aware:
+            floors = np.maximum(noise_floors(self.target, self.model, residual, probe), floors)
+        above = np.abs(probe.values) > floors
+        seeds = (probe.directions[:, np.flatnonzero(above).tolist()], probe.values[above])
+        if np.any(above):
+            return self._stuck_reason(seeds[0], fitted, model), seeds
+        if s.rank is not None and s.rank <= fitted:
+            return StopReason.RANK_REACHED, seeds
+        return StopReason.NOTHING_TO_FIT, seeds
+
+    def _stuck_reason(self, directions, fitted, model):
+        """``STALLED`` when, at ``STUCK_CHECKS`` settled checks in a row, no slot could grow on what is left.
+
+        What is left is measured with least-squares weights; the flow sees its
+        own residual, with every fitted weight shrunk by ``lambda / 2``. A slot
+        along ``u`` grows only if that residual's ``|R(u^l)| > lambda / 2``.
+        For non-orthogonal components the shrinkage leaves weight off their
+        directions that no slot can grow on (the refinement with ``lambda = 0``
+        fits it): more flow time changes nothing, and the check of the refined
+        result decides. A component that is merely slow to grow keeps the
+        flow going.
+        """
+        point = self.integrator.point
+        seen = self.target.minus(point.mass, point.directions).evaluate(directions)
+        growable = bool(np.any(2.0 * np.abs(tl.to_numpy(seen)) > self.settings.regularization))
+        self.state = self.state.growth_checked(growable)
+        if self.state.stalled:
+            return StopReason.STALLED
+        return self._refined_fit_reason(fitted, model) if growable else None
+
+    def _refined_fit_reason(self, fitted, model):
+        """With the same number of components for ``refit_wait`` settled checks, whether the
+        refined read-out already explains the tensor.
+
+        What is left may be growable yet slow (weight just above ``lambda /
+        2``: a re-drawn slot needs longer than an epoch), and the refinement
+        with ``lambda = 0`` fits it anyway: then the run is done, with the
+        result it would return. A real component still missing is not fitted
+        by the refinement, and the flow goes on. On a partly observed target
+        each failed try makes the next wait longer, so that a flow that cannot
+        fit the observed entries spends a bounded share of its time on tries;
+        when the model has more free parameters than there are observed
+        entries the flow has stalled: more flow time fits them, not the tensor.
+        """
+        rank = self.settings.rank
+        self.state = self.state.count_checked(fitted)
+        if not self.state.refit_due(rank):
+            return None
+        self.state = self.state.refit_tried()
+        if model is None:
+            return None
+        done = StopReason.NOTHING_TO_FIT if rank is None else StopReason.RANK_REACHED
+        selection = self.selection()
+        if selection.gap_prefix(*model) is not None:
+            return done
+        if selection.underdetermined(tl.shape(model[0])[0]):
+            return StopReason.STALLED
+        if selection.explains(*selection.refine(*model)[:2]):
+            return done
+        self.state = self.state.refit_failed(self.partly_observed)
+        return None
+
+    def _debiased_model(self):
+        """The fitted directions with least-squares weights, ``(weights, vectors)``, or None.
+
+        The regularizer shrinks every fitted weight by ``lambda / 2``; for
+        components that are not orthogonal, those shrinkages add up to residual
+        weight above ``lambda`` in directions no slot holds, which no re-drawn
+        slot can fit (it is an artefact): the checks look at this model's
+        residual instead.
+        """
+        weights, vectors, _ = read_out(
+            self.target, self.model, self.integrator.W, self.integrator.signs, None,
+            self.settings.drop_threshold, True)
+        return None if weights is None else (weights, vectors)
+
+    # --- epoch interventions ----------------------------------------------------------------
+
+    def _intervene(self, seeds):
+        """Merge aligned slots (merge variant), then re-draw the small ones (paper, merge).
+
+        The merge variant's re-drawn slots start on ``seeds``, the residual
+        directions the boundary's probe found above the floor (if it ran).
+        """
+        s, integrator = self.settings, self.integrator
+        if s.variant == "vanilla":
+            return
+        W, snapshot = integrator.W, len(integrator.times) - 1
+        if s.variant == "merge":
+            W, groups = merge_aligned(W, integrator.point, self.model)
+            for leader, *absorbed in groups:
+                self.lineage.merge(leader, absorbed, snapshot)
+                integrator.events.append(FlowEvent(
+                    integrator.time, "merge", tuple(int(j) for j in (leader, *absorbed))))
+        norms = tl.to_numpy(self.model.split(W)[0])
+        small = np.flatnonzero(norms < s.reinit_threshold).tolist()
+        if small:
+            seeds = seeds if s.variant == "merge" else None
+            pairs, signs = seed_slots(small, self.slot_signs, seeds, self.adaptive_signs)
+            W = redraw(self.model, W, small, s.init_scale, self.rng, seeds, pairs)
+            integrator.events.append(FlowEvent(integrator.time, "redraw", tuple(small)))
+            self.lineage.redraw(small, snapshot)
+            if np.any(signs != self.slot_signs):
+                self.slot_signs = signs
+                integrator.set_signs(tl.tensor(signs, **self.target.context))
+                self.sign_history.append((snapshot, signs))
+        integrator.replace(W)
+
+    def _report(self):
+        s, point = self.settings, self.integrator.point
+        fitted = int(np.sum(tl.to_numpy(point.norms) >= s.reinit_threshold))
+        print(
+            f"[{s.name}] epoch {self.epoch} t={self.integrator.time:.1f} "
+            f"loss={point.loss:.3e} residual={point.residual:.3e} "
+            f"components>{s.reinit_threshold:g}: {fitted}"
+        )
+
+    # --- the result -------------------------------------------------------------------------
+
+    def result(self, debias):
+        """Read out (and refine) the current model, check it and report: ``(cp, trace)``.
+
+        The trace carries the :class:`~tensorly_gfdeflate.check.verdict.Verdict`
+        (``trace.verdict``); nothing is warned here.
+        """
+        s, target = self.settings, self.target
+        selection = self.selection()
+        # Debiased, every fitted component is refined before the cut to rank:
+        # which ``rank`` of them explain the tensor is decided on the refined fit.
+        weights, vectors, groups = read_out(
+            target, self.model, self.integrator.W, self.integrator.signs,
+            None if debias else s.rank, s.drop_threshold, debias,
+            min_weight=s.regularization / 2)
+        refine_steps = 0
+        if weights is None:
+            # The zero tensor as one zero-weight component: TensorLy's CP functions
+            # reject rank 0. The verdict and found = 0 say that nothing was fitted.
+            weights = tl.zeros(1, **target.context)
+            vectors = tl.tensor(np.eye(target.dim, 1), **target.context)
+            groups = [[]]
+        elif debias:
+            weights, vectors, kept, refine_steps = selection.refined_fit(
+                weights, vectors, len(groups), s.rank)
+            groups = [groups[i] for i in kept]
+        check = selection.check(weights, vectors)
+        found = int(np.count_nonzero(tl.to_numpy(weights)))
+        verdict = flow_verdict(self._outcome(found, selection), check)
+        snr, noise = signal_to_noise(weights, check)
+        cp, permutation = to_cp_tensor(self.model, weights, vectors, self.scale)
+        final_error = float(np.sqrt(target.minus(weights, vectors).norm_sq / target.norm_sq))
+        trace = self._trace([groups[i] for i in permutation], refine_steps, verdict,
+                            final_error)
+        trace.component_snr, trace.noise_level = snr[permutation], noise
+        return cp, trace
+
+    def _outcome(self, found, selection):
+        residual = self.integrator.point.residual
+        if self.target.norm_is_estimate:
+            residual_text = f"relative residual about {residual:.2g}, against an estimated norm"
+        else:
+            residual_text = f"relative residual {residual:.3g}"
+        return RunOutcome(
+            name=self.settings.name, rank=self.settings.rank, width=self.settings.width,
+            found=found, most_fitted=self.state.most_fitted, stop_reason=self.stop_reason,
+            time=self.integrator.time, underdetermined=selection.underdetermined(found),
+            parameters=self.model.parameters(found) if found else 0,
+            n_observed=self.target.n_observed, residual_text=residual_text)
+
+    def _signs_per_snapshot(self):
+        """``(n_snapshots, width)`` slot signs: adaptive re-draws change them over time."""
+        signs = np.empty((len(self.integrator.times), len(self.slot_signs)))
+        for (start, values), (stop, _) in zip(self.sign_history,
+                                              self.sign_history[1:] + [(None, None)]):
+            signs[start:stop] = values
+        return signs
+
+    def _trace(self, groups, refine_steps, verdict, final_error):
+        integrator = self.integrator
+        times, norms = np.asarray(integrator.times), np.asarray(integrator.norms)
+        signs = self._signs_per_snapshot()
+        return FlowTrace(
+            times=times,
+            loss=np.asarray(integrator.losses),
+            residual=np.asarray(integrator.residuals),
+            norms=norms,
+            signs=signs,
+            events=list(integrator.events),
+            discovery_time=discovery_times(times, norms, signs, self.lineage, groups),
+            component_slots=groups,
+            stop_reason=str(self.stop_reason),
+            step_size=integrator.step_size,
+            scale=self.scale,
+            refine_steps=refine_steps,
+            final_error=final_error,
+            explained=verdict.explained,
+            unexplained_weight=verdict.unexplained_weight,
+            noise_floor=verdict.noise_floor,
+            most_fitted=self.state.most_fitted,
+            verdict=verdict,
+        )
+
+
+def _call_back(callback, integrator, name):
+    """The user's callback; its exception propagates unchanged, with a note naming it."""
+    try:
+        return callback(integrator)
+    except Exception as error:
+        error.add_note(
+            f"raised by the callback passed to {name}, at flow time "
+            f"t={integrator.time:.4g}; the run was abandoned. Fix or remove callback."
+        )
+        raise

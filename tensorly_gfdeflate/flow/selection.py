@@ -1,0 +1,259 @@
+"""Model selection: which refined components the run returns (and whether they explain the target).
+
+Everything here is a function of explicit inputs, gathered in one frozen
+:class:`Selection`; the stop rules of the run and its result ask the same
+questions of it. See :ref:`theory-selection`.
+"""
+
+from dataclasses import dataclass
+
+import numpy as np
+import tensorly as tl
+
+from ..check.probe import NOISE_MARGIN, check_fit, sizes_noise
+from ..check.readout import refit_weights
+from .integration import refine
+
+__all__ = ["Selection", "GAP_RATIO", "MINIMALITY_TRIES"]
+
+# Components tried per round when looking for a shorter decomposition (automatic rank).
+MINIMALITY_TRIES = 2
+# A weight this many times the next one marks a gap: the components below it are tried without.
+GAP_RATIO = 10.0
+
+
+@dataclass(frozen=True)
+class Selection:
+    """What model selection reads: the normalized target, its model and the run's floors.
+
+    ``step_size`` is the run's current step (after any back-off);
+    ``check_seed`` seeds the random starts of every check of a result, so
+    that checking never moves the run's own random stream and the same
+    components always get the same verdict.
+    """
+
+    target: object
+    model: object
+    step_size: float
+    tol: float
+    fit_threshold: float
+    noise_aware: bool
+    check_seed: int
+
+    @property
+    def partly_observed(self):
+        """Whether only some entries of the target are observed (completion)."""
+        return self.target.observed_fraction < 1.0
+
+    def check(self, weights, vectors):
+        """The :func:`~tensorly_gfdeflate.check.probe.check_fit` verdict on ``weights``, ``vectors``."""
+        return check_fit(self.target, self.model, weights, vectors,
+                         np.random.RandomState(self.check_seed), self.fit_threshold,
+                         self.noise_aware)
+
+    def explains(self, weights, vectors):
+        return self.check(weights, vectors).explained
+
+    def refine(self, weights, vectors):
+        """The refinement flow, then the least-squares weights: ``(weights, vectors, steps)``.
+
+        On a partly observed target a refinement also stops once ``tol`` is
+        out of its reach: there the fits that do not explain the observed
+        entries creep instead of levelling off, and :meth:`gap_prefix`
+        refines many of them.
+        """
+        weights, vectors, steps = refine(self.target, self.model, weights, vectors,
+                                         self.step_size, self.tol,
+                                         give_up=self.partly_observed)
+        return refit_weights(self.target, vectors), vectors, steps
+
+    def underdetermined(self, found):
+        """Whether ``found`` components have at least as many free parameters as observed entries."""
+        return (self.partly_observed and found > 0
+                and self.model.parameters(found) >= self.target.n_observed)
+
+    def refined_fit(self, weights, vectors, count, rank):
+        """The refined read-out, shortened to ``rank`` or to a minimal decomposition.
+
+        Returns ``(weights, vectors, kept, steps)``, ``kept`` indexing the
+        ``count`` read-out components. A read-out with more free parameters
+        than observed entries is returned as read out (least-squares
+        weights) when no prefix explains the entries: refining it fits them
+        exactly but slowly, minimizing it drops components one slow
+        refinement at a time, and the result predicts nothing either way
+        (the warning says so).
+        """
+        if rank is None:
+            shortcut = self.gap_prefix(weights, vectors)
+            if shortcut is not None:
+                # The prefix explains the tensor; it may still hold a blend and its patch.
+                weights, vectors, kept, steps = shortcut
+                weights, vectors, rest, more = self.minimize(weights, vectors)
+                return weights, vectors, [kept[q] for q in rest], steps + more
+            if self.underdetermined(count):
+                return weights, vectors, list(range(count)), 0
+        weights, vectors, steps = self.refine(weights, vectors)
+        if rank is None:
+            weights, vectors, kept, more = self.minimize(weights, vectors)
+        elif count > rank:
+            weights, vectors, kept, more = self.reduce(weights, vectors, rank)
+        else:
+            kept, more = list(range(count)), 0
+        return weights, vectors, kept, steps + more
+
+    def reduce(self, weights, vectors, rank):
+        """``rank`` of the refined components that explain the tensor.
+
+        The ``rank`` largest are tried first. When they fall short (a slot
+        holds a blend of two components, patched by extra slots), components
+        are dropped one at a time (see :meth:`without_one`). Returns
+        ``(weights, vectors, kept, steps)``, ``kept`` indexing the input.
+        """
+        largest = np.argsort(-np.abs(tl.to_numpy(weights)), kind="stable")[:rank].tolist()
+        trial_weights, trial_vectors, steps = self.refine(weights[largest], vectors[:, largest])
+        if self.explains(trial_weights, trial_vectors):
+            return trial_weights, trial_vectors, largest, steps
+        kept = list(range(tl.shape(weights)[0]))
+        while len(kept) > rank:
+            _, rest, weights, vectors, spent = self.without_one(weights, vectors)
+            kept, steps = [kept[q] for q in rest], steps + spent
+        return weights, vectors, kept, steps
+
+    def gap_prefix(self, weights, vectors):
+        """The largest components down to a gap in the weights, refined, if they explain the tensor.
+
+        Components an order of magnitude (``GAP_RATIO``) below the rest are
+        usually what the regularizer's shrinkage left to idle slots (on
+        partly observed tensors above all, where it spreads to other
+        directions); refining them along with the rest is slow and
+        :meth:`minimize` would drop them one by one. Each such prefix (see
+        :meth:`prefix_lengths`) is tried, shortest first; None when none
+        explains. Sample statistics keep the full path (see :meth:`minimize`).
+
+        On a partly observed target a prefix must also leave no more than the
+        whole fit plus what noise could put in the components it lacks
+        (:meth:`noise_energy`, one per component), as a dropped component
+        must in :meth:`minimize`: on few entries the prefix's refined
+        components absorb much of a component they lack and spread the rest
+        over directions that none holds above the noise floor alone.
+        """
+        if self.target.is_sampled:
+            return None
+        magnitudes = np.abs(tl.to_numpy(weights))
+        order = np.argsort(-magnitudes, kind="stable")
+        whole = self.target.minus(weights, vectors).norm_sq if self.partly_observed else None
+        steps = 0
+        for k in self.prefix_lengths(magnitudes[order]):
+            kept = order[:k].tolist()
+            trial_weights, trial_vectors, spent = self.refine(weights[kept], vectors[:, kept])
+            steps += spent
+            check = self.check(trial_weights, trial_vectors)
+            if check.explained and (whole is None or self.target.minus(
+                    trial_weights, trial_vectors).norm_sq
+                    <= whole + (len(order) - k) * self.noise_energy(check, check)):
+                return trial_weights, trial_vectors, kept, steps
+        return None
+
+    def prefix_lengths(self, sorted_weights):
+        """How many of the largest components :meth:`gap_prefix` tries: those down to a gap.
+
+        On a partly observed target, every count whose components have fewer
+        free parameters than there are observed entries: there the flow often
+        ends with more components than the tensor holds and no gap (a
+        component split over two slots that have not merged, small slots
+        fitting what the others leave on the observed entries), and the
+        refinement of such an over-complete fit creeps (its extra components
+        fade slowly), while a too short prefix levels off and the right one
+        converges, both fast. More parameters than entries fit them whatever
+        the tensor holds, which proves nothing.
+        """
+        lengths = range(1, len(sorted_weights))
+        if self.partly_observed:
+            return [k for k in lengths
+                    if self.model.parameters(k) < self.target.n_observed]
+        return [k for k in lengths if sorted_weights[k - 1] >= GAP_RATIO * sorted_weights[k]]
+
+    def minimize(self, weights, vectors):
+        """Drop components while the rest, refined, still explain the tensor (automatic rank).
+
+        A flow can settle on a longer exact decomposition than the tensor's:
+        a slot that found a blend of two close components, and slots that
+        patch the difference. Only the ``MINIMALITY_TRIES`` most redundant
+        components are tried per round, which keeps the cost at a few
+        refinements when the decomposition is already minimal.
+        """
+        kept, steps = list(range(tl.shape(weights)[0])), 0
+        check = self.check(weights, vectors)
+        if not check.explained:
+            return weights, vectors, kept, steps
+        while len(kept) > 1:
+            miss = self.target.minus(weights, vectors).norm_sq
+            explains, rest, fewer_weights, fewer_vectors, spent = self.without_one(
+                weights, vectors, MINIMALITY_TRIES,
+                lambda trial: miss + self.noise_energy(check, trial))
+            steps += spent
+            if not explains:
+                break
+            weights, vectors, kept = fewer_weights, fewer_vectors, [kept[q] for q in rest]
+        return weights, vectors, kept, steps
+
+    def noise_energy(self, check, trial):
+        """How much dropping a component may raise the squared residual: what noise puts in one.
+
+        A shorter fit that leaves nothing above the floor in any one direction
+        can still miss a component: the rest, refined, absorb part of it
+        (overlapping components above all) and spread the remainder over many
+        directions. What it leaves in the squared residual tells, and is set
+        against what noise could have given one component:
+
+        - sample statistics: a component at the floor of the longer fit
+          (``check``);
+        - a dense array, or observed entries enough to size their noise
+          (:func:`~tensorly_gfdeflate.check.probe.sizes_noise`), its noise
+          sized (``regularization="auto"``): ``NOISE_MARGIN`` times the
+          square of the target's noise level in the shorter fit (``trial``),
+          and at least the square of the solver's own floor, below which
+          nothing counts (a noise-free array). Measured at d = 12, order 3:
+          dropping a component fitted to noise costs at most 1.7 times the
+          square of the level, dropping a true component of weight three
+          times the noise's injective norm at least 2.2 times;
+        - other targets have no noise level to compare with (a CP tensor is
+          exact): the check alone decides.
+        """
+        if self.target.is_sampled:
+            return check.floor**2
+        if not (sizes_noise(self.target, self.model) and self.noise_aware):
+            return np.inf
+        level = float(np.max(trial.component_noise, initial=0.0))
+        return max(NOISE_MARGIN * level**2, self.fit_threshold**2)
+
+    def without_one(self, weights, vectors, tries=None, allowance=None):
+        """The refined fit with one component fewer: ``(explains, rest, weights, vectors, steps)``.
+
+        Components are tried in order of redundancy (the smallest residual when
+        the others' weights alone are re-fitted without it), each time refining
+        the rest; the first that still explains the tensor, with a squared
+        residual within ``allowance(check)`` (when given), is taken, or else the
+        one with the smallest residual. ``rest`` indexes the input.
+        """
+        positions = range(tl.shape(weights)[0])
+        candidates = sorted(positions, key=lambda p: self.miss_without(vectors, p))[:tries]
+        best, steps = None, 0
+        for p in candidates:
+            rest = [q for q in positions if q != p]
+            trial_weights, trial_vectors, spent = self.refine(weights[rest], vectors[:, rest])
+            steps += spent
+            miss = self.target.minus(trial_weights, trial_vectors).norm_sq
+            check = self.check(trial_weights, trial_vectors)
+            explains = check.explained and (allowance is None or miss <= allowance(check))
+            if explains or best is None or miss < best[0]:
+                best = (miss, explains, rest, trial_weights, trial_vectors)
+            if explains:
+                break
+        return (*best[1:], steps)
+
+    def miss_without(self, vectors, position):
+        """Squared residual when column ``position`` is dropped and the others' weights re-fitted."""
+        rest = [q for q in range(tl.shape(vectors)[1]) if q != position]
+        return self.target.minus(refit_weights(self.target, vectors[:, rest]),
+                                 vectors[:, rest]).norm_sq
