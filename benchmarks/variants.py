@@ -1,4 +1,4 @@
-"""SPEC section 3's table: components recovered by each variant, 4 seeds per configuration.
+"""The variants table of docs/theory.rst (section 'Variants of the flow'): components recovered by each variant, 4 seeds per configuration.
 
 Orthogonal order-4 targets, weights geometric from 1 to 0.1; a component counts as
 recovered at |<u, v>| >= 0.99 and weight within 5%. Usage: python benchmarks/variants.py

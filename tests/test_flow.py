@@ -37,7 +37,7 @@ def test_default_flow_recovers_orthogonal_components(order, width_factor, seed):
 
 
 def test_vanilla_gets_stuck_where_merge_recovers_everything():
-    # SPEC section 3's configuration: d = 20, r = 10, width 10, order 4, weights 1 .. 0.1.
+    # The first configuration of the variants table (docs/theory.rst, section 'Variants'): d = 20, r = 10, width 10, order 4, weights 1 .. 0.1.
     # Vanilla puts several components on early directions and stalls; merge frees them.
     truth = random_symmetric_cp(20, 10, 4, random_state=0)
     tensor = dense(truth)

@@ -1,4 +1,4 @@
-"""The model's loss and gradient (SPEC section 2) against direct computations."""
+"""The model's loss and gradient (docs/theory.rst, section 'The over-parametrized model and its gradient flow') against direct computations."""
 
 import numpy as np
 import pytest

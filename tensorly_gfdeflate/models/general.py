@@ -40,7 +40,7 @@ def general_flow_point(target, W, regularization):
     inner product is the one on the observed entries divided by their fraction
     ``p``, so the same two lines serve: the residual ``R = T* - T(W)``, one
     stacked contraction ``R(w_j1, .., I, .., w_jN)`` per mode, and the gradient
-    ``-R(..) + lambda w_jk`` (SPEC section 7).
+    ``-R(..) + lambda w_jk`` with ``R = T* - T(W)`` (:ref:`theory-general`).
     """
     residual = target.minus(tl.ones(tl.shape(W)[1], **tl.context(W)), W)
     gradient = regularization * W - residual.contract(W)

@@ -1,8 +1,8 @@
 """General (non-symmetric) CP decomposition and completion by over-parametrized gradient flow.
 
 The flow of :func:`~tensorly_gfdeflate.gradient_flow_cp`, on the general CP
-model ``T(W) = sum_j w_j1 (x) ... (x) w_jN`` (SPEC section 7), run by the same
-engine (:mod:`tensorly_gfdeflate.flow.run`). From a small balanced start the
+model ``T(W) = sum_j w_j1 (x) ... (x) w_jN`` (:ref:`theory-general`), run by the same
+flow engine (:mod:`tensorly_gfdeflate.flow`). From a small balanced start the
 slots fit the largest component first, then the next (Razin, Maman and
 Cohen, ICML 2021, show this incremental rank learning for general CP): the
 rank comes out of the flow, and where entries are missing the small start

@@ -20,7 +20,7 @@ Every operator gives, for the columns ``(v_1j, ..., v_Nj)`` of ``V``:
 A partly observed target (a dense array with a mask, or :class:`ObservedEntries`)
 acts as ``T_eff = (1/p) P_Omega(T)``: ``P_Omega`` zeroes the unobserved entries and
 ``p = |Omega| / prod(shape)`` is the observed fraction. Its inner product is
-``<A, B> = (1/p) sum_Omega A_i B_i``, so the completion loss of SPEC section 7,
+``<A, B> = (1/p) sum_Omega A_i B_i``, so the completion loss of :ref:`theory-general`,
 ``1/(2p) sum_Omega (T(W)_i - T_i)^2``, is ``0.5 * residual.norm_sq`` exactly as
 for a full tensor, and one flow serves both.
 """
