@@ -293,23 +293,6 @@ def test_score_on_held_out_observed_entries(problem):
     assert estimator.score(entries_of(2 * tensor, ~mask)) < -0.4
 
 
-def test_two_warm_fits_of_horizon_t_equal_one_fit_of_2t(problem):
-    _, tensor = problem
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        # Horizons past the first discovery: a flow cut short earlier leaves its
-        # refinement slow (seconds), which this test need not pay for.
-        once = GradientFlowParafac(max_time=240.0, random_state=3).fit(tensor)
-        twice = GradientFlowParafac(max_time=120.0, warm_start=True, random_state=3)
-        twice.fit(tensor)
-        assert twice.trace_.stop_reason == "max_time"
-        twice.fit(tensor)
-    assert twice.trace_.times[0] == 0.0
-    assert twice.trace_.times[-1] == pytest.approx(once.trace_.times[-1], abs=0.6)
-    np.testing.assert_allclose(twice.trace_.loss[-1], once.trace_.loss[-1], rtol=1e-8)
-    np.testing.assert_allclose(twice.weights_, once.weights_, rtol=1e-8)
-
-
 # --- determinism ---------------------------------------------------------------------------------
 
 RUNNERS = {

@@ -11,6 +11,7 @@ import tensorly as tl
 
 from .._checks import is_cp_tensor
 from ..targets.base import TensorOperator
+from ..targets.general import GeneralOperator, as_general_operator, stack_blocks
 from ..targets.symmetric import DenseOperator, as_operator, normalize
 
 __all__ = ["relative_error", "match_components", "components_recovered"]
@@ -42,9 +43,6 @@ def relative_error(tensor, cp_tensor, *, mask=None):
         return 1.0
     if mask is None and _is_symmetric_target(tensor) and _is_symmetric(factors):
         return _symmetric_relative_error(tensor, weights, factors[0])
-    # Imported here: the general package's estimator imports this module.
-    from ..targets.general import as_general_operator, stack_blocks
-
     operator = as_general_operator(tensor, mask=mask)
     residual = operator.minus(weights, stack_blocks(list(factors)))
     return float(np.sqrt(residual.norm_sq / operator.norm_sq))
@@ -76,8 +74,6 @@ def _is_symmetric_target(tensor):
     A cubical array's entries are not read here: the symmetric operator checks
     them, and says so if the array is not symmetric.
     """
-    from ..targets.general import GeneralOperator
-
     if isinstance(tensor, GeneralOperator):
         return False
     if isinstance(tensor, TensorOperator):  # SampleMoments and the other symmetric operators

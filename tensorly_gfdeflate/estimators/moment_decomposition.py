@@ -135,6 +135,9 @@ class MomentDecomposition(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Bas
         unit-variance directions, not identified sources.
     n_iter_ : int
         Iterations of the solver (Euler steps of the flow, or power iterations).
+    verdict_ : Verdict or None
+        The solver's :class:`~tensorly_gfdeflate.check.verdict.Verdict`
+        (None for a zero tensor).
     converged_ : bool
         Every one of ``n_components`` sources was found and the solver's
         verdict (``decomposer_.verdict_``) is a success: the residual of the
@@ -420,7 +423,7 @@ class MomentDecomposition(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Bas
         when fewer than ``n_components`` were found or the solver did not converge.
         """
         solver = SOLVERS[self.solver](n_components, random_state=self.random_state)
-        self.decomposer_, self.n_iter_ = solver, 0
+        self.decomposer_, self.n_iter_, self.verdict_ = solver, 0, None
         directions = np.zeros((operator.dim, 0))
         if operator.norm_sq > 0.0:
             solver.set_params(**self._solver_defaults(n_samples, operator, n_components))
@@ -428,6 +431,7 @@ class MomentDecomposition(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Bas
             # The flow fits weights above regularization / 2 of a unit-norm tensor,
             # whose weights are at most 1: from 2 on it would fit nothing.
             solver._fit_quietly(operator)
+            self.verdict_ = solver.verdict_
             if not set(solver.verdict_.shortfalls) <= _REPLACED_SHORTFALLS:
                 solver.verdict_.warn()
             self.n_iter_ = solver.n_iter_

@@ -34,7 +34,7 @@ import tensorly as tl
 
 from .._checks import is_cp_tensor
 from .spectral import observed_subspaces
-from .symmetric import (
+from .base import (
     TensorOperator,
     _as_backend_tensor,
     _check_float_tensor,

@@ -13,6 +13,7 @@ import numpy as np
 import tensorly as tl
 
 from .._checks import check_int, is_cp_tensor, is_dask_array
+from .dask_moments import moment_sums
 from .base import (
     TensorOperator,
     _as_backend_tensor,
@@ -337,8 +338,6 @@ class SampleMoments(SymmetricOperator):
 
     def _read_dask(self, X, order, verbose):
         """One pass over the Dask array ``X``: the dense moments and a sample of rows."""
-        from .dask_moments import moment_sums
-
         self._set_sums(X, check_int("order", order, 2), moment_sums(X, order, verbose=verbose))
 
     @classmethod

@@ -17,6 +17,7 @@ from ..._checks import (
     is_dask_array,
     user_stacklevel,
 )
+from ...targets.dask_moments import check_dask_matrix
 from ..symmetric import GradientFlowCP, PowerDeflationCP
 
 SOLVERS = {"gradient_flow": GradientFlowCP, "power_deflation": PowerDeflationCP}
@@ -100,8 +101,6 @@ class MomentEstimator(BaseEstimator):
     def _check_dask(self, X, reset):
         """A Dask ``X`` checked (whole rows, known chunks, float: integers are cast
         lazily); with ``reset``, recorded as the training data's width."""
-        from ...targets.dask_moments import check_dask_matrix
-
         if np.issubdtype(X.dtype, np.integer):
             X = X.astype(np.float64)
         check_dask_matrix(X, min_samples=2 if reset else 1)
