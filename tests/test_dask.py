@@ -58,6 +58,7 @@ def test_the_pass_runs_on_a_local_cluster_of_two_processes(data):
                                rtol=1e-10, atol=1e-12)
 
 
+@pytest.mark.slow
 def test_a_lazily_generated_array_larger_than_memory_used_is_never_materialized():
     # 2e7 x 4 float64 is 640 MB; the pass must stay far below that (peak RSS of a
     # fresh interpreter, which has numpy, dask and the package loaded: about 150 MB).

@@ -77,6 +77,7 @@ def test_structured_forms_never_build_the_dense_array():
     assert moments.contract(np.eye(40)[:, :2]).shape == (40, 2)
 
 
+@pytest.mark.slow
 def test_moment_norm_estimate_is_close_for_many_samples(monkeypatch):
     import tensorly_gfdeflate.targets.symmetric as operators
 

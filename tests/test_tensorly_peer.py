@@ -160,6 +160,7 @@ def _parafac_runs(case):
     return runs, table
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case", [
     "rank1-orthogonal", "rank1", "rank3-orthogonal",
     pytest.param("rank3", marks=pytest.mark.xfail(strict=True, reason=(
@@ -251,6 +252,7 @@ def _completion_runs():
     return runs, table
 
 
+@pytest.mark.slow
 def test_completion_is_never_silently_wrong():
     runs, table = _completion_runs()
     ours = runs["ours, no rank"]
