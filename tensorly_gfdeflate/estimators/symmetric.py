@@ -44,7 +44,11 @@ class GradientFlowCP(_SymmetricCP, FlowEstimator):
     rank : int >= 1 or None, default=None
         Components kept; None: every component the flow fitted.
     width : int >= 1, optional
-        Number of model components.
+        Number of model components. Default: ``max(2 * rank, 8)``, or
+        ``min(dim, 50) + max(8, min(dim, 50) // 2)`` when ``rank`` is None;
+        with ``variant="paper"`` (order >= 3), ``2 k^2`` with ``k = rank``
+        (``dim`` when ``rank`` is None), at most 128 and never below the
+        former (see :func:`~tensorly_gfdeflate.solvers.symmetric_flow.paper_width`).
     variant : {"merge", "paper", "vanilla"}, default="merge"
     regularization : "auto" or float >= 0, default="auto"
     init_scale : float > 0, default=1e-3
