@@ -23,7 +23,7 @@ Per cell the table gives:
   (its largest ``|E(v^l)|`` over unit ``v``), median and minimum over seeds.
   The norm is computed from ``E`` itself, which the flow never sees: the best of
   ``INJECTIVE_STARTS`` random starts, each run to convergence by power
-  iterations (``tensorly_gfdeflate.check.probe.power_iterate``);
+  iterations (``tensorly_gfdeflate.models.symmetric.power_iterate``);
 * **rank**: runs that returned exactly r components;
 * **recovered**: runs in which all r true components are recovered
   (``components_recovered``) to the noise level's tolerance, ``TOLERANCES``:
@@ -95,7 +95,7 @@ from tensorly_gfdeflate import (  # noqa: E402
     random_symmetric_cp,
 )
 from tensorly_gfdeflate.targets.symmetric import DenseOperator  # noqa: E402
-from tensorly_gfdeflate.check.probe import power_iterate  # noqa: E402
+from tensorly_gfdeflate.models.symmetric import power_iterate  # noqa: E402
 from tensorly_gfdeflate.synthetic import random_unit_vectors  # noqa: E402
 
 DEFAULT_OUTPUT = Path(__file__).resolve().parent / "results_rank.txt"
