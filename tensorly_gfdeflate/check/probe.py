@@ -32,7 +32,7 @@ import tensorly as tl
 
 from .readout import ALIGNMENT_TOL, canonical_signs, group_aligned
 
-__all__ = ["probe_residual", "ResidualProbe", "noise_ratio", "shape_noise_ratio",
+__all__ = ["regularization_above_noise", "probe_residual", "ResidualProbe", "noise_ratio", "shape_noise_ratio",
            "observed_noise_ratio",
            "noise_levels", "fitted_noise_factor", "noise_floors", "sizes_noise",
            "check_fit", "signal_to_noise",
@@ -302,6 +302,19 @@ class FitCheck:
     floor: float
     unexplained: int
     component_noise: np.ndarray
+
+
+def regularization_above_noise(standard_error, spread=1.0):
+    """The automatic ``lambda`` (relative to the target's norm), the one formula every caller uses.
+
+    ``2 NOISE_STANDARD_ERRORS spread standard_error``, and at least
+    ``DEFAULT_FLOOR``: the flow fits a component only if its weight exceeds
+    ``lambda / 2``, so weights within ``NOISE_STANDARD_ERRORS`` standard errors
+    of zero (along the direction the error was measured in, times ``spread``
+    for the largest over all directions) are never fitted. See
+    :ref:`theory-check`.
+    """
+    return max(DEFAULT_FLOOR, 2.0 * NOISE_STANDARD_ERRORS * spread * float(standard_error))
 
 
 def signal_to_noise(weights, check):

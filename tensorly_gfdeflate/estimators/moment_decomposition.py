@@ -19,6 +19,7 @@ from sklearn.utils.extmath import svd_flip
 from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 
 from .._checks import check_bool, check_choice, check_int, check_solver_options, is_dask_array
+from ..check.probe import regularization_above_noise
 from ..check.verdict import Shortfall
 from ..targets.cumulants import SampleCumulants
 from ..targets.dask_moments import central_moment_sums, check_dask_matrix
@@ -35,9 +36,10 @@ STATISTICS = ("cumulant", "moment")
 # 96 for the raw third and fourth moments.
 _GAUSSIAN_VARIANCE = {("cumulant", 3): 6.0, ("cumulant", 4): 24.0,
                       ("moment", 3): 15.0, ("moment", 4): 96.0}
-# The flow leaves out components whose weight is within this many standard
-# errors (along a fixed direction) of zero, times sqrt(d): below it, a
-# "component" cannot be told from sampling noise. The flow's check of its fit
+# The flow leaves out components whose weight is within NOISE_STANDARD_ERRORS
+# standard errors (along a fixed direction) of zero, times sqrt(d) (the spread
+# passed to regularization_above_noise, the one formula of the automatic
+# regularization): below it, a "component" cannot be told from sampling noise. The flow's check of its fit
 # compares the largest residual over all directions with the same floor, and
 # the sampling noise's largest value over directions grows with d: on whitened
 # Gaussian data (5 seeds, n = 2000 and 20000, power iterations from 300
@@ -45,7 +47,6 @@ _GAUSSIAN_VARIANCE = {("cumulant", 3): 6.0, ("cumulant", 4): 24.0,
 # d = 2, 4, 6 and 10, about 2 sqrt(d). With 3 (not sqrt(d)) the flow took
 # 10-300x longer on 20000 samples of d = 6 to 10 and warned of an unexplained
 # residual that was noise.
-_NOISE_STANDARD_ERRORS = 3.0
 # The refinement of whitened unmixing rows stops when no row turns by more
 # than this (1 - |cosine|; FastICA stops on the same measure at 1e-4); it takes 2 to 5
 # iterations on the benchmarks (measured), so the cap only ends a cycle.
@@ -291,8 +292,8 @@ class MomentDecomposition(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Bas
         covariance = centred.T @ centred / len(centred)
         preprocessing = self._preprocessing(covariance, len(centred))
         Z = tl.tensor(centred @ preprocessing[0].T)
-        moments = SampleMoments(Z, self.order)
-        operator = SampleCumulants(Z, self.order) if self.statistic == "cumulant" else moments
+        moments = SampleMoments(Z, self.order, random_state=self.random_state)
+        operator = SampleCumulants(Z, self.order, random_state=self.random_state) if self.statistic == "cumulant" else moments
         return mean, covariance, preprocessing, len(centred), operator, moments
 
     def _read_dask(self, X):
@@ -411,10 +412,10 @@ class MomentDecomposition(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Bas
         # The statistic's standard error for Gaussian data along a unit-variance
         # direction: any whitened direction, or one standardized feature.
         standard_error = np.sqrt(_GAUSSIAN_VARIANCE[self.statistic, self.order] / n_samples)
-        noise = (_NOISE_STANDARD_ERRORS * np.sqrt(operator.dim) * standard_error
-                 / operator.norm)
+        regularization = regularization_above_noise(standard_error / operator.norm,
+                                                    spread=np.sqrt(operator.dim))
         return {"width": 4 * n_components, "signs": "mixed" if self.order % 2 == 0 else None,
-                "regularization": 2.0 * noise}
+                "regularization": regularization}
 
     def _decompose(self, operator, n_samples, n_components):
         """Unit factors of the tensor ``operator`` (columns), at most ``n_components``.

@@ -18,7 +18,7 @@ from .._checks import (
     check_nonnegative,
     check_positive,
 )
-from ..check.probe import DEFAULT_FLOOR, NOISE_STANDARD_ERRORS, probe_residual
+from ..check.probe import DEFAULT_FLOOR, probe_residual, regularization_above_noise
 
 __all__ = ["VARIANTS", "FLOW_CONSTRAINTS", "FlowSettings", "ResolvedSettings",
            "automatic_regularization"]
@@ -181,5 +181,4 @@ def automatic_regularization(target, model, variant, rng):
     if not target.is_sampled:
         return DEFAULT_FLOOR
     probe = probe_residual(target, model, None, rng)
-    error = float(tl.max(target.standard_error(probe.directions)))
-    return max(DEFAULT_FLOOR, 2.0 * NOISE_STANDARD_ERRORS * error)
+    return regularization_above_noise(tl.max(target.standard_error(probe.directions)))

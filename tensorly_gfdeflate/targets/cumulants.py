@@ -12,7 +12,7 @@ import numbers
 import numpy as np
 import tensorly as tl
 
-from .._checks import is_dask_array
+from .._checks import check_random_state, is_dask_array
 from .dask_moments import central_moment_sums
 from .base import _max_abs, _power_of_two_below, distinct_products, int_power, products
 from .symmetric import _EXACT_NORM_SAMPLES, DenseOperator, SampleMoments, SymmetricOperator
@@ -49,6 +49,10 @@ class SampleCumulants(SymmetricOperator):
         The order of the cumulant.
     verbose : bool, default=False
         With a Dask array, show Dask's progress bar during the passes.
+    random_state : None, int or numpy.random.RandomState, default=0
+        The draw of the 4096 rows a large norm is estimated from (see
+        Notes); used only then. The default keeps the estimate the same from
+        call to call; numpy's global random state is never used.
 
     Attributes
     ----------
@@ -66,8 +70,8 @@ class SampleCumulants(SymmetricOperator):
     ``|S|^2 = 3 (tr C^2)^2 + 6 tr C^4``. It is exact for ``n <= 4096`` and
     whenever the dense cumulant tensor is formed (see above). Otherwise the
     diagonal ``s = t`` is summed exactly and the off-diagonal mean of
-    ``h`` is estimated from 4096 rows drawn once with a fixed seed (an unbiased
-    U-statistic, deterministic, scaling exactly with ``X``). Estimating the
+    ``h`` is estimated from 4096 rows drawn once from ``random_state`` (an unbiased
+    U-statistic, deterministic for a fixed ``random_state``, scaling exactly with ``X``). Estimating the
     mean of ``h`` rather than of ``<x, y>^4`` matters: ``h`` has the Gaussian
     part ``S`` removed, so the estimate's standard error,
     about ``2 sqrt(Var_x[K_l(x, ..., x)] / 4096)``, scales with the cumulant
@@ -89,7 +93,12 @@ class SampleCumulants(SymmetricOperator):
     -1.2
     """
 
-    def __init__(self, X, order, *, verbose=False):
+    #: Seed (or generator) of the subsample a large norm is estimated from (see Notes).
+    random_state = 0
+
+    def __init__(self, X, order, *, verbose=False, random_state=0):
+        check_random_state(random_state)  # refused here if malformed, used lazily
+        self.random_state = random_state
         if isinstance(order, bool) or not isinstance(order, numbers.Integral):
             raise TypeError(f"order must be 3 or 4 (an int) for a cumulant tensor, got {order!r}.")
         if order not in (3, 4):
@@ -237,7 +246,8 @@ class SampleCumulants(SymmetricOperator):
         if n <= _EXACT_NORM_SAMPLES:
             return max(self._kernel_sum(Y, quad, gaussian_sq), 0.0) / n**2
         diagonal = float(tl.sum(self._kernel_diagonal(Y, quad, gaussian_sq)))
-        rows = np.sort(np.random.RandomState(0).choice(n, _EXACT_NORM_SAMPLES, replace=False))
+        rng = check_random_state(self.random_state)
+        rows = np.sort(rng.choice(n, _EXACT_NORM_SAMPLES, replace=False))
         sub, sub_quad = Y[rows.tolist()], quad[rows.tolist()]
         k = _EXACT_NORM_SAMPLES
         off_diagonal = self._kernel_sum(sub, sub_quad, gaussian_sq) - float(
