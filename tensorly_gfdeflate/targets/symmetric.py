@@ -312,8 +312,7 @@ class SampleMoments(SymmetricOperator):
     rows drawn once from ``random_state`` (an unbiased U-statistic; relative
     error a few percent: 5.5% standard deviation over draws on heavy-tailed
     rows), so the estimate is deterministic for a fixed ``random_state`` and
-    scales exactly
-    with ``X``; ``norm_is_estimate`` is then True. It sets the normalization of
+    scales exactly with ``X``; ``norm_is_estimate`` is then True. It sets the normalization of
     the solvers and the denominator of reported relative errors; solvers do not
     stop on a residual measured against it.
     """
