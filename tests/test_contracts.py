@@ -191,5 +191,14 @@ def test_every_public_estimator_says_whether_it_converged():
     for estimator, X in cases:
         fitted = _fitted(estimator, X)
         assert isinstance(fitted.converged_, bool), type(estimator).__name__
-        # The latent models and MomentDecomposition also need every component found.
-        assert fitted.converged_ <= fitted.verdict_.success, type(estimator).__name__
+        assert fitted.converged_ == fitted.verdict_.success, type(estimator).__name__
+
+
+def test_a_model_short_of_components_has_a_failed_verdict_that_says_so():
+    rng = np.random.RandomState(0)
+    X = rng.standard_normal((500, 3))  # Gaussian: no independent source to find
+    with pytest.warns(ConvergenceWarning, match="found"):
+        model = MomentDecomposition(random_state=0).fit(X)
+    assert model.n_sources_found_ < 3
+    assert not model.converged_ and Shortfall.FEWER_THAN_RANK in model.verdict_.shortfalls
+    assert model.verdict_.n_components == model.n_sources_found_

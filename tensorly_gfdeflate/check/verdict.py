@@ -7,7 +7,7 @@ traces and estimators carry it; callers that act on a shortfall read
 """
 
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import Enum
 
 from sklearn.exceptions import ConvergenceWarning
@@ -80,6 +80,14 @@ class Verdict:
     unexplained_weight: float
     noise_floor: float
     n_components: int
+
+    def fewer_than_asked(self, found, message):
+        """This verdict for a model that returns ``found`` components, fewer than asked:
+        not a success, ``FEWER_THAN_RANK`` among the shortfalls, ``message`` its text."""
+        shortfalls = self.shortfalls + (() if Shortfall.FEWER_THAN_RANK in self.shortfalls
+                                        else (Shortfall.FEWER_THAN_RANK,))
+        return replace(self, success=False, message=message, shortfalls=shortfalls,
+                       n_components=int(found))
 
     def __bool__(self):
         return self.success

@@ -20,7 +20,7 @@ from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 
 from .._checks import check_bool, check_choice, check_int, check_solver_options, is_dask_array
 from ..check.probe import regularization_above_noise
-from ..check.verdict import Shortfall
+from ..check.verdict import Shortfall, Verdict
 from ..targets.cumulants import SampleCumulants
 from ..targets.dask_moments import central_moment_sums, check_dask_matrix
 from .symmetric import GradientFlowCP, PowerDeflationCP
@@ -136,14 +136,14 @@ class MomentDecomposition(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Bas
         unit-variance directions, not identified sources.
     n_iter_ : int
         Iterations of the solver (Euler steps of the flow, or power iterations).
-    verdict_ : Verdict or None
-        The solver's :class:`~tensorly_gfdeflate.check.verdict.Verdict`
-        (None for a zero tensor).
+    verdict_ : Verdict
+        The fit's :class:`~tensorly_gfdeflate.check.verdict.Verdict`: the
+        solver's, made a failure with the shortfall ``FEWER_THAN_RANK`` when
+        fewer than ``n_components`` sources were found (``NOTHING_FITTED``
+        for a zero statistic).
     converged_ : bool
-        Every one of ``n_components`` sources was found and the solver's
-        verdict (``decomposer_.verdict_``) is a success: the residual of the
-        decomposition holds nothing above the noise floor. False for a zero
-        tensor.
+        ``verdict_.success``, as on every estimator: every source found and
+        the residual of the decomposition holds nothing above the noise floor.
     decomposer_ : GradientFlowCP or PowerDeflationCP
         The solver, fitted on the tensor (with its ``trace_`` and
         ``converged_``), unless the tensor was zero. Then ``n_iter_`` is 0.
@@ -424,7 +424,11 @@ class MomentDecomposition(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Bas
         when fewer than ``n_components`` were found or the solver did not converge.
         """
         solver = SOLVERS[self.solver](n_components, random_state=self.random_state)
-        self.decomposer_, self.n_iter_, self.verdict_ = solver, 0, None
+        self.decomposer_, self.n_iter_ = solver, 0
+        self.verdict_ = Verdict(
+            success=False, status="not_run", shortfalls=(Shortfall.NOTHING_FITTED,),
+            message="MomentDecomposition: the statistic is zero; nothing was decomposed.",
+            explained=True, unexplained_weight=0.0, noise_floor=0.0, n_components=0)
         directions = np.zeros((operator.dim, 0))
         if operator.norm_sq > 0.0:
             solver.set_params(**self._solver_defaults(n_samples, operator, n_components))
@@ -438,18 +442,17 @@ class MomentDecomposition(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Bas
             self.n_iter_ = solver.n_iter_
             directions = self._found_directions(solver)
         self.n_sources_found_ = directions.shape[1]
-        # One meaning for every estimator: the fit explains the statistic, and (here)
-        # every requested source was found.
-        self.converged_ = (self.n_sources_found_ == n_components
-                           and bool(getattr(solver, "converged_", False)))
         if self.n_sources_found_ < n_components:
-            warnings.warn(
+            message = (
                 f"MomentDecomposition found {self.n_sources_found_} of n_components="
                 f"{n_components} sources; the last {n_components - self.n_sources_found_} are "
                 "filled by an orthonormal completion and are not identified sources. Fit more "
                 "samples, lower n_components, use solver='power_deflation', "
-                "or lower solver_options['regularization'] (the noise floor).",
-                ConvergenceWarning, stacklevel=3)
+                "or lower solver_options['regularization'] (the noise floor).")
+            self.verdict_ = self.verdict_.fewer_than_asked(self.n_sources_found_, message)
+            warnings.warn(message, ConvergenceWarning, stacklevel=3)
+        # One meaning on every estimator: converged_ is verdict_.success.
+        self.converged_ = self.verdict_.success
         return directions
 
     def _found_directions(self, solver):

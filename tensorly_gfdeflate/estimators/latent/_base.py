@@ -82,13 +82,14 @@ class MomentEstimator(BaseEstimator):
         """Set ``n_sources_found_``; warn when fewer than ``n_components`` were found."""
         self.n_sources_found_ = int(n_found)
         if n_found < n_components:
-            self.converged_ = False
-            warnings.warn(
+            message = (
                 f"{type(self).__name__} found {n_found} of n_components={n_components} "
                 f"components (solver={self.solver!r}); the fitted attributes hold only those "
                 f"found. Try more data, another random_state, solver_options "
-                f"(for example a longer max_time), or fewer components.",
-                ConvergenceWarning, stacklevel=user_stacklevel())
+                f"(for example a longer max_time), or fewer components.")
+            self.verdict_ = self.verdict_.fewer_than_asked(n_found, message)
+            self.converged_ = self.verdict_.success
+            warnings.warn(message, ConvergenceWarning, stacklevel=user_stacklevel())
 
     def _check_fitted(self):
         """Raise unless ``fit`` ran and found at least one component to evaluate data against."""

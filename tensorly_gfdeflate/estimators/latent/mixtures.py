@@ -72,7 +72,12 @@ class SphericalGaussianMixture(MomentEstimator):
         Number ``n_found`` of components found; below ``n_components`` comes with a
         ConvergenceWarning, and missing components are never filled in.
     converged_ : bool
-        The solver's verdict (its result passed its check) and all components found.
+        ``verdict_.success``, as on every estimator: the solver's result passed
+        its check and all components were found.
+    verdict_ : Verdict
+        The fit's :class:`~tensorly_gfdeflate.check.verdict.Verdict`: the
+        solver's, made a failure (shortfall ``FEWER_THAN_RANK``) when fewer
+        components than ``n_components`` were found.
     trace_ : FlowTrace or PowerTrace
         The solver's trace.
     n_features_in_ : int

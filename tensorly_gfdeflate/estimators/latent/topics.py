@@ -137,7 +137,12 @@ class SingleTopicModel(MomentEstimator):
         Number ``n_found`` of topics the solver found; below ``n_components`` comes with
         a ConvergenceWarning, and missing topics are never filled in.
     converged_ : bool
-        The solver's verdict (its result passed its check) and all topics found.
+        ``verdict_.success``, as on every estimator: the solver's result passed
+        its check and all topics were found.
+    verdict_ : Verdict
+        The fit's :class:`~tensorly_gfdeflate.check.verdict.Verdict`: the
+        solver's, made a failure (shortfall ``FEWER_THAN_RANK``) when fewer
+        topics than ``n_components`` were found.
     trace_ : FlowTrace or PowerTrace
         The solver's trace.
     projection_ : ndarray of shape (n_words, n_components)
