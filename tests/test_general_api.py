@@ -293,41 +293,6 @@ def test_score_on_held_out_observed_entries(problem):
     assert estimator.score(entries_of(2 * tensor, ~mask)) < -0.4
 
 
-# --- determinism ---------------------------------------------------------------------------------
-
-RUNNERS = {
-    "flow": lambda target, seed: [gradient_flow_parafac(target, 2, random_state=seed)],
-    "power": lambda target, seed: [power_deflation_parafac(target, 2, random_state=seed)],
-    "compare": lambda target, seed: [record.decomposition for record in compare(
-        target, rank=2, random_state=seed)],
-}
-
-
-def _general_targets():
-    truth = random_cp(SHAPE, 2, weights=[1.0, 0.5], random_state=8)
-    tensor = dense(truth)
-    mask = observed_mask(SHAPE, 0.7, 9)
-    return {"dense": tensor, "cp": truth, "entries": entries_of(tensor, mask)}
-
-
-@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
-@pytest.mark.parametrize("form", ["dense", "cp", "entries"])
-@pytest.mark.parametrize("runner", sorted(RUNNERS))
-def test_same_seed_same_result_and_global_state_untouched(runner, form):
-    np.random.seed(1234)
-    before = np.random.get_state()
-    first = RUNNERS[runner](_general_targets()[form], 3)
-    after = np.random.get_state()
-    np.testing.assert_array_equal(before[1], after[1])
-    assert before[2:] == after[2:]
-    np.random.standard_normal(5)
-    second = RUNNERS[runner](_general_targets()[form], np.random.RandomState(3))
-    for a, b in zip(first, second):
-        np.testing.assert_array_equal(a.weights, b.weights)
-        for fa, fb in zip(a.factors, b.factors):
-            np.testing.assert_array_equal(fa, fb)
-
-
 # --- pytorch -------------------------------------------------------------------------------------
 
 @pytest.mark.backend

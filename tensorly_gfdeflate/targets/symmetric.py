@@ -18,7 +18,6 @@ from .base import (
     TensorOperator,
     _as_backend_tensor,
     _check_float_tensor,
-    _dtype_name,
     _max_abs,
     _power_of_two_below,
     _symmetry_tolerance,
