@@ -1,8 +1,7 @@
-"""The model's loss and gradient (docs/theory.rst, section 'The over-parametrized model and its gradient flow') against direct computations."""
+"""The model's loss and gradient (docs/theory.rst, section 'The over-parametrized model') against direct computations."""
 
 import numpy as np
 import pytest
-import tensorly as tl
 
 from tensorly_gfdeflate.models.symmetric import flow_point
 from tensorly_gfdeflate.targets.symmetric import DenseOperator

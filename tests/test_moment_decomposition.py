@@ -1,7 +1,5 @@
 """MomentDecomposition: scikit-learn's estimator checks, pipelines, and blind source separation."""
 
-import warnings
-
 import numpy as np
 import pytest
 from scipy import signal
