@@ -397,3 +397,17 @@ def test_alternating_power_keeps_vanished_columns():
     V, iterations = alternating_power_iterate(operator, start, 10, 1e-10)
     np.testing.assert_array_equal(V, start)
     assert iterations == 1
+
+
+def test_observed_entries_keep_their_own_copy_of_what_was_checked():
+    # A NaN (or a moved index) written into the caller's arrays after construction
+    # must not reach the solvers unchecked.
+    rng = np.random.RandomState(3)
+    indices = np.unique(rng.randint(0, 5, size=(40, 3)), axis=0)
+    values = rng.standard_normal(len(indices))
+    entries = ObservedEntries(indices, values, (5, 5, 5))
+    expected_indices, expected_values = indices.copy(), values.copy()
+    values[0], indices[0, 0] = np.nan, 4 - indices[0, 0]
+    np.testing.assert_array_equal(tl.to_numpy(entries.observed_values()), expected_values)
+    np.testing.assert_array_equal(entries.observed_indices(), expected_indices)
+    assert np.isfinite(entries.norm)

@@ -660,6 +660,10 @@ class ObservedEntries(_ObservedInner, GeneralOperator):
             )
         _check_float_tensor("values", values)
         _check_unique(indices, shape)
+        # Copies, so that the checked entries stay as checked: a NaN the caller writes
+        # into its own array later must not reach the solvers unseen.
+        indices, values = np.array(indices, copy=True), tl.copy(values)
+        indices.setflags(write=False)
         context = tl.context(values)
         self._indices = indices
         self._coordinates = Coordinates(indices, context)
@@ -965,6 +969,11 @@ def as_general_operator(tensor, mask=None, name="tensor"):
     elif tensor is None:
         raise TypeError(f"{name} must be a dense array, a CPTensor or an ObservedEntries, "
                         "got None.")
+    elif _is_coordinate_tuple(tensor):
+        raise TypeError(
+            f"{name} is an (indices, values, shape) tuple; wrap it as "
+            f"ObservedEntries(indices, values, shape) to pass the observed entries of a "
+            "tensor (from tensorly_gfdeflate import ObservedEntries).")
     else:
         dense = _as_backend_tensor(name, tensor)
         _check_order(name, tl.shape(dense))
@@ -973,6 +982,15 @@ def as_general_operator(tensor, mask=None, name="tensor"):
         operator = DenseTensor(dense, name) if mask is None else MaskedTensor(dense, mask, name)
     _check_order(name, operator.shape)
     return operator
+
+
+def _is_coordinate_tuple(value):
+    """Whether ``value`` looks like ``(indices, values, shape)``: three items, the last a shape."""
+    if not isinstance(value, tuple) or len(value) != 3:
+        return False
+    shape = value[2]
+    return isinstance(shape, (tuple, list)) and all(
+        isinstance(n, (int, np.integer)) and not isinstance(n, bool) for n in shape)
 
 
 def _check_order(name, shape):
