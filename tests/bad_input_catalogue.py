@@ -151,6 +151,8 @@ _GENERAL_TARGETS = [
      r"indices holds no entries"),
     ("entries-with-mask", "ObservedEntries(idx, values, (4, 5, 6)), mask=M", _entries(), M,
      ValueError, r"mask must be None for this tensor: an ObservedEntries already says"),
+    ("float16", "G.astype(np.float16)", lambda: G.astype(np.float16), None, TypeError,
+     r"tensor has dtype float16, too coarse for the solvers .* float32 or float64"),
     ("entries-as-tuple", "(idx, values, (4, 5, 6))", lambda: (IDX, G[M], (4, 5, 6)), None,
      TypeError, r"tensor is an \(indices, values, shape\) tuple; wrap it as ObservedEntries"),
 ]

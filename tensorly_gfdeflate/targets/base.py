@@ -87,6 +87,13 @@ def _check_float_tensor(name, tensor):
             f"{name} has dtype {dtype}; pass a real floating-point array "
             f"(for example {name}.astype(float))."
         )
+    if dtype in ("float16", "bfloat16"):
+        # Half precision resolves about 1e-3: below the solvers' tolerances and floors,
+        # and numpy's linear algebra refuses it.
+        raise TypeError(
+            f"{name} has dtype {dtype}, too coarse for the solvers (it resolves about 1e-3, "
+            f"the scale of their tolerances); pass {name} in float32 or float64 (for "
+            f"example {name}.astype('float32')).")
     # max propagates NaN, and |inf| is inf: one pass catches both, without warnings.
     if tl.shape(tensor) and 0 not in tl.shape(tensor) and not np.isfinite(_max_abs(tensor)):
         raise ValueError(f"{name} contains NaN or inf; remove or impute those entries.")
@@ -138,7 +145,7 @@ def _max_abs(tensor):
 
 
 def _symmetry_tolerance(tensor):
-    eps = 1e-7 if "32" in _dtype_name(tensor) or "16" in _dtype_name(tensor) else 1e-16
+    eps = 1e-7 if "32" in _dtype_name(tensor) else 1e-16
     return np.sqrt(eps) * float(tl.max(tl.abs(tensor)))
 
 
