@@ -19,6 +19,7 @@ from .._checks import (
     check_positive,
 )
 from ..check.probe import DEFAULT_FLOOR, probe_residual, regularization_above_noise
+from ..models.protocol import check_rank_determinable
 
 __all__ = ["VARIANTS", "FLOW_CONSTRAINTS", "FlowSettings", "ResolvedSettings",
            "automatic_regularization"]
@@ -106,6 +107,7 @@ class FlowSettings:
         automatic regularization draws from ``rng`` (sample statistics only,
         see :func:`automatic_regularization`). ``target`` is normalized.
         """
+        check_rank_determinable(self.rank, target, model)
         width = default_width(self.rank) if self.width is None else self.width
         if self.rank is not None and width < self.rank:
             raise ValueError(

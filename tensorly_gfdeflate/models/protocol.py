@@ -9,7 +9,23 @@ sections :ref:`theory-model` and :ref:`theory-general`.
 
 from typing import Protocol, runtime_checkable
 
-__all__ = ["Model"]
+__all__ = ["Model", "check_rank_determinable"]
+
+
+def check_rank_determinable(rank, target, model):
+    """``rank``, refused when it exceeds the entries that could determine it.
+
+    A decomposition of more components than the tensor has distinct entries
+    (or observed entries, for a completion target) is never determined by
+    them, and its slots alone can exhaust memory: it is refused before any
+    work, with the bound.
+    """
+    entries = min(int(target.n_observed), int(model.degrees_of_freedom()[0]))
+    if rank is not None and rank > entries:
+        raise ValueError(
+            f"rank={rank} exceeds the {entries} entries of the tensor that could determine "
+            f"it: pass rank <= {entries}, or rank=None for the automatic rank.")
+    return rank
 
 
 @runtime_checkable

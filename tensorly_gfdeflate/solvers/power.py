@@ -15,6 +15,7 @@ from .._checks import check_bool, check_int, check_positive, check_random_state
 from ..check.probe import DEFAULT_FLOOR, check_fit, signal_to_noise
 from ..check.readout import canonical_signs, to_cp_tensor
 from ..check.verdict import Shortfall, Verdict
+from ..models.protocol import check_rank_determinable
 from ..models.symmetric import SymmetricModel
 from ..targets.symmetric import as_operator, normalize
 
@@ -188,6 +189,7 @@ def power_deflation(operator, model_type, rank, *, n_restarts, n_iter_max, tol, 
     rng = check_random_state(random_state)
     target, scale = normalize(operator)
     model = model_type.for_target(operator)
+    check_rank_determinable(rank, operator, model)
 
     residual, weights, vectors = target, [], []
     trace = PowerTrace()
