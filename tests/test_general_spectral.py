@@ -115,3 +115,27 @@ def test_the_spectral_start_is_computed_once_per_tensor(form):
     residual = target.minus(np.ones(2), model.random(2, np.random.RandomState(0)))
     assert residual.start_subspaces() is residual.start_subspaces()
     assert residual.start_subspaces() is not subspaces
+
+
+def test_a_huge_mode_costs_memory_for_the_observed_fibres_only():
+    # Shape (10^5, 10^5, 10^5): numbering every fibre would take a 10^10-long index
+    # (74.5 GiB); only the observed ones are numbered. Modes 1 and 2 hold 4 indices
+    # each, so entries share fibres and every mode has a spectrum (mode 0 by Lanczos).
+    rng = np.random.RandomState(0)
+    n, count = 10**5, 3000
+    indices = np.column_stack([rng.randint(0, n, count), rng.randint(0, 4, count),
+                               rng.randint(0, 4, count)])
+    indices = np.unique(indices, axis=0)
+    values = 1.0 + 0.1 * rng.standard_normal(len(indices))
+    bases = observed_subspaces(indices, values, (n, n, n))
+    for basis in bases:
+        assert basis is not None and basis.shape[0] == n
+        np.testing.assert_allclose(basis.T @ basis, np.eye(basis.shape[1]), atol=1e-8)
+
+
+def test_entries_that_share_no_fibre_leave_the_starts_uniform():
+    rng = np.random.RandomState(1)
+    n = 10**5
+    indices = np.unique(rng.randint(0, n, size=(500, 3)), axis=0)
+    assert observed_subspaces(indices, rng.standard_normal(len(indices)), (n, n, n)) == (
+        None, None, None)

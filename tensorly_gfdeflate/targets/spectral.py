@@ -17,14 +17,14 @@ diagonal leaves the noise's eigenvalues spread on both sides of zero, the
 components' only on the positive side, so the eigenvalues above the largest
 negative one's magnitude stand out from the noise. Weak components may not:
 a residual's spectrum, once the strong ones are fitted, shows them (each
-partly observed operator computes its own, see ``_ObservedInner.model``).
+partly observed operator computes its own, see ``start_subspaces``).
 """
 
 import math
 
 import numpy as np
 import scipy.sparse as sp
-from scipy.sparse.linalg import eigsh
+from scipy.sparse.linalg import ArpackError, eigsh
 
 __all__ = ["observed_subspaces"]
 
@@ -68,13 +68,20 @@ def observed_subspaces(indices, values, shape):
 
 
 def _fibres(indices, shape, k):
-    """For each entry, the index of its mode-``k`` fibre (its coordinates but the k-th)."""
+    """For each entry, the index of its mode-``k`` fibre among the observed fibres, and their count.
+
+    Only observed fibres are numbered: the Gram matrix of the unfolding does
+    not see empty columns, and numbering all ``prod(shape) / n_k`` of them
+    would cost an index array of that length (74.5 GiB for a mode of a
+    ``(10^5)^3`` tensor).
+    """
     others = [m for m in range(len(shape)) if m != k]
     other_shape = tuple(shape[m] for m in others)
     if math.prod(other_shape) < 2**62:
-        return np.ravel_multi_index(tuple(indices[:, others].T), other_shape), math.prod(other_shape)
-    # Too many fibres for one int64 index: number the observed ones only.
-    _, fibres = np.unique(indices[:, others], axis=0, return_inverse=True)
+        keys = np.ravel_multi_index(tuple(indices[:, others].T), other_shape)
+        _, fibres = np.unique(keys, return_inverse=True)
+    else:  # too many fibres for one int64 key: compare the coordinates themselves
+        _, fibres = np.unique(indices[:, others], axis=0, return_inverse=True)
     fibres = fibres.ravel()
     return fibres, int(fibres.max()) + 1
 
@@ -88,6 +95,8 @@ def _mode_subspace(indices, values, shape, k):
     gram = (unfolding @ unfolding.T).tocsr()
     gram.setdiag(0.0)
     gram.eliminate_zeros()
+    if gram.nnz == 0:
+        return None  # no two observed entries share a fibre: the spectrum says nothing
     lowest, eigenvalues, eigenvectors = _spectrum(gram)
     above = int(np.count_nonzero(eigenvalues > -lowest))
     if above == 0:
@@ -98,12 +107,27 @@ def _mode_subspace(indices, values, shape, k):
 
 
 def _spectrum(gram):
-    """``(lowest, eigenvalues, eigenvectors)``: the smallest eigenvalue, and the leading eigenpairs."""
+    """``(lowest, eigenvalues, eigenvectors)``: the smallest eigenvalue, and the leading eigenpairs.
+
+    When the Lanczos solver fails or does not converge, the pairs it did
+    converge are used (none: the mode gets no subspace, and its starts stay
+    uniform); an unconverged smallest eigenvalue counts as 0, so that every
+    positive eigenvalue found stands above the noise.
+    """
     n = gram.shape[0]
     if n <= _DENSE_MODE:
         eigenvalues, eigenvectors = np.linalg.eigh(gram.toarray())
         return eigenvalues[0], eigenvalues, eigenvectors
     start = np.ones(n) / math.sqrt(n)  # a fixed start: the same tensor, the same basis
-    eigenvalues, eigenvectors = eigsh(gram, k=min(_MAX_DIRECTIONS, n - 2), which="LA", v0=start)
-    lowest = eigsh(gram, k=1, which="SA", v0=start, return_eigenvectors=False)[0]
+    try:
+        eigenvalues, eigenvectors = eigsh(gram, k=min(_MAX_DIRECTIONS, n - 2), which="LA",
+                                          v0=start)
+    except ArpackError as failure:  # ArpackNoConvergence keeps what did converge
+        eigenvalues = getattr(failure, "eigenvalues", np.zeros(0))
+        eigenvectors = getattr(failure, "eigenvectors", np.zeros((n, 0)))
+    try:
+        lowest = eigsh(gram, k=1, which="SA", v0=start, return_eigenvectors=False)[0]
+    except ArpackError as failure:
+        found = getattr(failure, "eigenvalues", np.zeros(0))
+        lowest = float(found[0]) if len(found) else 0.0
     return lowest, eigenvalues, eigenvectors
