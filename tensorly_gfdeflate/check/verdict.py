@@ -81,6 +81,24 @@ class Verdict:
     noise_floor: float
     n_components: int
 
+    @classmethod
+    def from_problems(cls, name, problems, advice, summary, *, success, status, check,
+                      explained, n_components):
+        """The verdict of ``name``'s fit, from ``problems``: ``(Shortfall, clause)`` pairs.
+
+        The message is one sentence naming every problem, then ``advice``;
+        ``summary`` when there is none. ``check`` is the result's
+        :class:`~tensorly_gfdeflate.check.probe.FitCheck`.
+        """
+        if problems:
+            message = name + " " + "; it ".join(text for _, text in problems) + ". " + advice
+        else:
+            message = summary
+        return cls(success=success, status=status, message=message,
+                   shortfalls=tuple(shortfall for shortfall, _ in problems),
+                   explained=explained, unexplained_weight=check.largest,
+                   noise_floor=check.floor, n_components=n_components)
+
     def fewer_than_asked(self, found, message):
         """This verdict for a model that returns ``found`` components, fewer than asked:
         not a success, ``FEWER_THAN_RANK`` among the shortfalls, ``message`` its text."""

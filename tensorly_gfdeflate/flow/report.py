@@ -94,14 +94,9 @@ def _advice(outcome, check):
 
 def flow_verdict(outcome, check):
     """The verdict of a flow run whose result the check ``check`` judged."""
-    found = _shortfalls(outcome, check)
-    if found:
-        message = (outcome.name + " " + "; it ".join(text for _, text in found) + ". "
-                   + _advice(outcome, check))
-    else:
-        message = (f"{outcome.name} explained the tensor with {outcome.found} components "
-                   f"(stopped: {outcome.stop_reason}).")
-    return Verdict(
-        success=check.explained, status=str(outcome.stop_reason), message=message,
-        shortfalls=tuple(shortfall for shortfall, _ in found), explained=check.explained,
-        unexplained_weight=check.largest, noise_floor=check.floor, n_components=outcome.found)
+    return Verdict.from_problems(
+        outcome.name, _shortfalls(outcome, check), _advice(outcome, check),
+        f"{outcome.name} explained the tensor with {outcome.found} components "
+        f"(stopped: {outcome.stop_reason}).",
+        success=check.explained, status=str(outcome.stop_reason), check=check,
+        explained=check.explained, n_components=outcome.found)

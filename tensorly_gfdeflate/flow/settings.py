@@ -29,11 +29,8 @@ VARIANTS = ("vanilla", "paper", "merge")
 DEFAULT_STEP_SIZE = 0.3
 
 
-def _optional_rank(name, value):
-    return None if value is None else check_int(name, value, 1)
-
-
-def _optional_width(name, value):
+def _optional_count(name, value):
+    """None, or an integer >= 1 (a rank or a width)."""
     return None if value is None else check_int(name, value, 1)
 
 
@@ -53,8 +50,8 @@ def _optional_positive(name, value):
 #: ``(name, value)``, returns the value to store and raises, naming the argument and
 #: the fix, on a bad one.
 FLOW_CONSTRAINTS = {
-    "rank": _optional_rank,
-    "width": _optional_width,
+    "rank": _optional_count,
+    "width": _optional_count,
     "variant": lambda name, value: check_choice(name, value, VARIANTS),
     "regularization": _regularization,
     "init_scale": check_positive,
@@ -108,11 +105,9 @@ class FlowSettings:
         see :func:`automatic_regularization`). ``target`` is normalized.
         """
         check_rank_determinable(self.rank, target, model)
+        # A given width was checked against the rank in validated(); every default
+        # width rule gives at least max(2 * rank, 8).
         width = default_width(self.rank) if self.width is None else self.width
-        if self.rank is not None and width < self.rank:
-            raise ValueError(
-                f"width={width} must be >= rank={self.rank}: the flow fits at most width "
-                "components; increase width or lower rank.")
         auto = self.regularization == "auto"
         regularization = (automatic_regularization(target, model, self.variant, rng) if auto
                           else self.regularization)

@@ -233,7 +233,7 @@ def power_deflation(operator, model_type, rank, *, n_restarts, n_iter_max, tol, 
     trace.n_iter = np.asarray(iterations, dtype=int)
     trace.residual = np.asarray(errors)
     trace.iterations_converged = settled
-    trace.explained = check.explained and not deflation_doubt
+    trace.explained = verdict.explained
     trace.explained_by = explained_by
     trace.component_snr, trace.noise_level = snr[permutation], noise
     trace.unexplained_weight, trace.noise_floor = check.largest, check.floor
@@ -277,12 +277,8 @@ def _verdict(names, check, settled, rank, n_iter_max, explained_by, doubted_cohe
         advice.append(f"{cause}, or the tensor has more than rank components (pass a larger "
                       "rank)")
     explained = check.explained and doubted_coherence is None
-    if problems:
-        message = (names[0] + " " + "; it ".join(text for _, text in problems) + ". "
-                   + "; ".join(advice).capitalize() + ".")
-    else:
-        message = f"{names[0]} explained the tensor with {found} components."
-    return Verdict(success=settled and explained, status="completed", message=message,
-                   shortfalls=tuple(shortfall for shortfall, _ in problems),
-                   explained=explained, unexplained_weight=check.largest,
-                   noise_floor=check.floor, n_components=found)
+    return Verdict.from_problems(
+        names[0], problems, "; ".join(advice).capitalize() + ".",
+        f"{names[0]} explained the tensor with {found} components.",
+        success=settled and explained, status="completed", check=check,
+        explained=explained, n_components=found)
