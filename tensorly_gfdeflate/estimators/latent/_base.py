@@ -42,6 +42,7 @@ from ...models.symmetric import SymmetricModel
 from ...targets.dask_moments import check_dask_matrix
 from ...targets.symmetric import normalize
 from ..symmetric import GradientFlowCP, PowerDeflationCP
+from .em import merge_gains
 from .em import refine as em_refine
 
 SOLVERS = {"gradient_flow": GradientFlowCP, "power_deflation": PowerDeflationCP}
@@ -123,16 +124,22 @@ class MomentEstimator(BaseEstimator):
         parameters = self._seeded(_seed_rows(X), start, missing, rng) if missing else start
         self.n_iter_, em_converged, self.log_likelihood_history_ = 0, True, ()
         if self.refine:
-            result = em_refine(X, parameters, max_iter=self.max_iter, tol=self.tol)
+            def reseed(parameters, indices):
+                kept = np.setdiff1d(np.arange(len(parameters.weights)), indices)
+                return self._seeded(_seed_rows(X), parameters.reordered(kept), len(indices),
+                                    rng)
+
+            result = em_refine(X, parameters, max_iter=self.max_iter, tol=self.tol,
+                               reseed=reseed)
             parameters, self.n_iter_ = result.parameters, result.n_iter
             em_converged, self.log_likelihood_history_ = result.converged, result.history
         parameters = _sorted_by_weight(parameters)
         self._set_parameters(parameters)
-        self._judge(operator, parameters, em_converged, rng)
+        self._judge(X, operator, parameters, em_converged, rng)
 
-    def _judge(self, operator, parameters, em_converged, rng):
-        """Set ``component_snr_``, ``moment_discrepancy_``, ``verdict_`` and ``converged_``;
-        warn once when anything fell short."""
+    def _judge(self, X, operator, parameters, em_converged, rng):
+        """Set ``component_snr_``, ``component_gain_``, ``moment_discrepancy_``,
+        ``verdict_`` and ``converged_``; warn once when anything fell short."""
         target, scale = normalize(self._check_target(operator, parameters))
         weights, vectors = self._implied_components(parameters)
         weights = tl.tensor(weights / scale, **target.context)
@@ -140,9 +147,15 @@ class MomentEstimator(BaseEstimator):
         check = check_fit(target, SymmetricModel.for_target(target), weights, vectors, rng,
                           DEFAULT_FLOOR)
         self.component_snr_ = signal_to_noise(weights, check)[0]
+        self.component_gain_ = merge_gains(X, parameters)
         self.moment_discrepancy_ = (check.largest / check.floor if check.floor > 0 else
                                     (np.inf if check.largest > 0 else 0.0))
-        self.verdict_ = self._verdict(check, em_converged)
+        # A component is weak when neither the third moment nor the likelihood
+        # supports it: the moments cannot tell it from noise, and BIC would rather do
+        # without it (its free parameters times log(n) / 2, in nats).
+        price = 0.5 * self._parameters_per_component() * np.log(X.shape[0])
+        weak = (self.component_snr_ < NOISE_STANDARD_ERRORS) & (self.component_gain_ < price)
+        self.verdict_ = self._verdict(check, em_converged, np.flatnonzero(weak), price)
         self.converged_ = self.verdict_.success
         self.verdict_.warn()
 
@@ -155,16 +168,17 @@ class MomentEstimator(BaseEstimator):
         """The third moment the fitted ``parameters`` are judged against: the decomposed one."""
         return operator
 
-    def _verdict(self, check, em_converged):
+    def _verdict(self, check, em_converged, weak, price):
         """The fit's :class:`Verdict`: weak components, misfit, EM that did not settle."""
         name, n = f"{type(self).__name__}.fit", len(self.component_snr_)
-        weak = np.flatnonzero(self.component_snr_ < NOISE_STANDARD_ERRORS)
         problems, advice = [], []
         if len(weak):
             problems.append((Shortfall.WEAK_COMPONENTS, (
-                f"kept {len(weak)} of n_components={n} components that the data's third moment "
-                f"does not support above its noise (component_snr_ below "
-                f"{NOISE_STANDARD_ERRORS:g} for components {weak.tolist()}{self._seeding_note()})")))
+                f"kept {len(weak)} of n_components={n} components that the data do not "
+                f"support: components {weak.tolist()} stand within the noise of the third "
+                f"moment (component_snr_ below {NOISE_STANDARD_ERRORS:g}) and add less "
+                f"log-likelihood than the parameters they cost (component_gain_ below "
+                f"{price:.3g} nats, BIC's price){self._seeding_note()}")))
             advice.append("fit more samples or a smaller n_components")
         if not check.explained:
             problems.append((Shortfall.MODEL_MISFIT, (

@@ -10,6 +10,7 @@ computed whole.
 """
 
 from dataclasses import dataclass, replace
+from functools import partial
 import numpy as np
 from scipy.special import logsumexp
 
@@ -17,6 +18,7 @@ from ..._checks import is_dask_array
 from ...targets.dask_moments import chunk_sums
 
 __all__ = ["TopicParameters", "SphericalParameters", "EMResult", "refine",
+           "merge_gains",
            "topic_log_joint", "spherical_log_joint"]
 
 # Variances are kept at least this (times the data's mean squared scale, see
@@ -26,6 +28,8 @@ _VARIANCE_FLOOR = 1e-6
 # A component whose responsibilities sum to less than this keeps its parameters
 # (its weight goes to about 0): its M-step would divide by nothing.
 _EMPTY_COMPONENT = 1e-10
+# EM re-seeds components that hold no sample at most this many times per fit.
+_MAX_RESEEDS = 5
 
 
 @dataclass(frozen=True)
@@ -46,6 +50,21 @@ class TopicParameters:
 
     def reordered(self, order):
         return replace(self, weights=self.weights[order], topics=self.topics[order])
+
+    def nearest(self, i):
+        """The topic closest to topic ``i`` in L1 distance."""
+        distances = np.abs(self.topics - self.topics[i]).sum(axis=1)
+        distances[i] = np.inf
+        return int(np.argmin(distances))
+
+    def merged(self, i, j):
+        """Topic ``i`` merged into ``j``: their weights added, their word distributions mixed."""
+        weights, topics = self.weights.copy(), self.topics.copy()
+        total = weights[i] + weights[j]
+        topics[j] = (weights[i] * topics[i] + weights[j] * topics[j]) / max(total, _EMPTY_COMPONENT)
+        weights[j] = total
+        keep = np.arange(len(weights)) != i
+        return replace(self, weights=weights[keep], topics=topics[keep])
 
     def sufficient_sums(self, X):
         joint = self.log_joint(X)
@@ -85,6 +104,24 @@ class SphericalParameters:
     def reordered(self, order):
         return replace(self, weights=self.weights[order], means=self.means[order],
                        variances=self.variances[order])
+
+    def nearest(self, i):
+        """The component whose mean is closest to component ``i``'s."""
+        distances = np.linalg.norm(self.means - self.means[i], axis=1)
+        distances[i] = np.inf
+        return int(np.argmin(distances))
+
+    def merged(self, i, j):
+        """Component ``i`` merged into ``j``, matching the pair's weight, mean and spread."""
+        weights, means, variances = self.weights.copy(), self.means.copy(), self.variances.copy()
+        total = max(weights[i] + weights[j], _EMPTY_COMPONENT)
+        share = np.array([weights[i], weights[j]]) / total
+        mean = share @ means[[i, j]]
+        spread = (np.sum((means[[i, j]] - mean) ** 2, axis=1) / means.shape[1]
+                  + variances[[i, j]])
+        means[j], variances[j], weights[j] = mean, share @ spread, total
+        keep = np.arange(len(weights)) != i
+        return replace(self, weights=weights[keep], means=means[keep], variances=variances[keep])
 
     def sufficient_sums(self, X):
         joint = self.log_joint(X)
@@ -126,7 +163,7 @@ class EMResult:
     history: tuple
 
 
-def refine(X, parameters, *, max_iter, tol):
+def refine(X, parameters, *, max_iter, tol, reseed=None):
     """EM from ``parameters`` on ``X`` until the mean log-likelihood per sample gains less than ``tol``.
 
     Parameters
@@ -139,19 +176,52 @@ def refine(X, parameters, *, max_iter, tol):
         Passes at most (E-step and M-step each).
     tol : float > 0
         Gain in mean log-likelihood per sample below which EM has converged.
+    reseed : callable, optional
+        ``reseed(parameters, indices)``: the parameters with the components at
+        ``indices`` seeded afresh. Called for components left with less than
+        one sample's worth of responsibility (an EM fixed point that wastes a
+        component: a moment estimate far from every sample starts there), at
+        most ``_MAX_RESEEDS`` times; convergence is judged only from the pass
+        after.
 
     Returns
     -------
     EMResult
     """
-    history = []
+    history, reseeds, settled_from = [], 0, 2
     for n_iter in range(1, max_iter + 1):
         sums = _pass(X, parameters.sufficient_sums)
         history.append(sums["log_likelihood"] / sums["n"])
         parameters = parameters.maximized(sums)
-        if n_iter > 1 and abs(history[-1] - history[-2]) < tol:
+        empty = np.flatnonzero(sums["mass"] < 1.0)
+        if reseed is not None and len(empty) and reseeds < _MAX_RESEEDS:
+            parameters, reseeds, settled_from = reseed(parameters, empty), reseeds + 1, n_iter + 2
+        elif n_iter >= settled_from and abs(history[-1] - history[-2]) < tol:
             return EMResult(parameters, n_iter, True, history[-1], tuple(history))
     return EMResult(parameters, max_iter, False, history[-1], tuple(history))
+
+
+def merge_gains(X, parameters):
+    """How much the log-likelihood of ``X`` falls when each component is merged into its
+    nearest (nats, one pass over ``X``).
+
+    The merged component matches the pair's weight and moments
+    (:meth:`merged`), nothing is refitted: the likelihood's own measure of whether
+    the data need the component, beside the model with one component fewer. A
+    component split off a cluster the model already describes gains little;
+    ``inf`` for a lone component.
+    """
+    k = len(parameters.weights)
+    if k == 1:
+        return np.array([np.inf])
+    merged = [parameters.merged(i, parameters.nearest(i)) for i in range(k)]
+    sums = _pass(X, partial(_merged_sums, models=[parameters] + merged))
+    return sums["log_likelihood"][0] - sums["log_likelihood"][1:]
+
+
+def _merged_sums(X, models):
+    return {"n": X.shape[0], "log_likelihood": np.array(
+        [logsumexp(model.log_joint(X), axis=1).sum() for model in models])}
 
 
 def _pass(X, summarize):

@@ -198,8 +198,8 @@ class SphericalGaussianMixture(DensityMixin, MomentEstimator):
         else:
             X = validate_data(self, X, dtype=np.float64, ensure_min_samples=2)
         n_components = self._check_params(
-            X.shape[1] - 1, f"n_features - 1 = {X.shape[1] - 1}: the common variance is read "
-            "off the directions that the means do not span")
+            X.shape[1] - 1, f"n_features - 1 = {X.shape[1] - 1} (n_features = {X.shape[1]}): "
+            "the moments read the noise variance off the directions that the means do not span")
         check_choice("variance", self.variance, VARIANCES)
         if dask:
             if not self.whiten and X.shape[1] ** 3 > MAX_DENSE_ENTRIES:
@@ -300,6 +300,10 @@ class SphericalGaussianMixture(DensityMixin, MomentEstimator):
         check_is_fitted(self)
         X = validate_data(self, X, dtype=np.float64, reset=False)
         return spherical_log_joint(X, self.weights_, self.means_, self.covariances_)
+
+    def _parameters_per_component(self):
+        """A component's free parameters: its mean, weight and (per component) variance."""
+        return self.n_features_in_ + 1 + (self.variance == "per_component")
 
     def _n_parameters(self):
         """Free parameters: means, weights (summing to 1) and variances."""

@@ -49,7 +49,10 @@ MAX_DASK_WORDS = 4096
 
 
 # What is wrong with counts: (the problem, the requirement, advice).
-_NEGATIVE = ("has negative entries", "X must hold non-negative word counts", "")
+# "Negative values in data" is scikit-learn's wording (check_non_negative), which its
+# estimator checks look for.
+_NEGATIVE = ("has negative entries (Negative values in data)",
+             "X must hold non-negative word counts", "")
 _FRACTIONAL = ("has fractional entries", "X must hold integer word counts (documents x words)",
                " Pass raw counts, not frequencies or tf-idf weights.")
 
@@ -363,6 +366,10 @@ class SingleTopicModel(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Moment
     def _misfit_advice(self):
         return ("documents that mix topics do not follow the single-topic model: "
                 "sklearn.decomposition.LatentDirichletAllocation models them")
+
+    def _parameters_per_component(self):
+        """A topic's free parameters: its word probabilities (summing to 1) and weight."""
+        return self.n_features_in_
 
     def _set_parameters(self, parameters):
         self.topic_word_ = parameters.topics
