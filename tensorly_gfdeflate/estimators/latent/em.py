@@ -46,9 +46,11 @@ class TopicParameters:
     prior: float
 
     def log_joint(self, X):
+        """``log w_i + log p(words | topic i)`` per document and topic."""
         return topic_log_joint(X, self.weights, self.topics)
 
     def reordered(self, order):
+        """The topics at the indices ``order``, in that order."""
         return replace(self, weights=self.weights[order], topics=self.topics[order])
 
     def nearest(self, i):
@@ -67,6 +69,7 @@ class TopicParameters:
         return replace(self, weights=weights[keep], topics=topics[keep])
 
     def sufficient_sums(self, X):
+        """The E-step on the documents ``X``: sums that add up over disjoint sets of rows."""
         joint = self.log_joint(X)
         likelihood = logsumexp(joint, axis=1)
         responsibilities = np.exp(joint - likelihood[:, None])
@@ -75,6 +78,7 @@ class TopicParameters:
                 "counts": np.asarray((X.T @ responsibilities).T)}
 
     def maximized(self, sums):
+        """The M-step from :meth:`sufficient_sums` over all documents (MAP with the prior)."""
         counts = sums["counts"] + self.prior
         empty = sums["mass"] < _EMPTY_COMPONENT
         topics = np.where(empty[:, None], self.topics,
@@ -99,9 +103,11 @@ class SphericalParameters:
     variance_floor: float
 
     def log_joint(self, X):
+        """``log w_i + log N(x; mu_i, sigma_i^2 I)`` per sample and component."""
         return spherical_log_joint(X, self.weights, self.means, self.variances)
 
     def reordered(self, order):
+        """The components at the indices ``order``, in that order."""
         return replace(self, weights=self.weights[order], means=self.means[order],
                        variances=self.variances[order])
 
@@ -124,6 +130,7 @@ class SphericalParameters:
         return replace(self, weights=weights[keep], means=means[keep], variances=variances[keep])
 
     def sufficient_sums(self, X):
+        """The E-step on the samples ``X``: sums that add up over disjoint sets of rows."""
         joint = self.log_joint(X)
         likelihood = logsumexp(joint, axis=1)
         responsibilities = np.exp(joint - likelihood[:, None])
@@ -133,6 +140,7 @@ class SphericalParameters:
                 "square": responsibilities.T @ np.einsum("ij,ij->i", X, X)}
 
     def maximized(self, sums):
+        """The M-step from :meth:`sufficient_sums` over all samples."""
         mass, d = sums["mass"], self.means.shape[1]
         empty = mass < _EMPTY_COMPONENT
         safe_mass = np.where(empty, 1.0, mass)
