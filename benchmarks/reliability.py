@@ -659,7 +659,7 @@ def section_reliability(seeds, keys):
         "appeared.")
     summary = "\n".join(_wrap(totals_line(label, totals[peer]))
                         for peer, label in ((False, "tensorly-gfdeflate"),
-                                            (True, "peers (FastICA, TensorLy)")))
+                                            (True, "peers (FastICA, TensorLy, scikit-learn)")))
     return table(
         f"1. Reliability over seeds 0..{seeds - 1}: right, silently wrong, or wrong with a "
         "warning or error",

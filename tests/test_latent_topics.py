@@ -312,3 +312,37 @@ def test_real_corpus_gives_every_topic_and_matches_em_for_the_same_model(docstri
         fitted = refine(train, start, max_iter=100, tol=1e-3).parameters
         peers.append(logsumexp(fitted.log_joint(test), axis=1).sum() / words)
     assert ours >= max(peers) - 0.1
+
+
+def test_the_flow_lets_grow_every_direction_the_check_calls_structure(docstrings):
+    # On real counts the flow's automatic regularization was set by the largest
+    # standard error over the target's leading directions (a direction that a few
+    # documents dominate): a floor 20x the power method's, and 1 of 10 topics found.
+    # It is now the check's own per-direction floor, so each direction that stands
+    # above its floor (the power method's components) can grow in the flow.
+    from tensorly_gfdeflate import power_deflation_cp
+    from tensorly_gfdeflate.check.probe import NOISE_STANDARD_ERRORS
+    from tensorly_gfdeflate.estimators.latent.topics import long_documents
+    from tensorly_gfdeflate.estimators.latent.whitening import (
+        top_eigenpairs, topic_second_moment, whitening_from_eigenpairs)
+    from tensorly_gfdeflate.flow.settings import automatic_regularization
+    from tensorly_gfdeflate.models.symmetric import SymmetricModel
+    from tensorly_gfdeflate.targets.symmetric import normalize
+
+    X = long_documents(docstrings[0])[0]
+    values, vectors = top_eigenpairs(topic_second_moment(X), 10, 0)
+    target, _ = normalize(TopicMoments(X, whitening_from_eigenpairs(values, vectors)))
+    regularization = automatic_regularization(target, SymmetricModel.for_target(target),
+                                              "paper", np.random.RandomState(0), rounds=10)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        cp = power_deflation_cp(target, 10, random_state=0)
+    directions = cp.factors[0]
+    floors = NOISE_STANDARD_ERRORS * np.asarray(target.standard_error(directions))
+    structure = np.abs(cp.weights) > floors
+    assert structure.sum() >= 3
+    assert regularization / 2 <= floors[structure].min() * 1.5
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        model = SingleTopicModel(10, refine=False, random_state=0).fit(docstrings[0])
+    assert model.n_sources_found_ >= 3

@@ -116,8 +116,9 @@ class FlowSettings:
         # width rule gives at least max(2 * rank, 8).
         width = default_width(self.rank) if self.width is None else self.width
         auto = self.regularization == "auto"
-        regularization = (automatic_regularization(target, model, self.variant, rng) if auto
-                          else self.regularization)
+        regularization = (automatic_regularization(target, model, self.variant, rng,
+                                                   rounds=self.rank or _REGULARIZATION_ROUNDS)
+                          if auto else self.regularization)
         return ResolvedSettings(
             name=name, rank=self.rank, width=width, variant=self.variant,
             regularization=regularization, noise_aware=auto,
@@ -171,27 +172,45 @@ class ResolvedSettings:
         return max(floor, self.tol)
 
 
-def automatic_regularization(target, model, variant, rng):
+# Rounds of the automatic regularization's search for structure when no rank is given
+# (one more than the components it finds, at most).
+_REGULARIZATION_ROUNDS = 8
+
+
+def automatic_regularization(target, model, variant, rng, rounds=1):
     """``regularization="auto"``: 0 (vanilla), or 1e-3 raised to the sampling noise floor.
 
-    For sample statistics, the floor that the result check applies (see
-    :func:`~tensorly_gfdeflate.check.probe.check_fit`): ``NOISE_STANDARD_ERRORS``
-    standard errors along each of the target's leading directions (found by power
-    iterations), the same estimate the power method is judged by. ``lambda / 2`` is
-    the lowest of those floors among the directions that stand above theirs, so
-    every direction the check would call structure can grow; when none does, the
-    highest floor, so that noise is never fitted: without a floor the flow fits sampling noise until
-    ``max_time``. (The largest standard error, used before, is set on real counts
-    by a direction that a few documents dominate, and hid every component.)
-    ``target`` is normalized; so is the result. See :ref:`theory-check`.
+    For sample statistics, the floor that the result check applies to each
+    direction (see :func:`~tensorly_gfdeflate.check.probe.check_fit`):
+    ``NOISE_STANDARD_ERRORS`` standard errors there, the same estimate the
+    power method is judged by. ``lambda / 2`` is the lowest of those floors
+    among the directions that stand above theirs, found as the power method
+    finds them: the target's leading directions (power iterations), then, for
+    up to ``rounds`` rounds, those of what is left once the largest one found
+    is taken out. So every direction the check would call structure can grow.
+    When none stands above its floor, ``lambda / 2`` is the highest floor, so
+    that noise is never fitted: without a floor the flow fits sampling noise
+    until ``max_time``. (The largest standard error along the target's
+    leading directions, used before, is set on real counts by a direction that
+    a few documents dominate, 20 times the floor of the power method's check,
+    and hid all but 1 of 10 topics of a corpus.) ``target`` is normalized; so
+    is the result. See :ref:`theory-check`.
     """
     if variant == "vanilla":
         return 0.0
     if not target.is_sampled:
         return DEFAULT_FLOOR
-    probe = probe_residual(target, model, None, rng)
-    standard_errors = tl.to_numpy(target.standard_error(probe.directions))
-    significant = np.abs(probe.values) > NOISE_STANDARD_ERRORS * standard_errors
-    if not significant.any():
-        return regularization_above_noise(float(np.max(standard_errors)))
-    return regularization_above_noise(float(np.min(standard_errors[significant])))
+    residual, lowest, highest = target, np.inf, 0.0
+    for _ in range(rounds):
+        probe = probe_residual(residual, model, None, rng)
+        standard_errors = tl.to_numpy(target.standard_error(probe.directions))
+        highest = max(highest, float(np.max(standard_errors, initial=0.0)))
+        significant = np.flatnonzero(np.abs(probe.values) > NOISE_STANDARD_ERRORS
+                                     * standard_errors)
+        if not len(significant):
+            break
+        lowest = min(lowest, float(np.min(standard_errors[significant])))
+        top = significant[np.argmax(np.abs(probe.values[significant]))]
+        residual = residual.minus(tl.tensor(probe.weights[[top]], **target.context),
+                                  probe.directions[:, [top]])
+    return regularization_above_noise(lowest if np.isfinite(lowest) else highest)
