@@ -396,6 +396,21 @@ _LATENT = [
     _latent("mixture-whiten-string", "SphericalGaussianMixture(2, whiten='yes').fit(X)",
             lambda: SphericalGaussianMixture(2, whiten="yes").fit(X), TypeError,
             r"whiten must be True or False"),
+    _latent("refine-string", "SingleTopicModel(2, refine='yes').fit(counts)",
+            lambda: SingleTopicModel(2, refine="yes").fit(COUNTS), TypeError,
+            r"refine must be True or False"),
+    _latent("max_iter-zero", "SingleTopicModel(2, max_iter=0).fit(counts)",
+            lambda: SingleTopicModel(2, max_iter=0).fit(COUNTS), ValueError,
+            r"max_iter must be an integer >= 1"),
+    _latent("tol-negative", "SphericalGaussianMixture(2, tol=-1).fit(X)",
+            lambda: SphericalGaussianMixture(2, tol=-1).fit(X), ValueError,
+            r"tol must be > 0"),
+    _latent("topic_word_prior-zero", "SingleTopicModel(2, topic_word_prior=0).fit(counts)",
+            lambda: SingleTopicModel(2, topic_word_prior=0).fit(COUNTS), ValueError,
+            r"topic_word_prior must be > 0"),
+    _latent("mixture-variance-unknown", "SphericalGaussianMixture(2, variance='full').fit(X)",
+            lambda: SphericalGaussianMixture(2, variance="full").fit(X), ValueError,
+            r"variance must be one of 'common', 'per_component'"),
 ]
 
 def _parafac(code, error, match, solvers=("flow", "estimator"), **kwargs):

@@ -60,8 +60,9 @@ class Verdict:
     status : str
         How the run ended: the flow's stop reason (``"tolerance"``,
         ``"nothing_to_fit"``, ``"rank_reached"``, ``"stalled"``,
-        ``"callback"``, ``"max_time"``), or ``"completed"`` for the power
-        method.
+        ``"callback"``, ``"max_time"``), ``"completed"`` for the power
+        method, and for the latent models how EM ended (``"converged"``,
+        ``"max_iter"``, or ``"moments_only"`` with ``refine=False``).
     message : str
         The warning's text when something fell short, else a one-line
         summary.

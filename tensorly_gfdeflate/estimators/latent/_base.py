@@ -67,8 +67,10 @@ class MomentEstimator(BaseEstimator):
     and :meth:`_fit_from_moments`, and: ``_seeded(X, parameters, count, rng)``
     (``count`` more components), ``_implied_components(parameters)`` (weights
     and vectors of the third moment the parameters imply, in the
-    coordinates of the decomposed operator), ``_set_parameters(parameters)``
-    and ``_log_joint(X)``.
+    coordinates of the decomposed operator), ``_parameters_per_component()``,
+    ``_misfit_advice()``, ``_set_parameters(parameters)`` and ``_log_joint(X)``;
+    ``_check_target(operator, parameters)`` when the moment the model is judged
+    against depends on the fitted parameters (the mixture's noise).
     """
 
     def __init__(self, n_components, *, solver="gradient_flow", whiten=True, refine=True,
@@ -194,12 +196,14 @@ class MomentEstimator(BaseEstimator):
                 f"stopped the likelihood refinement at max_iter={self.max_iter} before the "
                 f"log-likelihood gained less than tol={self.tol:g} per pass")))
             advice.append("raise max_iter or tol")
-        summary = (f"{name}: {n} components, each above the noise of the third moment, "
-                   "which the fitted model explains.")
+        summary = (f"{name}: {n} components, each supported by the third moment or by the "
+                   "likelihood, and a model that explains the data's third moment.")
+        status = ("moments_only" if not self.refine else
+                  "converged" if em_converged else "max_iter")
         return Verdict.from_problems(
             name, problems, "To improve: " + "; ".join(advice) + "." if advice else "", summary,
-            success=not problems, status="converged" if em_converged else "max_iter",
-            check=check, explained=check.explained, n_components=n)
+            success=not problems, status=status, check=check, explained=check.explained,
+            n_components=n)
 
     def _check_dask(self, X, reset):
         """A Dask ``X`` checked (whole rows, known chunks, float: integers are cast
