@@ -103,13 +103,15 @@ def test_flow_with_mixed_signs_fits_sub_and_super_gaussian_sources():
     np.testing.assert_allclose(np.sort(model.weights_), np.sort(sample_kurtosis), atol=0.05)
 
 
-def test_without_whitening_the_flow_fits_the_non_orthogonal_mixing(mixed_sources):
+def test_feature_scaling_lets_the_flow_fit_the_non_orthogonal_mixing(mixed_sources):
     # The unwhitened cumulant (of the standardized features) has the mixing
     # columns as non-orthogonal factors: the flow fits them, deflation by the
     # power method does not. The default noise floor lets every source through.
     X, sources = mixed_sources
-    flow = MomentDecomposition(whiten=False, random_state=1).fit(X)
-    power = MomentDecomposition(whiten=False, solver="power_deflation", random_state=0).fit(X)
+    flow = MomentDecomposition(whiten="feature-scaling", random_state=1).fit(X)
+    with pytest.warns(ConvergenceWarning, match="MomentDecomposition.fit leaves a component"):
+        power = MomentDecomposition(whiten="feature-scaling", solver="power_deflation",
+                                    random_state=0).fit(X)
     assert flow.whitening_ is None
     assert flow.n_sources_found_ == 3
     assert np.all(_best_correlations(flow.transform(X), sources) >= 0.98)
@@ -120,7 +122,7 @@ def test_without_whitening_the_flow_fits_the_non_orthogonal_mixing(mixed_sources
         assert np.all(cosines >= 0.99) == fitted, cosines
 
 
-def test_without_whitening_features_of_any_scale_share_one_noise_floor(
+def test_feature_scaling_gives_features_of_any_scale_one_noise_floor(
         blind_source_separation):
     # scikit-learn's example, unwhitened: the floor was set by the largest-variance
     # direction (1.26 of the tensor's norm), left one source and said nothing.
@@ -130,7 +132,8 @@ def test_without_whitening_features_of_any_scale_share_one_noise_floor(
     models = []
     for scaled in (X, X * [1.0, 1.0, 100.0]):
         with pytest.warns(ConvergenceWarning, match="found 1 of n_components=3"):
-            models.append(MomentDecomposition(whiten=False, random_state=0).fit(scaled))
+            models.append(MomentDecomposition(whiten="feature-scaling",
+                                              random_state=0).fit(scaled))
     assert models[0].decomposer_.regularization < 0.5
     np.testing.assert_allclose(models[0].weights_, models[1].weights_, rtol=1e-8)
 
@@ -287,10 +290,13 @@ def test_pipeline_with_scaler_and_logistic_regression_and_grid_search():
     ({"order": 4.0}, TypeError, "order must be the integer"),
     ({"statistic": "median"}, ValueError, "statistic"),
     ({"solver": "als"}, ValueError, "solver"),
-    ({"whiten": "yes"}, TypeError, "whiten"),
+    ({"whiten": "yes"}, ValueError, "whiten must be one of True, 'unit-variance', False"),
+    ({"whiten": 1.0}, ValueError, "'feature-scaling'.*got 1.0"),
     ({"n_components": 0}, ValueError, "n_components"),
     ({"n_components": 4}, ValueError, "n_components=4 exceeds the rank 3"),
     ({"n_components": 4, "whiten": False}, ValueError, "n_components=4 exceeds n_features"),
+    ({"n_components": 4, "whiten": "feature-scaling"}, ValueError,
+     "n_components=4 exceeds n_features=3; with whiten='feature-scaling'"),
     ({"solver_options": "fast"}, TypeError, "solver_options must be a dict"),
     ({"solver_options": {"rank": 2}}, ValueError, "n_components and random_state instead"),
     ({"solver_options": {"n_restarts": 2}}, ValueError, r"unknown keys \['n_restarts'\]"),
