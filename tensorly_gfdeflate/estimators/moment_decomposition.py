@@ -292,14 +292,15 @@ class MomentDecomposition(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Bas
         else:
             X = validate_data(self, X, dtype=[np.float64, np.float32], ensure_min_samples=2)
             statistics = self._read(X)
-        mean, covariance, (transform, n_components), n_samples, operator, moments = statistics
+        mean, covariance, (transform, n_components, most), n_samples, operator, moments = (
+            statistics)
         route = self._route()
         # Whitened, Z's covariance is the identity by construction.
         Z_covariance = (np.eye(n_components) if route == "pca"
                         else transform @ covariance @ transform.T)
         if route == "as-white":
             _warn_unless_white(Z_covariance, n_samples)
-        directions = self._decompose(operator, n_samples, n_components)
+        directions = self._decompose(operator, n_samples, n_components, most)
         # Only the feature-scaled tensor has non-orthogonal factors (the mixing columns).
         orthogonal = route != "feature-scaling"
         found = _decorrelated(directions, Z_covariance, orthogonal)
@@ -317,7 +318,7 @@ class MomentDecomposition(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Bas
 
     def _read(self, X):
         """The statistics of an in-memory ``X``: ``(mean, covariance, (transform,
-        n_components), n, operator, moments)``, ``moments`` the raw moments of
+        n_components, most_components), n, operator, moments)``, ``moments`` the raw moments of
         ``Z = (X - mean) transform^T`` (for the sources' statistics)."""
         # Accumulated in float64 (the d^l tensor and the covariance are small);
         # only the fitted attributes take X's dtype.
@@ -417,7 +418,8 @@ class MomentDecomposition(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Bas
             f"'feature-scaling' scales each feature only); got {self.whiten!r}.")
 
     def _preprocessing(self, covariance, n_samples):
-        """The rows that map centred data to the decomposed ``Z``, and the number of sources.
+        """The rows that map centred data to the decomposed ``Z``, the number of sources,
+        and the most sources ``n_components`` may ask for.
 
         Whitening: the principal directions scaled to unit variance (from the
         ``d x d`` covariance, not an SVD of the data). Data taken as white:
@@ -439,10 +441,10 @@ class MomentDecomposition(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Bas
                 if not variance > 0:
                     raise ValueError(
                         "X has zero variance in every feature: there are no sources to find.")
-                return np.eye(n_features) / np.sqrt(variance), n_components
+                return np.eye(n_features) / np.sqrt(variance), n_components, n_features
             spread = np.sqrt(np.diag(covariance))
             # A constant feature stays zero; it carries no source.
-            return np.diag(1.0 / np.where(spread > 0, spread, 1.0)), n_components
+            return np.diag(1.0 / np.where(spread > 0, spread, 1.0)), n_components, n_features
         variances, vectors = np.linalg.eigh(covariance)
         variances, rows = variances[::-1], vectors[:, ::-1].T
         _, rows = svd_flip(None, rows, u_based_decision=False)
@@ -458,7 +460,7 @@ class MomentDecomposition(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Bas
                 f"n_components={n_components} exceeds the rank {rank} of the centred data "
                 f"(n_samples={n_samples}, n_features={n_features}); whitening needs "
                 f"n_components <= {rank}.")
-        return rows[:n_components] / np.sqrt(variances[:n_components, None]), n_components
+        return rows[:n_components] / np.sqrt(variances[:n_components, None]), n_components, rank
 
     def _solver_defaults(self, n_samples, operator, n_components):
         if self.solver == "power_deflation":
@@ -471,8 +473,9 @@ class MomentDecomposition(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Bas
         return {"width": 4 * n_components, "signs": "mixed" if self.order % 2 == 0 else None,
                 "regularization": regularization}
 
-    def _decompose(self, operator, n_samples, n_components):
-        """Unit factors of the tensor ``operator`` (columns), at most ``n_components``.
+    def _decompose(self, operator, n_samples, n_components, most_components):
+        """Unit factors of the tensor ``operator`` (columns), at most ``n_components``
+        (of the ``most_components`` that ``X`` allows).
 
         Sets ``decomposer_``, ``n_iter_``, ``n_sources_found_``, ``verdict_``
         and ``converged_``, and warns once (ConvergenceWarning) when the fit
@@ -496,7 +499,7 @@ class MomentDecomposition(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Bas
             verdict = verdict.fewer_than_asked(found, verdict.message)
         if verdict.shortfalls:
             verdict = replace(verdict, success=False, message=self._shortfall_message(
-                verdict, solver, n_components))
+                verdict, solver, n_components, most_components))
             warnings.warn(verdict.message, ConvergenceWarning, stacklevel=user_stacklevel())
         self.verdict_ = verdict
         # One meaning on every estimator: converged_ is verdict_.success.
@@ -514,41 +517,53 @@ class MomentDecomposition(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Bas
                           f"solver_options): {caught_warning.message}", caught_warning.category,
                           stacklevel=user_stacklevel())
 
-    def _shortfall_message(self, verdict, solver, n_components):
+    def _shortfall_message(self, verdict, solver, n_components, most_components):
         """The one warning of a fit that fell short: each shortfall of ``verdict``, then
-        what to change, only among what ``MomentDecomposition`` accepts."""
-        flow = self.solver == "gradient_flow"
+        what to change, only among what ``MomentDecomposition`` accepts (``n_components``
+        at most ``most_components``)."""
+        flow, shortfalls = self.solver == "gradient_flow", set(verdict.shortfalls)
+        all_found = self.n_sources_found_ == n_components
         clauses, advice = [], []
-        if set(verdict.shortfalls) & _FEWER_SHORTFALLS:
+        if shortfalls & _FEWER_SHORTFALLS:
             missing = n_components - self.n_sources_found_
             clauses.append(
                 f"found {self.n_sources_found_} of n_components={n_components} sources; the "
-                f"last {missing} are filled by an orthonormal completion and are not "
-                "identified sources" + (f" (the {self.statistic} tensor of X is zero)"
-                                        if verdict.status == "not_run" else ""))
-            advice.append("fit more samples or lower n_components" + (
-                ", use solver='power_deflation', or lower solver_options['regularization'] "
-                "(the noise floor)" if flow else ""))
-        if Shortfall.NOT_ORTHOGONAL in verdict.shortfalls:
+                f"last {missing} {'is' if missing == 1 else 'are'} filled by an orthonormal "
+                "completion and not identified sources" + (
+                    f" (the {self.statistic} tensor of X is zero)"
+                    if verdict.status == "not_run" else ""))
+        if Shortfall.NOT_ORTHOGONAL in shortfalls:
             clauses.append("extracted directions that are not orthogonal, so that the errors "
                            "of deflation cannot be told from noise")
             advice.append("use solver='gradient_flow', which does not deflate")
-        if Shortfall.MAX_TIME in verdict.shortfalls:
+        if Shortfall.MAX_TIME in shortfalls:
             clauses.append(f"reached max_time={solver.max_time:g} of the gradient flow before "
                            "it had fitted the statistic")
             advice.append("raise solver_options['max_time']")
-        if Shortfall.NOT_SETTLED in verdict.shortfalls:
+        if Shortfall.NOT_SETTLED in shortfalls:
             clauses.append(f"stopped power iterations at n_iter_max={solver.n_iter_max} "
                            "before they settled")
             advice.append("raise solver_options['n_iter_max']")
-        if Shortfall.UNEXPLAINED in verdict.shortfalls:
+        if Shortfall.UNEXPLAINED in shortfalls:
             clauses.append(
                 f"leaves a component of weight {verdict.unexplained_weight:.3g} (relative to "
                 f"the {self.statistic} tensor's norm) unexplained, above the noise floor "
                 f"{verdict.noise_floor:.3g}")
-            advice.append("raise n_components if X holds more non-Gaussian sources" + (
-                ", or try another random_state" if flow else
-                ", or use solver='gradient_flow', which does not deflate"))
+            # All found: X may hold more sources (if n_components can grow).
+            # Fewer: the solver missed what is there.
+            remedies = (["raise n_components if X holds more non-Gaussian sources"]
+                        if all_found and n_components < most_components else [])
+            remedies.append("try another random_state or use solver='power_deflation'" if flow
+                            else "use solver='gradient_flow', which does not deflate")
+            advice.append(", or ".join(remedies))
+        elif not all_found:
+            # Nothing above the noise floor is left: the data support no more sources.
+            remedies = ["fit more samples"] + (
+                ["lower n_components"] if self.n_sources_found_ else []) + (
+                ["lower solver_options['regularization'] (the noise floor)",
+                 "use solver='power_deflation'"] if flow else [])
+            advice.append(", ".join(remedies[:-1]) + ", or " + remedies[-1]
+                          if len(remedies) > 1 else remedies[0])
         advice = "; ".join(dict.fromkeys(advice))
         return ("MomentDecomposition.fit " + "; it ".join(clauses) + ". "
                 + advice[0].upper() + advice[1:] + ".")
