@@ -435,7 +435,8 @@ class MomentDecomposition(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Bas
             if n_components > n_features:
                 raise ValueError(
                     f"n_components={n_components} exceeds n_features={n_features}; with "
-                    f"whiten={self.whiten!r} there can be at most one source per feature.")
+                    f"whiten={self.whiten!r} there can be at most one source per feature: "
+                    f"pass n_components <= {n_features}.")
             if route == "as-white":
                 variance = np.trace(covariance) / n_features
                 if not variance > 0:
