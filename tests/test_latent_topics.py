@@ -1,6 +1,7 @@
 """SingleTopicModel and its building blocks: unbiased moments of word counts, recovery, posteriors."""
 
 import itertools
+import re
 import numpy as np
 import pytest
 import scipy.sparse as sp
@@ -10,6 +11,7 @@ from sklearn.exceptions import ConvergenceWarning
 from latent_helpers import assert_clone_is_deterministic_without_global_rng, fit_under_pytorch
 
 from tensorly_gfdeflate import SingleTopicModel
+from tensorly_gfdeflate.check.verdict import Shortfall
 from tensorly_gfdeflate.estimators.latent.sampling import sample_topic_corpus
 from tensorly_gfdeflate.estimators.latent.whitening import TopicMoments, topic_second_moment
 
@@ -136,12 +138,26 @@ def test_score_prefers_the_true_model(corpus):
     assert np.isfinite(true_score) and true_score > model.score(X)
 
 
-def test_fewer_topics_found_is_reported_not_filled(corpus):
-    model = SingleTopicModel(3, solver_options={"max_time": 1.0}, random_state=0)
-    with pytest.warns(ConvergenceWarning, match="found [0-2] of n_components=3"):
-        model.fit(corpus[0][:3000])
-    assert model.n_sources_found_ < 3 and not model.converged_
-    assert model.topic_word_.shape == (model.n_sources_found_, TOPICS.shape[1])
+def test_topics_the_moments_miss_are_seeded_and_refined_by_em(corpus):
+    # With one second the flow finds fewer than 3 topics; n_components still means 3:
+    # the rest are seeded from the documents and EM recovers the truth.
+    X = corpus[0][:3000]
+    model = SingleTopicModel(3, solver_options={"max_time": 1.0}, random_state=0).fit(X)
+    assert model.n_sources_found_ < 3
+    assert model.topic_word_.shape == (3, TOPICS.shape[1]) and np.all(model.topic_word_ > 0)
+    topic_error, weight_error = topic_errors(model)
+    assert topic_error < 0.1 and weight_error < 0.05
+    assert model.converged_ and model.moment_discrepancy_ <= 1.0
+    # Without EM the seeds stay seeds, which do not explain the third moment: the
+    # one warning says so, names the call and advises what it accepts.
+    with pytest.warns(ConvergenceWarning) as record:
+        unrefined = SingleTopicModel(3, refine=False, solver_options={"max_time": 1.0},
+                                     random_state=0).fit(X)
+    assert len(record) == 1
+    assert re.match(r"SingleTopicModel\.fit .*does not explain.*\(refine=False\).*refine=True",
+                    str(record[0].message))
+    assert unrefined.topic_word_.shape == (3, TOPICS.shape[1]) and not unrefined.converged_
+    assert Shortfall.MODEL_MISFIT in unrefined.verdict_.shortfalls
 
 
 def test_short_documents_are_dropped_with_a_count(corpus):

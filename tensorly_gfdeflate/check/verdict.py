@@ -38,6 +38,13 @@ class Shortfall(str, Enum):
     RANK_FILLED = "rank_filled"
     #: Power method: power iterations stopped at ``n_iter_max`` before they settled.
     NOT_SETTLED = "not_settled"
+    #: Latent models: components whose moment weight is within the noise of zero.
+    WEAK_COMPONENTS = "weak_components"
+    #: Latent models: the data's third moment holds structure the fitted model lacks,
+    #: so the data do not follow the model.
+    MODEL_MISFIT = "model_misfit"
+    #: Latent models: the likelihood refinement stopped at ``max_iter`` before it settled.
+    EM_NOT_CONVERGED = "em_not_converged"
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,8 @@ numbers, derived thresholds computed. Neither is ever changed in place.
 
 from dataclasses import dataclass
 
+import numpy as np
+
 import tensorly as tl
 
 from .._checks import (
@@ -18,7 +20,12 @@ from .._checks import (
     check_nonnegative,
     check_positive,
 )
-from ..check.probe import DEFAULT_FLOOR, probe_residual, regularization_above_noise
+from ..check.probe import (
+    DEFAULT_FLOOR,
+    NOISE_STANDARD_ERRORS,
+    probe_residual,
+    regularization_above_noise,
+)
 from ..models.protocol import check_rank_determinable
 
 __all__ = ["VARIANTS", "FLOW_CONSTRAINTS", "FlowSettings", "ResolvedSettings",
@@ -167,15 +174,24 @@ class ResolvedSettings:
 def automatic_regularization(target, model, variant, rng):
     """``regularization="auto"``: 0 (vanilla), or 1e-3 raised to the sampling noise floor.
 
-    For sample statistics, twice ``NOISE_STANDARD_ERRORS`` standard errors
-    along the target's leading directions (found by power iterations), so
-    that weights the data cannot tell from zero are never fitted: without it
-    the flow fits sampling noise until ``max_time``. ``target`` is
-    normalized; so is the result. See :ref:`theory-check`.
+    For sample statistics, the floor that the result check applies (see
+    :func:`~tensorly_gfdeflate.check.probe.check_fit`): ``NOISE_STANDARD_ERRORS``
+    standard errors along each of the target's leading directions (found by power
+    iterations), the same estimate the power method is judged by. ``lambda / 2`` is
+    the lowest of those floors among the directions that stand above theirs, so
+    every direction the check would call structure can grow; when none does, the
+    highest floor, so that noise is never fitted: without a floor the flow fits sampling noise until
+    ``max_time``. (The largest standard error, used before, is set on real counts
+    by a direction that a few documents dominate, and hid every component.)
+    ``target`` is normalized; so is the result. See :ref:`theory-check`.
     """
     if variant == "vanilla":
         return 0.0
     if not target.is_sampled:
         return DEFAULT_FLOOR
     probe = probe_residual(target, model, None, rng)
-    return regularization_above_noise(tl.max(target.standard_error(probe.directions)))
+    standard_errors = tl.to_numpy(target.standard_error(probe.directions))
+    significant = np.abs(probe.values) > NOISE_STANDARD_ERRORS * standard_errors
+    if not significant.any():
+        return regularization_above_noise(float(np.max(standard_errors)))
+    return regularization_above_noise(float(np.min(standard_errors[significant])))
