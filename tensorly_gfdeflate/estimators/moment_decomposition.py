@@ -492,6 +492,8 @@ class MomentDecomposition(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Bas
         if operator.norm_sq > 0.0:
             solver.set_params(**self._solver_defaults(n_samples, operator, n_components))
             solver.set_params(**(self.solver_options or {}))
+            # The flow fits weights above regularization / 2 of a unit-norm tensor,
+            # whose weights are at most 1: from 2 on it would fit nothing.
             self._fit_solver(solver, operator)
             verdict, self.n_iter_ = solver.verdict_, solver.n_iter_
             directions = self._found_directions(solver)
@@ -563,8 +565,8 @@ class MomentDecomposition(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Bas
                 ["lower n_components"] if self.n_sources_found_ else []) + (
                 ["lower solver_options['regularization'] (the noise floor)",
                  "use solver='power_deflation'"] if flow else [])
-            advice.append(", ".join(remedies[:-1]) + ", or " + remedies[-1]
-                          if len(remedies) > 1 else remedies[0])
+            advice.append(", or ".join([", ".join(remedies[:-1]), remedies[-1]] if remedies[:-1]
+                                       else remedies))
         advice = "; ".join(dict.fromkeys(advice))
         return ("MomentDecomposition.fit " + "; it ".join(clauses) + ". "
                 + advice[0].upper() + advice[1:] + ".")
