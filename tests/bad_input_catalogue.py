@@ -17,6 +17,7 @@ import tensorly as tl
 
 from tensorly_gfdeflate import (
     GradientFlowParafac,
+    MomentDecomposition,
     ObservedEntries,
     SampleMoments,
     SingleTopicModel,
@@ -413,6 +414,33 @@ _LATENT = [
             r"variance must be one of 'common', 'per_component'"),
 ]
 
+def _sources(code, shown, call, error, match):
+    return Case(f"sources-{code}", "Independent components (MomentDecomposition)", shown, call,
+                error, match)
+
+
+_WHITEN_VALUES = r"whiten must be one of True, 'unit-variance', False, 'feature-scaling'"
+_SOURCES = [
+    _sources("whiten-string", "MomentDecomposition(whiten='yes').fit(X)",
+             lambda: MomentDecomposition(whiten="yes").fit(X), ValueError, _WHITEN_VALUES),
+    # FastICA's other spelling: sources here always have unit variance.
+    _sources("whiten-arbitrary-variance",
+             "MomentDecomposition(whiten='arbitrary-variance').fit(X)",
+             lambda: MomentDecomposition(whiten="arbitrary-variance").fit(X), ValueError,
+             _WHITEN_VALUES),
+    _sources("n_components-above-features-white",
+             "MomentDecomposition(5, whiten=False).fit(X with 4 features)",
+             lambda: MomentDecomposition(5, whiten=False).fit(X), ValueError,
+             r"n_components=5 exceeds n_features=4; with whiten=False"),
+    _sources("n_components-above-rank", "MomentDecomposition(5).fit(X with 4 features)",
+             lambda: MomentDecomposition(5).fit(X), ValueError,
+             r"n_components=5 exceeds the rank 4 of the centred data"),
+    _sources("solver_options-rank", "MomentDecomposition(solver_options={'rank': 2}).fit(X)",
+             lambda: MomentDecomposition(solver_options={"rank": 2}).fit(X), ValueError,
+             r"n_components and random_state instead"),
+]
+
+
 def _parafac(code, error, match, solvers=("flow", "estimator"), **kwargs):
     """A bad parameter of the general flow, through the function and the estimator."""
     shown = ", ".join(f"{key}={value!r}" for key, value in kwargs.items())
@@ -450,7 +478,7 @@ CASES = (
     + _solver_cases("CP tensors (either solver)", _CP)
     + _MOMENTS + _FLOW + _POWER + _SYNTHETIC
     + _general_cases("General tensors and completion (each general solver)", _GENERAL_TARGETS)
-    + _PARAFAC + _LATENT
+    + _PARAFAC + _LATENT + _SOURCES
 )
 
 
