@@ -21,6 +21,7 @@ import tensorly as tl
 from tensorly.cp_tensor import CPTensor
 
 from .symmetric import (
+    _TINY,
     FlowPoint,
     column_change,
     normalize_columns,
@@ -29,7 +30,15 @@ from .symmetric import (
     settled_tolerance,
     split_columns,
 )
-from ..targets.general import DenseTensor, _gram_product, _product, split_blocks, stack_blocks
+from ..targets.base import concatenate_rows
+from ..targets.general import (
+    DenseTensor,
+    _gram_product,
+    _product,
+    _products_except,
+    split_blocks,
+    stack_blocks,
+)
 
 __all__ = ["GeneralModel", "general_flow_point", "alternating_power_iterate"]
 
@@ -41,12 +50,47 @@ def general_flow_point(target, W, regularization):
     ``p``, so the same two lines serve: the residual ``R = T* - T(W)``, one
     stacked contraction ``R(w_j1, .., I, .., w_jN)`` per mode, and the gradient
     ``-R(..) + lambda w_jk`` with ``R = T* - T(W)`` (:ref:`theory-general`).
+    A fully observed target takes :func:`_full_flow_point`, which never forms
+    the residual.
     """
+    if target.observed_fraction == 1.0:
+        return _full_flow_point(target, W, regularization)
     residual = target.minus(tl.ones(tl.shape(W)[1], **tl.context(W)), W)
     gradient = regularization * W - residual.contract(W)
     residual_sq = residual.norm_sq
     norms, directions = GeneralModel(target.shape).split(W)
     loss = 0.5 * residual_sq + 0.5 * regularization * float(tl.sum(W * W))
+    return FlowPoint(norms=norms, directions=directions, mass=norms**2, gradient=gradient,
+                     loss=loss, residual=reported_residual(residual_sq, target.norm_sq, W))
+
+
+def _full_flow_point(target, W, regularization):
+    """:func:`general_flow_point` on a fully observed target, through the slots' Gram matrices.
+
+    With mode blocks ``A_k``, ``G_k = A_k^T A_k`` and ``H_k = prod_{l != k} G_l``
+    (elementwise), the model's part of the gradient is ``A_k H_k`` and
+    ``|T(W)|^2 = sum(G_k H_k)``, so a step costs the target's contractions
+    ``T*(.., I, ..)`` and ``m x m`` work, never a tensor-sized residual; the
+    squared residual ``|T*|^2 - 2 <T*, T(W)> + |T(W)|^2`` rounds to noise only
+    near ``sqrt(eps)``, where :func:`reported_residual` floors it anyway. Every
+    operation is the arrays' own (no backend dispatch per operation).
+    """
+    blocks = split_blocks(W, target.shape)
+    images = target.contract_blocks(blocks)
+    grams = [block.T @ block for block in blocks]
+    others = _products_except(grams, range(len(blocks)), 1.0)
+    gradient = concatenate_rows([block @ other - image
+                                 for block, other, image in zip(blocks, others, images)])
+    if regularization:
+        gradient = gradient + regularization * W
+    model_sq = float((grams[0] * others[0]).sum())
+    cross = float((blocks[0] * images[0]).sum())
+    residual_sq = target.norm_sq - 2.0 * cross + model_sq
+    lengths = [gram.diagonal() ** 0.5 for gram in grams]
+    norms = _product(lengths) ** 0.5
+    directions = concatenate_rows([block / length.clip(_TINY)
+                                   for block, length in zip(blocks, lengths)])
+    loss = 0.5 * residual_sq + 0.5 * regularization * float((W * W).sum())
     return FlowPoint(norms=norms, directions=directions, mass=norms**2, gradient=gradient,
                      loss=loss, residual=reported_residual(residual_sq, target.norm_sq, W))
 

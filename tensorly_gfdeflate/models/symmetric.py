@@ -19,6 +19,7 @@ import numpy as np
 import tensorly as tl
 from tensorly.cp_tensor import CPTensor
 
+from ..targets.base import int_power, machine_eps
 from ..targets.symmetric import DenseOperator
 
 __all__ = ["FlowPoint", "flow_point", "split_columns", "power_iterate", "random_unit_vectors",
@@ -40,7 +41,7 @@ def reported_residual(residual_sq, norm_sq, W):
     dtype (3e-4 in float32) it is rounding noise, and a negative one clipped to
     0 would meet any tolerance; it is reported no lower than a floor instead.
     """
-    resolution = _RESOLUTION_IN_SQRT_EPS * np.sqrt(float(tl.eps(tl.context(W)["dtype"])))
+    resolution = _RESOLUTION_IN_SQRT_EPS * np.sqrt(machine_eps(W.dtype))
     return float(max(np.sqrt(max(residual_sq, 0.0) / norm_sq), resolution))
 
 
@@ -53,8 +54,8 @@ def random_unit_vectors(dim, count, rng, context=None):
 
 def split_columns(W):
     """Column norms ``n`` and unit directions ``B = W / n`` of ``W``."""
-    norms = tl.sqrt(tl.sum(W * W, axis=0))
-    return norms, W / tl.clip(norms, _TINY)
+    norms = (W * W).sum(axis=0) ** 0.5
+    return norms, W / norms.clip(_TINY)
 
 
 @dataclass
@@ -80,27 +81,26 @@ def flow_point(target, W, signs, regularization):
     order = target.order
     norms, directions = split_columns(W)
     mass = signs * norms**2
-    gram = tl.dot(tl.transpose(directions), directions)
-    gram_pow = gram ** (order - 1)
+    gram = directions.T @ directions
+    gram_pow = int_power(gram, order - 1)
     # <T(W), b_j^l> = sum_k mass_k G_kj^l and <T*, b_j^l> come from m x m and
-    # length-m arithmetic, so the d x m work is the two contractions alone.
-    model_values = tl.dot(mass, gram_pow * gram)
+    # length-m arithmetic, so the d x m work is the two contractions alone. Every
+    # operation is the arrays' own: no backend dispatch per operation.
+    model_values = mass @ (gram_pow * gram)
     target_contraction = target.contract(directions)
-    target_values = tl.sum(directions * target_contraction, axis=0)
+    target_values = (directions * target_contraction).sum(axis=0)
     residual_value = model_values - target_values
-    residual_contraction = (
-        tl.dot(directions, tl.reshape(mass, (-1, 1)) * gram_pow) - target_contraction
-    )
+    residual_contraction = directions @ (mass.reshape(-1, 1) * gram_pow) - target_contraction
     # grad_j = s_j n_j [(2 - l) R(b_j^l) b_j + l R(b_j^{l-1}, I)] + lambda w_j, with
     # n_j b_j = w_j: one scaling of W and one of the residual contraction.
     gradient = W * ((2 - order) * signs * residual_value + regularization) + (
         residual_contraction * (order * signs * norms)
     )
 
-    model_sq = tl.sum(mass * model_values)
-    cross = tl.sum(mass * target_values)
+    model_sq = (mass * model_values).sum()
+    cross = (mass * target_values).sum()
     residual_sq = float(model_sq) - 2.0 * float(cross) + target.norm_sq
-    loss = 0.5 * residual_sq + 0.5 * regularization * float(tl.sum(norms**2))
+    loss = 0.5 * residual_sq + 0.5 * regularization * float((norms * norms).sum())
     return FlowPoint(
         norms=norms,
         directions=directions,

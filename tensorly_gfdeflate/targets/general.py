@@ -36,6 +36,7 @@ from .._checks import is_cp_tensor
 from .spectral import observed_subspaces
 from .base import (
     TensorOperator,
+    concatenate_rows,
     _as_backend_tensor,
     _check_float_tensor,
     _max_abs,
@@ -80,11 +81,11 @@ def split_blocks(V, shape):
     shape : tuple of int
         The shape ``(n_1, ..., n_N)`` of the tensor the directions belong to.
     """
-    rows = tl.shape(V)[0] if len(tl.shape(V)) == 2 else None
+    rows = V.shape[0] if len(V.shape) == 2 else None
     if rows != sum(shape):
         raise ValueError(
             f"V must have shape (sum(shape), m) = ({sum(shape)}, m) for a tensor of shape "
-            f"{tuple(shape)}, got {tuple(tl.shape(V))}; stack the mode vectors with stack_blocks."
+            f"{tuple(shape)}, got {tuple(V.shape)}; stack the mode vectors with stack_blocks."
         )
     offsets = _offsets(shape)
     return [V[start:stop] for start, stop in zip(offsets[:-1], offsets[1:])]
@@ -92,7 +93,7 @@ def split_blocks(V, shape):
 
 def stack_blocks(blocks):
     """One stacked ``(sum(n_k), m)`` matrix from the mode blocks ``(n_k, m)``."""
-    return tl.concatenate(list(blocks), axis=0)
+    return concatenate_rows(list(blocks))
 
 
 # --- shared kernels --------------------------------------------------------------------------
@@ -123,7 +124,7 @@ def _products_except(factors, modes, initial):
 
 def _gram_product(blocks):
     """``prod_k (B_k^T B_k)`` elementwise: the Frobenius Gram matrix of the rank-one terms."""
-    return _product([tl.dot(tl.transpose(block), block) for block in blocks])
+    return _product([block.T @ block for block in blocks])
 
 
 def _as_weights(weights, count, context):
@@ -148,20 +149,20 @@ def _on_device(array, context):
 
 def _first_contraction(tensor, block, mode):
     """``tensor`` contracted along its first or last ``mode`` by one GEMM: ``(rest, m)``."""
-    shape = tuple(tl.shape(tensor))
+    shape = tuple(tensor.shape)
     if mode == 0:
-        return tl.dot(tl.transpose(tl.reshape(tensor, (shape[0], -1))), block), shape[1:]
-    return tl.dot(tl.reshape(tensor, (-1, shape[-1])), block), shape[:-1]
+        return tensor.reshape(shape[0], -1).T @ block, shape[1:]
+    return tensor.reshape(-1, shape[-1]) @ block, shape[:-1]
 
 
 def _contract_axis(partial, dims, position, block):
     """Contract axis ``position`` of the batched ``partial`` (``prod(dims) x m``) with ``block``.
     """
-    m, size = tl.shape(block)[1], dims[position]
+    m, size = block.shape[1], dims[position]
     before, after = math.prod(dims[:position]), math.prod(dims[position + 1:])
-    partial = tl.reshape(partial, (before, size, after, m))
-    contracted = tl.sum(partial * tl.reshape(block, (1, size, 1, m)), axis=1)
-    return tl.reshape(contracted, (before * after, m)), dims[:position] + dims[position + 1:]
+    partial = partial.reshape(before, size, after, m)
+    contracted = (partial * block.reshape(1, size, 1, m)).sum(axis=1)
+    return contracted.reshape(before * after, m), dims[:position] + dims[position + 1:]
 
 
 def _contract_trailing(partial, dims, blocks):
@@ -299,9 +300,9 @@ def _values_norm_parts(values, fraction):
 
 def _cp_contract_modes(weights, factors, blocks, modes):
     """The contractions of the CP tensor ``(weights, factors)``, through the factor Grams only."""
-    grams = [tl.dot(tl.transpose(factor), block) for factor, block in zip(factors, blocks)]
-    parts = _products_except(grams, modes, tl.reshape(weights, (-1, 1)))
-    return [tl.dot(factors[k], part) for k, part in zip(modes, parts)]
+    grams = [factor.T @ block for factor, block in zip(factors, blocks)]
+    parts = _products_except(grams, modes, weights.reshape(-1, 1))
+    return [factors[k] @ part for k, part in zip(modes, parts)]
 
 
 def _cp_evaluate(weights, factors, blocks):
@@ -357,6 +358,10 @@ class GeneralOperator(TensorOperator):
         """Every :meth:`contract_mode` of ``V``, stacked like ``V``: ``(dim, m)``."""
         return stack_blocks(self._contract_modes(split_blocks(V, self.shape),
                                                  list(range(self.order))))
+
+    def contract_blocks(self, blocks):
+        """Every mode's contraction of the mode blocks ``blocks``, as a list (a flow step's form)."""
+        return self._contract_modes(blocks, list(range(self.order)))
 
     def evaluate(self, V):
         """``T_eff(v_1j, ..., v_Nj)`` for each column ``j`` of ``V``: a length-``m`` vector."""
@@ -478,6 +483,8 @@ class DenseTensor(GeneralOperator):
             parts = [_dense_contract_mode(self._values, blocks, modes[0])]
         else:
             parts = _dense_contract_all(self._values, blocks)
+        if self.observed_fraction == 1.0:
+            return parts
         return [part / self.observed_fraction for part in parts]
 
     def _evaluate_blocks(self, blocks):
