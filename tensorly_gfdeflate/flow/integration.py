@@ -13,7 +13,7 @@ from .._checks import user_stacklevel
 from ..check.readout import canonical_signs
 from .trace import FlowEvent
 
-__all__ = ["Integrator", "refine"]
+__all__ = ["Integrator", "refine", "polish", "POLISH_GOAL"]
 
 # Rounding slack on "the loss rose", relative to the loss at W = 0.
 _LOSS_SLACK = 1e-9
@@ -23,6 +23,12 @@ _MAX_BACK_OFFS = 30
 # The refinement stops once 100 steps improve the loss by less than this fraction.
 _REFINE_STALL = 1e-3
 _REFINE_MAX_STEPS = 20000
+# The polish stops at this relative residual (an exact fit, to rounding), or once
+# _POLISH_WINDOW sweeps improve the loss by less than _REFINE_STALL, or after
+# _POLISH_MAX_SWEEPS sweeps.
+POLISH_GOAL = 1e-13
+_POLISH_WINDOW = 5
+_POLISH_MAX_SWEEPS = 500
 
 
 class Integrator:
@@ -114,13 +120,19 @@ def _out_of_reach(before, after, goal, steps_left):
 
 
 def refine(target, model, weights, vectors, step_size, tol, give_up=False):
-    """Plain gradient flow (lambda = 0, no re-draws) from the read-out, to fit exactly low-rank targets.
+    """The exact polish (:func:`polish`), then, if it could not run or stopped short, the plain
+    gradient flow (lambda = 0, no re-draws) from the read-out, to fit exactly low-rank targets.
 
-    Stops at the relative residual ``tol``, once 100 steps improve the loss
+    The flow stops at the relative residual ``tol``, once 100 steps improve the loss
     by less than ``_REFINE_STALL``, or after ``_REFINE_MAX_STEPS``; with
     ``give_up``, also once ``tol`` is out of reach within those steps (see
-    :func:`_out_of_reach`). Returns ``(mass, directions, steps)``.
+    :func:`_out_of_reach`). Returns ``(mass, directions, steps)``, the steps
+    counting polish sweeps and flow steps.
     """
+    weights, vectors = canonical_signs(model, weights, vectors)
+    weights, vectors, sweeps, settled = polish(target, model, weights, vectors, give_up)
+    if settled:
+        return weights, vectors, sweeps
     weights, vectors = canonical_signs(model, weights, vectors)
     signs = tl.sign(weights) + (weights == 0)
     W = model.slots(vectors, tl.sqrt(tl.abs(weights)))
@@ -141,4 +153,43 @@ def refine(target, model, weights, vectors, step_size, tol, give_up=False):
             break
         integrator.step()
     point = integrator.point
-    return point.mass, point.directions, step
+    return point.mass, point.directions, step + sweeps
+
+
+def polish(target, model, weights, vectors, give_up=False):
+    """The model's exact polish (alternating least squares, or its symmetric counterpart), sweep by sweep.
+
+    Stops once the relative residual is ``POLISH_GOAL`` (an exactly low-rank
+    target fitted to rounding), once ``_POLISH_WINDOW`` sweeps improve the
+    loss by less than ``_REFINE_STALL`` (a least-squares point: the gradient
+    flow would stall there too), after ``_POLISH_MAX_SWEEPS``, or, with
+    ``give_up``, once the goal is out of reach. A sweep that raises the loss
+    (the symmetric update is not a descent method everywhere) or leaves it
+    non-finite is undone, and the gradient flow takes over. Returns
+    ``(weights, vectors, sweeps, settled)``; not ``settled``: the flow should
+    continue from there.
+    """
+    if not hasattr(model, "polish_sweep"):
+        return weights, vectors, 0, False
+    losses = [_residual_sq(target, weights, vectors)]
+    slack = _LOSS_SLACK * target.norm_sq
+    goal = POLISH_GOAL**2 * target.norm_sq
+    for sweep in range(1, _POLISH_MAX_SWEEPS + 1):
+        new_weights, new_vectors = model.polish_sweep(target, weights, vectors)
+        loss = _residual_sq(target, new_weights, new_vectors)
+        if not (np.isfinite(loss) and loss <= losses[-1] + slack):
+            return weights, vectors, sweep, False
+        weights, vectors = new_weights, new_vectors
+        losses.append(loss)
+        if not target.norm_is_estimate and loss <= goal:
+            break
+        if len(losses) > _POLISH_WINDOW:
+            before = losses[-1 - _POLISH_WINDOW]
+            if before - loss < _REFINE_STALL * abs(loss) or (give_up and _out_of_reach(
+                    before, loss, goal, (_POLISH_MAX_SWEEPS - sweep) * 100 / _POLISH_WINDOW)):
+                break
+    return weights, vectors, sweep, True
+
+
+def _residual_sq(target, weights, vectors):
+    return float(target.minus(weights, vectors).norm_sq)

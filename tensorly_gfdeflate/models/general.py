@@ -219,6 +219,10 @@ class GeneralModel:
     def power_iterate(self, operator, V, n_iter_max, tol):
         return alternating_power_iterate(operator, V, n_iter_max, tol)
 
+    def polish_sweep(self, target, weights, vectors):
+        """One sweep of :func:`als_polish`: ``(weights, vectors)``."""
+        return als_polish(target, weights, vectors, 1)
+
     def degrees_of_freedom(self):
         """``(tensor, component)``: the entries of a tensor of this shape, and the parameters
         of one component (a unit vector per mode and a weight)."""
@@ -242,3 +246,67 @@ class GeneralModel:
 
     def to_cp(self, weights, vectors):
         return CPTensor((weights, split_blocks(vectors, self.shape)))
+
+
+# --- the exact polish ------------------------------------------------------------------------
+
+def als_polish(target, weights, vectors, sweeps):
+    """``sweeps`` sweeps of alternating least squares from unit ``vectors`` with ``weights``.
+
+    Each mode's factor in turn is the exact least-squares one with the others
+    fixed (the loss never rises), so once the flow has found the structure a
+    few sweeps reach the rounding floor of an exactly low-rank target, where
+    the plain gradient flow needs hundreds of steps. On a partly observed
+    target each row of a factor solves its own small system over the
+    entries it meets (:func:`_observed_update`); a row that meets none keeps
+    its previous value. Returns ``(weights, vectors)`` with unit mode vectors.
+    """
+    blocks = split_blocks(vectors, target.shape)
+    blocks[0] = blocks[0] * weights.reshape(1, -1)
+    full = target.observed_fraction == 1.0
+    for _ in range(sweeps):
+        for k in range(len(blocks)):
+            update = _full_update if full else _observed_update
+            blocks[k] = update(target, blocks, k)
+    lengths = [(block * block).sum(axis=0) ** 0.5 for block in blocks]
+    fallback = split_blocks(vectors, target.shape)
+    directions = [normalize_columns(block, old) for block, old in zip(blocks, fallback)]
+    return _product(lengths), stack_blocks(directions)
+
+
+def _ridge(gram):
+    """A ridge at rounding scale: keeps the small systems solvable when two columns coincide."""
+    return 1e-13 * float(gram.diagonal().sum()) + 1e-300
+
+
+def _full_update(target, blocks, k):
+    """Mode ``k``'s least-squares factor: ``T(.., I, ..) (prod_{l != k} A_l^T A_l)^-1``."""
+    image = target.contract_blocks(blocks, [k])[0]
+    others = _product([block.T @ block for l, block in enumerate(blocks) if l != k])
+    eye = tl.eye(others.shape[0], **tl.context(others))
+    return tl.transpose(tl.solve(others + _ridge(others) * eye, tl.transpose(image)))
+
+
+def _observed_update(target, blocks, k):
+    """Mode ``k``'s least-squares factor on the observed entries, one ``m x m`` system per row.
+
+    Row ``i`` solves ``(sum_e z_e z_e^T) a = sum_e T_e z_e`` over the observed
+    entries ``e`` with index ``i`` in mode ``k``, ``z_e`` the product of the
+    other factors' rows at ``e``; the sums are scatter-added block by block.
+    """
+    pattern, values = target.observation_pattern, target.observed_values()
+    n, m = blocks[k].shape
+    grams, images = 0.0, 0.0
+    for rows in pattern.slices(m * m):
+        gathered = pattern.gather(blocks, rows)
+        z = _product([part for l, part in enumerate(gathered) if l != k])
+        outer = (z[:, :, None] * z[:, None, :]).reshape(-1, m * m)
+        grams = grams + pattern.scatter(k, rows, outer, n)
+        images = images + pattern.scatter(k, rows, values[rows].reshape(-1, 1) * z, n)
+    grams = grams.reshape(n, m, m)
+    scale = grams.diagonal(0, 1, 2).sum(axis=1)
+    met = (scale > 0).reshape(n, 1)
+    eye = tl.eye(m, **tl.context(grams)).reshape(1, m, m)
+    ridge = (1e-13 * scale + 1e-300).reshape(n, 1, 1)
+    solved = tl.solve(grams + ridge * eye, images.reshape(n, m, 1)).reshape(n, m)
+    return tl.where(met, solved, blocks[k])

@@ -359,9 +359,9 @@ class GeneralOperator(TensorOperator):
         return stack_blocks(self._contract_modes(split_blocks(V, self.shape),
                                                  list(range(self.order))))
 
-    def contract_blocks(self, blocks):
-        """Every mode's contraction of the mode blocks ``blocks``, as a list (a flow step's form)."""
-        return self._contract_modes(blocks, list(range(self.order)))
+    def contract_blocks(self, blocks, modes=None):
+        """The contractions of the mode blocks ``blocks`` along ``modes`` (default every mode), as a list."""
+        return self._contract_modes(blocks, list(range(self.order)) if modes is None else modes)
 
     def evaluate(self, V):
         """``T_eff(v_1j, ..., v_Nj)`` for each column ``j`` of ``V``: a length-``m`` vector."""
