@@ -24,7 +24,7 @@ import numpy as np
 import tensorly as tl
 
 from .._checks import check_random_state
-from ..check.probe import noise_floors, probe_residual, signal_to_noise
+from ..check.probe import below_every_floor, noise_floors, probe_residual, signal_to_noise
 from ..check.readout import read_out, to_cp_tensor
 from ..targets.symmetric import normalize
 from .epochs import count_fitted, merge_aligned, redraw, seed_slots, slots_still_pooling
@@ -295,15 +295,25 @@ class FlowRun:
         fitted = self._count_fitted()
         model = self._debiased_model()
         residual = self.target if model is None else self.target.minus(*model)
+        if model is not None and below_every_floor(self.target, residual, model[0],
+                                                   s.fit_threshold):
+            # Nothing can stand above the floor: no probe, no seeds (the run stops here).
+            seeds = (point.directions[:, :0], np.zeros(0))
+            return self._stuck_or_done(fitted, model, seeds, above=False)
         probe = probe_residual(residual, self.model, point.directions, self.rng)
         floors = np.full(len(probe.values), s.fit_threshold)
         if s.noise_aware:
             floors = np.maximum(noise_floors(self.target, self.model, residual, probe), floors)
         above = np.abs(probe.values) > floors
         seeds = (probe.directions[:, np.flatnonzero(above).tolist()], probe.values[above])
-        if np.any(above):
+        return self._stuck_or_done(fitted, model, seeds, above=bool(np.any(above)))
+
+    def _stuck_or_done(self, fitted, model, seeds, above):
+        """The stop reason once the probe said whether anything stands ``above`` the floors."""
+        rank = self.settings.rank
+        if above:
             return self._stuck_reason(seeds[0], fitted, model), seeds
-        if s.rank is not None and s.rank <= fitted:
+        if rank is not None and rank <= fitted:
             return StopReason.RANK_REACHED, seeds
         return StopReason.NOTHING_TO_FIT, seeds
 

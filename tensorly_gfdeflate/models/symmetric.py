@@ -147,6 +147,30 @@ def power_iterate(operator, V, n_iter_max, tol):
     return V, iteration
 
 
+def symmetric_polish(target, weights, vectors):
+    """One least-squares-type sweep: every direction at once, then the least-squares weights.
+
+    At a decomposition ``T* = sum_k c_k b_k^l`` the contractions satisfy
+    ``T*(b_j^{l-1}, I) = sum_k c_k <b_k, b_j>^{l-1} b_k``, that is
+    ``C = B (c G^{(l-1)})`` with ``G = B^T B`` (power elementwise): the
+    directions solve that ``m x m`` system for the current ``C`` (for one
+    component this is a power iteration, for several it removes their
+    cross-talk), then the weights solve ``G^(l) c = T*(b^l)``. Not a descent
+    method everywhere: the caller undoes a sweep that raises the loss.
+    """
+    order = target.order
+    context = tl.context(vectors)
+    cross = weights.reshape(-1, 1) * int_power(vectors.T @ vectors, order - 1)
+    eye = tl.eye(cross.shape[0], **context)
+    ridge = 1e-13 * float(abs(cross.diagonal()).sum()) + 1e-300
+    solved = tl.transpose(tl.solve(tl.transpose(cross) + ridge * eye,
+                                   tl.transpose(target.contract(vectors))))
+    directions = normalize_columns(solved, vectors)
+    gram = target.overlap(directions)
+    ridge = 1e-13 * float(gram.diagonal().sum()) + 1e-300
+    return tl.solve(gram + ridge * eye, target.evaluate(directions)), directions
+
+
 def pool_block(directions, mass, groups):
     """Unit mass-weighted mean of each group's columns, signs aligned with its leader."""
     gram = tl.to_numpy(tl.dot(tl.transpose(directions), directions))
@@ -222,6 +246,10 @@ class SymmetricModel:
 
     def power_iterate(self, operator, V, n_iter_max, tol):
         return power_iterate(operator, V, n_iter_max, tol)
+
+    def polish_sweep(self, target, weights, vectors):
+        """One sweep of :func:`symmetric_polish`: ``(weights, vectors)``."""
+        return symmetric_polish(target, weights, vectors)
 
     def parameters(self, count):
         """Free parameters of ``count`` components: a unit direction and a weight each."""
