@@ -14,6 +14,8 @@ from tensorly_gfdeflate import (
     power_deflation_cp,
     random_symmetric_cp,
 )
+from tensorly_gfdeflate.flow.run import MAX_STEP_GROWTH
+from tensorly_gfdeflate.flow.settings import DEFAULT_STEP_SIZE
 
 
 def _finite(cp):
@@ -41,12 +43,19 @@ def test_hopeless_step_stops_with_an_error_naming_step_size():
             gradient_flow_cp(truth, step_size=1e12, random_state=0)
 
 
-def test_default_step_on_an_orthogonal_target_needs_no_back_off():
+def test_default_adaptive_step_stays_stable_on_an_orthogonal_target():
+    # The default step adapts (issue 21): it grows on plateaus up to MAX_STEP_GROWTH
+    # default steps, and a step that overshoots is undone silently; such rejections
+    # stay rare (2 to 4 of 135 to 170 steps on seeds 0-5) and nothing is warned.
     truth = random_symmetric_cp(10, 4, 4, random_state=1)
     with warnings.catch_warnings():
         warnings.simplefilter("error", RuntimeWarning)
         cp, trace = gradient_flow_cp(truth, random_state=1, return_trace=True)
-    assert not [event for event in trace.events if event.kind == "step_reduced"]
+    steps = np.diff(trace.times)
+    rejected = [event for event in trace.events if event.kind == "step_reduced"]
+    assert len(rejected) <= 0.05 * len(steps)
+    assert steps.max() <= MAX_STEP_GROWTH * DEFAULT_STEP_SIZE * (1 + 1e-9)
+    assert np.median(steps) > DEFAULT_STEP_SIZE
     assert components_recovered(truth, cp) == 4
 
 

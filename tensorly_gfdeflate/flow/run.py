@@ -36,6 +36,9 @@ from .trace import FlowEvent, FlowTrace, SlotLineage, discovery_times
 
 __all__ = ["FlowRun", "StopReason", "StopState", "start_run", "continue_run"]
 
+# The adaptive step's largest value, in default steps: steps on the plateaus stay short
+# against an epoch (20 time units), so boundaries and checks keep their timing.
+MAX_STEP_GROWTH = 4.0
 # The relative loss decrease over an epoch under which the flow looks for what is left.
 _PLATEAU_DROP = 1e-2
 # Vanilla "nothing moves": loss decrease below this over an epoch, and no slot grew 2x.
@@ -155,15 +158,19 @@ class FlowRun:
         s, context = settings, target.context
         W = model.slots(model.random(s.width, rng, context), s.init_scale)
         self.check_seed = int(rng.randint(2**31 - 1))
+        # The default step adapts to the flow (up to MAX_STEP_GROWTH times the default);
+        # a step the caller chose is kept (halved only on a rise of the loss).
         self.integrator = Integrator(target, model, W, tl.tensor(slot_signs, **context),
-                                     s.regularization, s.step_size, warn=s.explicit_step)
+                                     s.regularization, s.step_size, warn=s.explicit_step,
+                                     adaptive=not s.explicit_step,
+                                     max_step=MAX_STEP_GROWTH * s.step_size)
         self.sign_history = [(0, slot_signs)]
         self.lineage = SlotLineage(s.width)
         self.epoch = 0
         self.epoch_length = s.epoch_time
         self.boundary = s.epoch_time
         self._start_epoch()
-        self.stop_reason = None
+        self.stop_reason, self.horizon = None, 0.0
         self.state = StopState()
 
     def retarget(self, operator):
@@ -196,7 +203,11 @@ class FlowRun:
 
     def advance(self, duration, callback=None, verbose=False):
         """Integrate for up to ``duration`` more time units; returns the :class:`StopReason`."""
-        horizon = self.integrator.time + duration
+        # Horizons add up in flow time (a run stopped at its horizon continues from that
+        # horizon, not from the step past it), so that advance(t) twice is advance(2 t)
+        # whatever the steps.
+        start = self.horizon if self.stop_reason == StopReason.MAX_TIME else self.integrator.time
+        horizon = self.horizon = start + duration
         while True:
             reason = self._stop_reason(horizon, verbose)
             if reason is not None:
