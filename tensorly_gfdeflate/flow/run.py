@@ -25,7 +25,7 @@ import tensorly as tl
 
 from .._checks import check_random_state
 from ..check.probe import below_every_floor, noise_floors, probe_residual, signal_to_noise
-from ..check.readout import read_out, to_cp_tensor
+from ..check.readout import canonical_signs, read_out, to_cp_tensor
 from ..targets.symmetric import normalize
 from .epochs import count_fitted, merge_aligned, redraw, seed_slots, slots_still_pooling
 from .integration import Integrator
@@ -83,6 +83,8 @@ class StopState:
     same_count: int = 0
     refit_wait: int = STUCK_CHECKS + 1
     most_fitted: int = 0
+    polish_wait: int = 0
+    polish_skipped: int = 0
 
     def saw(self, fitted):
         """A check counted ``fitted`` distinct components."""
@@ -104,6 +106,17 @@ class StopState:
     def refit_due(self, rank):
         """Whether the refined read-out is tried now: enough checks with the same count (and the rank)."""
         return self.same_count >= self.refit_wait and (rank is None or self.counted == rank)
+
+    def polish_due(self):
+        """Whether the seeded polish is tried at this growable settled check."""
+        return self.polish_skipped >= self.polish_wait
+
+    def polish_counted(self):
+        return replace(self, polish_skipped=0 if self.polish_due() else self.polish_skipped + 1)
+
+    def polish_failed(self):
+        """A failed seeded polish: twice as many checks (at least one) before the next."""
+        return replace(self, polish_wait=max(1, 2 * self.polish_wait), polish_skipped=0)
 
     def refit_tried(self):
         return replace(self, same_count=0)
@@ -323,12 +336,12 @@ class FlowRun:
         """The stop reason once the probe said whether anything stands ``above`` the floors."""
         rank = self.settings.rank
         if above:
-            return self._stuck_reason(seeds[0], fitted, model), seeds
+            return self._stuck_reason(seeds, fitted, model), seeds
         if rank is not None and rank <= fitted:
             return StopReason.RANK_REACHED, seeds
         return StopReason.NOTHING_TO_FIT, seeds
 
-    def _stuck_reason(self, directions, fitted, model):
+    def _stuck_reason(self, seeds, fitted, model):
         """``STALLED`` when, at ``STUCK_CHECKS`` settled checks in a row, no slot could grow on what is left.
 
         What is left is measured with least-squares weights; the flow sees its
@@ -341,12 +354,89 @@ class FlowRun:
         flow going.
         """
         point = self.integrator.point
-        seen = self.target.minus(point.mass, point.directions).evaluate(directions)
+        seen = self.target.minus(point.mass, point.directions).evaluate(seeds[0])
         growable = bool(np.any(2.0 * np.abs(tl.to_numpy(seen)) > self.settings.regularization))
         self.state = self.state.growth_checked(growable)
         if self.state.stalled:
             return StopReason.STALLED
-        return self._refined_fit_reason(fitted, model) if growable else None
+        if not growable:
+            return None
+        if self._seeded_polish(model, seeds):
+            return StopReason.NOTHING_TO_FIT if self.settings.rank is None \
+                else StopReason.RANK_REACHED
+        return self._refined_fit_reason(fitted, model)
+
+    def _seeded_polish(self, model, seeds):
+        """Merge variant: whether the fitted components and the probe's directions, polished
+        together, explain the tensor; if so the slots take them (a ``"polish"`` event).
+
+        The probe of a settled fit finds the components still missing, and the
+        exact polish (:func:`~tensorly_gfdeflate.flow.integration.polish`) fits
+        them with the others in a few sweeps, where the flow would re-draw slots
+        on them and wait an epoch or more for each to grow. The check decides,
+        as for every result; a failed try doubles the settled checks before
+        the next. The paper variant never jumps: its discovery times are what
+        it measures.
+        """
+        if self.settings.variant != "merge" or model is None or not len(seeds[1]):
+            return False
+        due, self.state = self.state.polish_due(), self.state.polish_counted()
+        free = self._free_slots()
+        if not due or not free:
+            return False
+        count = min(len(seeds[1]), len(free))
+        context = self.target.context
+        weights = tl.concatenate([model[0], tl.tensor(seeds[1][:count], **context)])
+        vectors = tl.concatenate([model[1], seeds[0][:, :count]], axis=1)
+        selection = self.selection()
+        weights, vectors, _ = selection.refine(weights, vectors)
+        if selection.explains(weights, vectors) and self._take(weights, vectors, free):
+            return True
+        self.state = self.state.polish_failed()
+        return False
+
+    def _free_slots(self):
+        """Slots in no group of the last read-out, smallest first: where new components go."""
+        used = {slot for group in self._model_groups for slot in group}
+        norms = tl.to_numpy(self.integrator.point.norms)
+        return [int(j) for j in np.argsort(norms, kind="stable") if int(j) not in used]
+
+    def _take(self, weights, vectors, free):
+        """Put the polished components into slots: the read-out's leaders, then ``free`` ones.
+
+        The other members of the read-out's groups start afresh at
+        ``init_scale``. Returns False (and changes nothing) where a slot's
+        fixed sign cannot carry its component's weight.
+        """
+        weights, vectors = canonical_signs(self.model, weights, vectors)
+        leaders = [group[0] for group in self._model_groups]
+        slots = leaders + free[:tl.shape(weights)[0] - len(leaders)]
+        needed = np.where(tl.to_numpy(weights) < 0, -1.0, 1.0)
+        signs = self.slot_signs.copy()
+        if not self.adaptive_signs and np.any(signs[slots] != needed):
+            return False
+        signs[slots] = needed
+        integrator, snapshot = self.integrator, len(self.integrator.times) - 1
+        emptied = [j for group in self._model_groups for j in group[1:]]
+        W = integrator.W
+        if emptied:
+            W = redraw(self.model, W, emptied, self.settings.init_scale, self.rng)
+        placed = self.model.slots(vectors, tl.sqrt(tl.abs(weights)))
+        columns = np.zeros((len(slots), tl.shape(W)[1]))
+        columns[np.arange(len(slots)), slots] = 1.0
+        keep = np.ones(tl.shape(W)[1])
+        keep[slots] = 0.0
+        W = (W * tl.tensor(keep, **self.target.context)
+             + tl.dot(placed, tl.tensor(columns, **self.target.context)))
+        seeded = slots[len(leaders):]
+        self.lineage.redraw(seeded + emptied, snapshot)
+        integrator.events.append(FlowEvent(integrator.time, "polish", tuple(seeded)))
+        if np.any(signs != self.slot_signs):
+            self.slot_signs = signs
+            integrator.set_signs(tl.tensor(signs, **self.target.context))
+            self.sign_history.append((snapshot, signs))
+        integrator.replace(W)
+        return True
 
     def _refined_fit_reason(self, fitted, model):
         """With the same number of components for ``refit_wait`` settled checks, whether the
@@ -389,7 +479,7 @@ class FlowRun:
         slot can fit (it is an artefact): the checks look at this model's
         residual instead.
         """
-        weights, vectors, _ = read_out(
+        weights, vectors, self._model_groups = read_out(
             self.target, self.model, self.integrator.W, self.integrator.signs, None,
             self.settings.drop_threshold, True)
         return None if weights is None else (weights, vectors)

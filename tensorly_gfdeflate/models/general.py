@@ -297,7 +297,7 @@ def _observed_update(target, blocks, k):
     pattern, values = target.observation_pattern, target.observed_values()
     n, m = blocks[k].shape
     grams, images = 0.0, 0.0
-    for rows in pattern.slices(m * m):
+    for rows in pattern.slices(m):
         gathered = pattern.gather(blocks, rows)
         z = _product([part for l, part in enumerate(gathered) if l != k])
         outer = (z[:, :, None] * z[:, None, :]).reshape(-1, m * m)
