@@ -76,6 +76,9 @@ class StopState:
     ``refit_wait``: such checks before the refined read-out is tried
     (grows after each failed try on a partly observed target).
     ``most_fitted``: the most distinct components held at any check.
+    ``polish_wait`` and ``polish_skipped``: growable settled checks to let pass
+    before the next seeded polish, and how many have (each failed polish
+    doubles the wait).
     """
 
     stuck_checks: int = 0
