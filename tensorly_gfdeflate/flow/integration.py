@@ -40,6 +40,13 @@ _REFINE_MAX_STEPS = 20000
 POLISH_GOAL = 1e-13
 _POLISH_WINDOW = 5
 _POLISH_MAX_SWEEPS = 500
+# Below the rounding floor of the loss, the polish stops once a sweep moves no entry of
+# a unit vector (nor a relative weight) by more than this.
+_POLISH_SETTLED = 1e-12
+_POLISH_FLOOR_SWEEPS = 20
+# A squared residual computed by expansion rounds to about this many eps times the
+# square of |T| + sum |w| (as in the check's bound, check.probe).
+_EXPANSION_ROUNDING_IN_EPS = 64.0
 
 
 class Integrator:
@@ -218,7 +225,9 @@ def polish(target, model, weights, vectors, give_up=False):
     """The model's exact polish (alternating least squares, or its symmetric counterpart), sweep by sweep.
 
     Stops once the relative residual is ``POLISH_GOAL`` (an exactly low-rank
-    target fitted to rounding), once ``_POLISH_WINDOW`` sweeps improve the
+    target fitted to rounding; below the rounding floor of the residual's
+    expansion, once a sweep moves the components by at most
+    ``_POLISH_SETTLED``), once ``_POLISH_WINDOW`` sweeps improve the
     loss by less than ``_REFINE_STALL`` (a least-squares point: the gradient
     flow would stall there too), after ``_POLISH_MAX_SWEEPS``, or, with
     ``give_up``, once the goal is out of reach. A sweep that raises the loss
@@ -230,6 +239,7 @@ def polish(target, model, weights, vectors, give_up=False):
     if not hasattr(model, "polish_sweep"):
         return weights, vectors, 0, False
     losses = [_residual_sq(target, weights, vectors)]
+    at_floor = 0
     slack = _LOSS_SLACK * target.norm_sq
     goal = POLISH_GOAL**2 * target.norm_sq
     for sweep in range(1, _POLISH_MAX_SWEEPS + 1):
@@ -237,8 +247,17 @@ def polish(target, model, weights, vectors, give_up=False):
         loss = _residual_sq(target, new_weights, new_vectors)
         if not (np.isfinite(loss) and loss <= losses[-1] + slack):
             return weights, vectors, sweep, False
+        moved = _moved(weights, vectors, new_weights, new_vectors)
         weights, vectors = new_weights, new_vectors
         losses.append(loss)
+        if loss <= _rounding_floor(target, weights):
+            # A residual computed by expansion (a CP target) rounds to noise here, and
+            # may be clipped to 0: the factors, not the loss, say when it is done (a
+            # few sweeps at most: diverging components raise the floor with their weights).
+            at_floor += 1
+            if moved <= _POLISH_SETTLED or at_floor >= _POLISH_FLOOR_SWEEPS:
+                break
+            continue
         if not target.norm_is_estimate and loss <= goal:
             break
         if len(losses) > _POLISH_WINDOW:
@@ -247,6 +266,21 @@ def polish(target, model, weights, vectors, give_up=False):
                     before, loss, goal, (_POLISH_MAX_SWEEPS - sweep) * 100 / _POLISH_WINDOW)):
                 break
     return weights, vectors, sweep, True
+
+
+def _moved(weights, vectors, new_weights, new_vectors):
+    """How far a sweep moved the components: the largest change of a unit vector's entry or a
+    weight (relative to the largest weight)."""
+    scale = float(tl.max(tl.abs(weights))) or 1.0
+    return max(float(tl.max(tl.abs(new_weights - weights))) / scale,
+               float(tl.max(tl.abs(new_vectors - vectors))))
+
+
+def _rounding_floor(target, weights):
+    """The squared residual below which an expansion ``|T|^2 - 2 <T, M> + |M|^2`` is rounding."""
+    eps = float(tl.eps(target.context["dtype"]))
+    scale = 1.0 + float(tl.sum(tl.abs(weights)))
+    return _EXPANSION_ROUNDING_IN_EPS * eps * scale**2 * target.norm_sq
 
 
 def _residual_sq(target, weights, vectors):

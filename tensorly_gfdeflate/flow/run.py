@@ -158,6 +158,7 @@ def continue_run(run, settings, callback):
     ``settings`` are this call's (validated); the run keeps the other
     settings it started with.
     """
+    run.debias = settings.debias
     run.advance(settings.max_time, callback=callback, verbose=settings.verbose)
     cp, trace = run.result(settings.debias)
     return run, cp, trace
@@ -187,6 +188,9 @@ class FlowRun:
         self.boundary = s.epoch_time
         self._start_epoch()
         self.stop_reason, self.horizon = None, 0.0
+        # Without the debiasing re-fit (debias=False) the slots keep the regularized
+        # flow's point: no seeded polish moves them to the exact fit.
+        self.debias = True
         self.state = StopState()
 
     def retarget(self, operator):
@@ -429,14 +433,14 @@ class FlowRun:
         return False
 
     def _polishes_seeds(self):
-        """The seeded polish runs in the merge variant on fully observed targets only.
+        """The seeded polish runs in the merge variant on fully observed targets, debiased, only.
 
         On observed entries the probe's least-squares directions also fit a
         few entries each, and polished with the fitted components they can
         fit the entries with a longer, degenerate decomposition (measured:
         four components, two large, for a rank-3 tensor at 50% observed).
         """
-        return self.settings.variant == "merge" and not self.partly_observed
+        return self.settings.variant == "merge" and not self.partly_observed and self.debias
 
     def _free_slots(self):
         """Slots in no group of the last read-out, smallest first: where new components go."""
