@@ -31,6 +31,9 @@ _STEP_DAMPING = 1.5
 # A step whose error asks for less than this fraction of it is taken again, shorter
 # (below, the next step is shortened instead).
 _STEP_REJECT = 0.5
+# The adaptive step never goes below this fraction of the default step (only the
+# divergence back-off halves it further).
+_MIN_STEP_FRACTION = 0.5
 # The refinement stops once 100 steps improve the loss by less than this fraction.
 _REFINE_STALL = 1e-3
 _REFINE_MAX_STEPS = 20000
@@ -66,6 +69,7 @@ class Integrator:
         self.regularization, self.warn = regularization, warn
         self.step_size = self.initial_step = step_size
         self.adaptive, self.max_step = adaptive, max_step or step_size
+        self.min_step = _MIN_STEP_FRACTION * step_size
         self.time, self.back_offs, self.rejections = 0.0, 0, 0
         self.events = []
         self.W = W
@@ -95,16 +99,16 @@ class Integrator:
         W = self.W - step * self.point.gradient
         point = self._point(W)
         if np.isfinite(point.loss) and point.loss <= self.point.loss + self.loss_slack:
-            growth = self._step_growth(point, step) if self.adaptive else 1.0
-            if growth < _STEP_REJECT and self.rejections < _MAX_BACK_OFFS:
+            wanted = self._wanted_step(point, step) if self.adaptive else step
+            if wanted < _STEP_REJECT * step:
                 # Far too coarse to follow the flow: the same step, shorter.
                 self.rejections += 1
-                self.step_size = step * growth
+                self.step_size = wanted
                 return
             self.W, self.point = W, point
             self.time += step
             self.rejections = 0
-            self.step_size = min(step * max(growth, _STEP_REJECT), self.max_step)
+            self.step_size = min(max(wanted, _STEP_REJECT * step), self.max_step)
             self._record()
             return
         self.back_offs += 1
@@ -115,6 +119,8 @@ class Integrator:
                 "lower step_size (or init_scale) and check the tensor for extreme entries."
             )
         self.step_size /= 2
+        # A rise below the adaptive floor lowers the floor: the divergence back-off rules.
+        self.min_step = min(self.min_step, self.step_size)
         self.events.append(FlowEvent(self.time, "step_reduced", ()))
         if self.back_offs == 1 and self.warn:
             warnings.warn(
@@ -124,6 +130,15 @@ class Integrator:
                 RuntimeWarning,
                 stacklevel=user_stacklevel(),
             )
+
+    def _wanted_step(self, point, step):
+        """The next step the error and stability bounds ask for, never below ``min_step``.
+
+        The floor (half the default step, which is stable on its own) keeps
+        the step from collapsing where the bounds read rounding noise: at a
+        settled point the gradients, and their difference, are at rounding.
+        """
+        return max(step * self._step_growth(point, step), self.min_step)
 
     def _step_growth(self, point, step):
         """The factor to the step that follows the flow faithfully and stably: below
