@@ -111,8 +111,15 @@ class Integrator:
             self.step_size = min(max(wanted, _STEP_REJECT * step), self.max_step)
             self._record()
             return
-        self.back_offs += 1
         self.rejections += 1
+        if self.adaptive and self.rejections <= _MAX_BACK_OFFS // 2:
+            # Step control: the adaptive step grew past what the loss allows here. Halved
+            # and not recorded (a back-off event means a fixed step that diverged);
+            # only a run of rises makes it a back-off.
+            self.step_size = step / 2
+            self.min_step = min(self.min_step, self.step_size)
+            return
+        self.back_offs += 1
         if (self.rejections if self.adaptive else self.back_offs) > _MAX_BACK_OFFS:
             raise FloatingPointError(
                 f"the gradient flow diverges even with step_size={self.step_size:.3g}; "
@@ -159,12 +166,14 @@ class Integrator:
         error = 0.5 * step * float((difference * difference).sum()) ** 0.5
         size = float((self.W * self.W).sum()) ** 0.5
         factor = _STEP_GROWTH
-        if error > 0.0:
+        if error > 0.0 and size > 0.0:
             factor = min(factor, _STEP_SAFETY * (STEP_TOLERANCE * size / error) ** 0.5)
         bending = -float((difference * g0).sum())
-        if bending > 0.0:
-            curvature = bending / (step * float((g0 * g0).sum()))
-            factor = min(factor, _STEP_DAMPING / (curvature * step))
+        slope = float((g0 * g0).sum())
+        if bending > 0.0 and slope > 0.0:
+            # curvature * step = bending / slope (a gradient so small that its square
+            # underflows says nothing about the curvature).
+            factor = min(factor, _STEP_DAMPING * slope / bending)
         return factor
 
     def retarget(self, target):
