@@ -162,14 +162,16 @@ class Integrator:
         oscillate, at a loss too flat for the back-off to see. The step grows
         at most ``_STEP_GROWTH`` times per step.
         """
-        g0, difference = self.point.gradient, point.gradient - self.point.gradient
-        error = 0.5 * step * float((difference * difference).sum()) ** 0.5
-        size = float((self.W * self.W).sum()) ** 0.5
+        # Three inner products, each one pass without temporaries (on a large W the
+        # elementwise differences and squares cost a fifth of a step).
+        g0, g1 = _flat(self.point.gradient), _flat(point.gradient)
+        slope, across, after = float(g0 @ g0), float(g1 @ g0), float(g1 @ g1)
+        error = 0.5 * step * max(after - 2.0 * across + slope, 0.0) ** 0.5
+        size = float(_flat(self.W) @ _flat(self.W)) ** 0.5
         factor = _STEP_GROWTH
         if error > 0.0 and size > 0.0:
             factor = min(factor, _STEP_SAFETY * (STEP_TOLERANCE * size / error) ** 0.5)
-        bending = -float((difference * g0).sum())
-        slope = float((g0 * g0).sum())
+        bending = slope - across
         if bending > 0.0 and slope > 0.0:
             # curvature * step = bending / slope (a gradient so small that its square
             # underflows says nothing about the curvature).
@@ -192,6 +194,11 @@ class Integrator:
         self.times[-1], self.losses[-1], self.residuals[-1] = (
             self.time, self.point.loss, self.point.residual)
         self.norms[-1] = tl.to_numpy(self.point.norms)
+
+
+def _flat(array):
+    """``array`` as one vector (a view when contiguous), for inner products by ``@``."""
+    return array.reshape(-1)
 
 
 def _out_of_reach(before, after, goal, steps_left):

@@ -39,6 +39,9 @@ __all__ = ["FlowRun", "StopReason", "StopState", "start_run", "continue_run"]
 # The adaptive step's largest value, in default steps: steps on the plateaus stay short
 # against an epoch (20 time units), so boundaries and checks keep their timing.
 MAX_STEP_GROWTH = 4.0
+# A seeded polish that does not explain the tensor is still taken (and the flow goes on)
+# when it leaves at most this share of the debiased model's squared residual.
+_PARTIAL_POLISH_GAIN = 0.5
 # The relative loss decrease over an epoch under which the flow looks for what is left.
 _PLATEAU_DROP = 1e-2
 # Vanilla "nothing moves": loss decrease below this over an epoch, and no slot grew 2x.
@@ -430,7 +433,16 @@ class FlowRun:
         if selection.explains(weights, vectors) and self._take(weights, vectors, free):
             return True
         self.state = self.state.polish_failed()
+        if self._halves_residual(model, weights, vectors):
+            # Part of what is missing, found at once: the slots take it and the flow
+            # goes on from there (its next settled check probes for the rest).
+            self._take(weights, vectors, free)
         return False
+
+    def _halves_residual(self, model, weights, vectors):
+        """Whether the polished fit leaves at most ``_PARTIAL_POLISH_GAIN`` of the model's squared residual."""
+        before = self.target.minus(*model).norm_sq
+        return self.target.minus(weights, vectors).norm_sq <= _PARTIAL_POLISH_GAIN * before
 
     def _polishes_seeds(self):
         """The seeded polish runs in the merge variant on fully observed targets, debiased, only.
