@@ -84,7 +84,9 @@ class Integrator:
         self.times.append(self.time)
         self.losses.append(self.point.loss)
         self.residuals.append(self.point.residual)
-        self.norms.append(tl.to_numpy(self.point.norms))
+        norms = self.point.norms
+        # A numpy step's norms are a fresh array: kept as is, no dispatch per step.
+        self.norms.append(norms if isinstance(norms, np.ndarray) else tl.to_numpy(norms))
 
     def _point(self, W):
         return self.model.point(self.target, W, self.signs, self.regularization)
