@@ -124,7 +124,7 @@ def alternating_power_iterate(operator, V, n_iter_max, tol):
             else:
                 image = operator.contract_mode(stack_blocks(blocks), k)
             image = normalize_columns(image, blocks[k])
-            change = max(change, float(tl.max(column_change(image, blocks[k]))))
+            change = max(change, float(column_change(image, blocks[k]).max()))
             blocks[k] = image
         if change < tol:
             break

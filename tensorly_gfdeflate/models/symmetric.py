@@ -113,20 +113,24 @@ def flow_point(target, W, signs, regularization):
 
 def settled_tolerance(tol, V):
     """``tol``, but no lower than a few machine epsilons of ``V``'s dtype (what float32 can settle to)."""
-    return max(tol, SETTLED_IN_EPS * float(tl.eps(tl.context(V)["dtype"])))
+    return max(tol, SETTLED_IN_EPS * machine_eps(V.dtype))
 
 
 def column_change(new, old):
     """How far each column moved, up to sign: ``min |new - old|, |new + old|``."""
-    return tl.minimum(tl.sqrt(tl.sum((new - old) ** 2, axis=0)),
-                      tl.sqrt(tl.sum((new + old) ** 2, axis=0)))
+    apart = ((new - old) ** 2).sum(axis=0) ** 0.5
+    flipped = ((new + old) ** 2).sum(axis=0) ** 0.5
+    # The smaller of the two, in the arrays' own operators (no dispatch per iteration).
+    return 0.5 * (apart + flipped - abs(apart - flipped))
 
 
 def normalize_columns(image, fallback):
     """Unit columns of ``image``; a column that vanished keeps its ``fallback`` column."""
-    lengths = tl.sqrt(tl.sum(image * image, axis=0))
-    # Dividing the vanished columns by 1, not by a clipped 1e-300 (which is 0 in float32).
-    return tl.where(lengths > 0, image / (lengths + (lengths == 0)), fallback)
+    lengths = (image * image).sum(axis=0) ** 0.5
+    vanished = lengths == 0
+    # Dividing the vanished columns (all zero) by 1, not by a clipped 1e-300 (which is 0
+    # in float32), and adding their fallback: exact, and no dispatch per iteration.
+    return image / (lengths + vanished) + fallback * vanished
 
 
 def power_iterate(operator, V, n_iter_max, tol):
@@ -142,7 +146,7 @@ def power_iterate(operator, V, n_iter_max, tol):
         image = normalize_columns(operator.contract(V), V)
         change = column_change(image, V)
         V = image
-        if float(tl.max(change)) < tol:
+        if float(change.max()) < tol:
             break
     return V, iteration
 
