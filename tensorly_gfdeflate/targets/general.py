@@ -502,8 +502,15 @@ class DenseTensor(GeneralOperator):
         return _values_norm_parts(self._values, self.observed_fraction)
 
     def _model(self, weights, V):
+        """The dense CP tensor: the first factor (weighted) times the Khatri-Rao product of
+        the others, one GEMM, in the arrays' own operators (no dispatch per mode)."""
         weights = _as_weights(weights, tl.shape(V)[1], self.context)
-        return tl.cp_to_tensor((weights, split_blocks(V, self.shape)))
+        blocks = split_blocks(V, self.shape)
+        rank = weights.shape[0]
+        rest = blocks[1]
+        for block in blocks[2:]:
+            rest = (rest[:, None, :] * block[None, :, :]).reshape(-1, rank)
+        return ((blocks[0] * weights.reshape(1, -1)) @ rest.T).reshape(self.shape)
 
     def minus(self, weights, V):
         """The explicit dense residual ``T - sum_a weights_a (x)_k v_ka``."""
