@@ -10,7 +10,8 @@ from dataclasses import dataclass
 import numpy as np
 import tensorly as tl
 
-from ..check.probe import NOISE_MARGIN, check_fit, sizes_noise
+from ..check.probe import (NOISE_MARGIN, check_fit, fitted_noise_factor, noise_ratio,
+                           sizes_noise)
 from ..check.readout import refit_weights
 from .integration import refine
 
@@ -20,6 +21,9 @@ __all__ = ["Selection", "GAP_RATIO", "MINIMALITY_TRIES"]
 MINIMALITY_TRIES = 2
 # A weight this many times the next one marks a gap: the components below it are tried without.
 GAP_RATIO = 10.0
+# Relative rounding allowed on a noise level (a probed value against the residual's norm,
+# each computed by its own expansion) when bounding it in :meth:`Selection.no_shorter_fit`.
+_LEVEL_ROUNDING = 1.0 + 1e-6
 
 
 @dataclass(frozen=True)
@@ -188,6 +192,8 @@ class Selection:
             return weights, vectors, kept, steps
         while len(kept) > 1:
             miss = self.target.minus(weights, vectors).norm_sq
+            if self.no_shorter_fit(len(kept), miss):
+                break
             explains, rest, fewer_weights, fewer_vectors, spent = self.without_one(
                 weights, vectors, MINIMALITY_TRIES,
                 lambda trial: miss + self.noise_energy(check, trial))
@@ -196,6 +202,38 @@ class Selection:
                 break
             weights, vectors, kept = fewer_weights, fewer_vectors, [kept[q] for q in rest]
         return weights, vectors, kept, steps
+
+    def no_shorter_fit(self, count, miss):
+        """Whether no fit of ``count - 1`` components can pass :meth:`minimize`'s test: a proof.
+
+        :meth:`minimize` keeps a shorter fit only if its squared residual
+        ``m`` is at most ``miss + noise_energy``. On a dense array (noise
+        sized, the only case with a finite bound here) that energy is
+        ``max(NOISE_MARGIN level^2, fit_threshold^2)``, and the level is at
+        most ``c |R|`` with ``c = max(kappa, 1 / NOISE_MARGIN)`` times the
+        fitted-noise factor: :func:`~tensorly_gfdeflate.check.probe._dense_noise_level`
+        returns ``kappa`` times the residual's norm, or a level below a probed
+        value over ``NOISE_MARGIN``, itself at most ``|R|`` (Cauchy-Schwarz).
+        With ``a = NOISE_MARGIN c^2 < 1`` a passing fit has
+        ``m <= max(miss / (1 - a), miss + fit_threshold^2)``; the target's
+        :meth:`rank_miss_bound` (Eckart-Young on its unfoldings) bounds every
+        ``m`` from below, whatever the refinement would do. Above the ceiling
+        the refits without each component cannot pass and are skipped: the
+        result is the one they would return.
+        """
+        if self.target.is_sampled or not (self.noise_aware
+                                           and sizes_noise(self.target, self.model)):
+            return False
+        bound = self.target.rank_miss_bound(count - 1)
+        if bound <= 0.0:
+            return False
+        level_ratio = (max(noise_ratio(self.target, self.model), 1.0 / NOISE_MARGIN)
+                       * fitted_noise_factor(self.target, self.model, count - 1)
+                       * _LEVEL_ROUNDING)
+        shrink = 1.0 - NOISE_MARGIN * level_ratio**2
+        if shrink <= 0.0:
+            return False
+        return bound > max(miss / shrink, miss + self.fit_threshold**2)
 
     def noise_energy(self, check, trial):
         """How much dropping a component may raise the squared residual: what noise puts in one.

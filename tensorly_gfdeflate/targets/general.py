@@ -305,6 +305,30 @@ def _values_norm_parts(values, fraction):
     return magnitude, tl.sum((values / magnitude) ** 2) / fraction
 
 
+# Rounding of an eigenvalue of an unfolding's Gram matrix, in units of eps (m + n) |T|^2 for
+# an n x m unfolding (the product's and the symmetric eigensolver's error), with a margin.
+_GRAM_ROUNDING_IN_EPS = 4.0
+
+
+def _unfolding_spectra(values):
+    """``(m, [(eigenvalues, error)])``: each unfolding's squared singular values at scale ``m``.
+
+    Largest first, clipped at 0, for the unit-scale array ``values / m``;
+    ``error`` bounds the rounding of any sum of them: |fl(X X^T) - X X^T|_2 <=
+    eps m |X|^2 and the symmetric eigensolver adds eps n |G|_2, per eigenvalue.
+    """
+    magnitude = _power_of_two_below(_max_abs(values))
+    unit = tl.to_numpy(values / magnitude)
+    eps, total = float(np.finfo(unit.dtype).eps), float(np.sum(unit**2))
+    spectra = []
+    for k, rows in enumerate(unit.shape):
+        unfolding = np.moveaxis(unit, k, 0).reshape(rows, -1)
+        eigenvalues = np.clip(np.linalg.eigvalsh(unfolding @ unfolding.T)[::-1], 0.0, None)
+        per_value = _GRAM_ROUNDING_IN_EPS * eps * (rows + unfolding.shape[1]) * total
+        spectra.append((eigenvalues, rows * per_value))
+    return magnitude, spectra
+
+
 def _cp_contract_modes(weights, factors, blocks, modes):
     """The contractions of the CP tensor ``(weights, factors)``, through the factor Grams only."""
     grams = [factor.T @ block for factor, block in zip(factors, blocks)]
@@ -428,6 +452,9 @@ class _ScaledGeneral(GeneralOperator):
     def start_subspaces(self):
         return self.base.start_subspaces()
 
+    def rank_miss_bound(self, count):
+        return self.factor**2 * self.base.rank_miss_bound(count)
+
     @property
     def observation_pattern(self):
         return self.base.observation_pattern
@@ -519,6 +546,23 @@ class DenseTensor(GeneralOperator):
     def to_dense(self):
         """The array itself."""
         return self._values
+
+    def rank_miss_bound(self, count):
+        """Eckart-Young on each unfolding: ``max_k sum_{i > count} sigma_i(T_(k))^2``, less rounding.
+
+        Each unfolding of a sum of ``count`` rank-one terms has rank at most
+        ``count``, so its distance to ``T_(k)`` is at least the tail of
+        ``T_(k)``'s singular values. A partly observed array (its values are
+        zero where unobserved) proves nothing this way: 0.0.
+        """
+        if self.observed_fraction < 1.0:
+            return 0.0
+        if not hasattr(self, "_unfolding_spectra"):
+            self._unfolding_spectra = _unfolding_spectra(self._values)
+        magnitude, spectra = self._unfolding_spectra
+        tails = [max(float(np.sum(eigenvalues[count:])) - error, 0.0)
+                 for eigenvalues, error in spectra]
+        return magnitude**2 * max(tails, default=0.0)
 
 
 class _ObservedInner:
