@@ -5,7 +5,8 @@ Everything here is a function of explicit inputs, gathered in one frozen
 questions of it. See :ref:`theory-selection`.
 """
 
-from dataclasses import dataclass
+import hashlib
+from dataclasses import dataclass, field
 
 import numpy as np
 import tensorly as tl
@@ -21,6 +22,9 @@ __all__ = ["Selection", "GAP_RATIO", "MINIMALITY_TRIES"]
 MINIMALITY_TRIES = 2
 # A weight this many times the next one marks a gap: the components below it are tried without.
 GAP_RATIO = 10.0
+# Answers a run's memo keeps (the oldest go first): the last stop rule's refinements and
+# checks of its prefixes, which the result asks again, are a few of them.
+MEMO_SIZE = 32
 # Relative rounding allowed on a noise level (a probed value against the residual's norm,
 # each computed by its own expansion) when bounding it in :meth:`Selection.no_shorter_fit`.
 _LEVEL_ROUNDING = 1.0 + 1e-6
@@ -43,6 +47,7 @@ class Selection:
     fit_threshold: float
     noise_aware: bool
     check_seed: int
+    memo: dict = field(default=None, compare=False, repr=False)
 
     @property
     def partly_observed(self):
@@ -51,9 +56,31 @@ class Selection:
 
     def check(self, weights, vectors):
         """The :func:`~tensorly_gfdeflate.check.probe.check_fit` verdict on ``weights``, ``vectors``."""
-        return check_fit(self.target, self.model, weights, vectors,
-                         np.random.RandomState(self.check_seed), self.fit_threshold,
-                         self.noise_aware)
+        return self._remembered(
+            ("check", self.fit_threshold, self.noise_aware, self.check_seed), weights, vectors,
+            lambda: check_fit(self.target, self.model, weights, vectors,
+                              np.random.RandomState(self.check_seed), self.fit_threshold,
+                              self.noise_aware))
+
+    def _remembered(self, question, weights, vectors, compute):
+        """``compute()``, or its earlier answer to the same question on the same arrays.
+
+        Checks and refinements are deterministic functions of the target, the
+        model, the settings in ``question`` and the arrays' values (checks
+        seed their own random starts): a stop rule that refined and checked a
+        read-out leaves the same answer to the result, which reads out the
+        same components. The memo (one per run) keeps the target and the
+        model it answered for, so that neither's id can be reused.
+        """
+        if self.memo is None:
+            return compute()
+        key = (question, id(self.target), id(self.model), _array_key(weights),
+               _array_key(vectors))
+        if key not in self.memo:
+            if len(self.memo) >= MEMO_SIZE:
+                del self.memo[next(iter(self.memo))]
+            self.memo[key] = (self.target, self.model, compute())
+        return self.memo[key][2]
 
     def explains(self, weights, vectors):
         return self.check(weights, vectors).explained
@@ -66,10 +93,15 @@ class Selection:
         entries creep instead of levelling off, and :meth:`gap_prefix`
         refines many of them.
         """
-        weights, vectors, steps = refine(self.target, self.model, weights, vectors,
-                                         self.step_size, self.tol,
-                                         give_up=self.partly_observed)
-        return refit_weights(self.target, vectors), vectors, steps
+        def compute():
+            _, refined, steps = refine(self.target, self.model, weights, vectors,
+                                       self.step_size, self.tol, give_up=self.partly_observed)
+            return refit_weights(self.target, refined), refined, steps
+
+        refined_weights, refined, steps = self._remembered(
+            ("refine", self.step_size, self.tol), weights, vectors, compute)
+        # Copies: a caller may change its arrays, never the remembered answer.
+        return tl.copy(refined_weights), tl.copy(refined), steps
 
     def underdetermined(self, found):
         """Whether ``found`` components have at least as many free parameters as observed entries."""
@@ -295,3 +327,14 @@ class Selection:
         rest = [q for q in range(tl.shape(vectors)[1]) if q != position]
         return self.target.minus(refit_weights(self.target, vectors[:, rest]),
                                  vectors[:, rest]).norm_sq
+
+
+def _array_key(array):
+    """The array's shape, dtype and a 256-bit digest of its values.
+
+    A digest, not the values: a large target's vectors would make the memo
+    as large as the run's arrays. Two different arrays with one BLAKE2b-256
+    digest are not known to exist (a chance of 2^-128 per pair).
+    """
+    values = np.ascontiguousarray(tl.to_numpy(array))
+    return values.shape, values.dtype.str, hashlib.blake2b(values.tobytes(), digest_size=32).digest()
