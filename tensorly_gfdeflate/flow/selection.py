@@ -183,10 +183,17 @@ class Selection:
             kept = order[:k].tolist()
             trial_weights, trial_vectors, spent = self.refine(weights[kept], vectors[:, kept])
             steps += spent
+            if whole is None:
+                if self.explains(trial_weights, trial_vectors):
+                    return trial_weights, trial_vectors, kept, steps
+                continue
+            lacking = len(order) - k
+            miss = self.target.minus(trial_weights, trial_vectors).norm_sq
+            # Beyond every allowance a check could give, the prefix fails unchecked.
+            if miss > self.allowance_bound(whole, k, miss, lacking):
+                continue
             check = self.check(trial_weights, trial_vectors)
-            if check.explained and (whole is None or self.target.minus(
-                    trial_weights, trial_vectors).norm_sq
-                    <= whole + (len(order) - k) * self.noise_energy(check, check)):
+            if check.explained and miss <= whole + lacking * self.noise_energy(check, check):
                 return trial_weights, trial_vectors, kept, steps
         return None
 
@@ -227,8 +234,7 @@ class Selection:
             if self.no_shorter_fit(len(kept), miss):
                 break
             explains, rest, fewer_weights, fewer_vectors, spent = self.without_one(
-                weights, vectors, MINIMALITY_TRIES,
-                lambda trial: miss + self.noise_energy(check, trial))
+                weights, vectors, MINIMALITY_TRIES, (miss, check))
             steps += spent
             if not explains:
                 break
@@ -238,34 +244,54 @@ class Selection:
     def no_shorter_fit(self, count, miss):
         """Whether no fit of ``count - 1`` components can pass :meth:`minimize`'s test: a proof.
 
-        :meth:`minimize` keeps a shorter fit only if its squared residual
-        ``m`` is at most ``miss + noise_energy``. On a dense array (noise
-        sized, the only case with a finite bound here) that energy is
-        ``max(NOISE_MARGIN level^2, fit_threshold^2)``, and the level is at
-        most ``c |R|`` with ``c = max(kappa, 1 / NOISE_MARGIN)`` times the
-        fitted-noise factor: :func:`~tensorly_gfdeflate.check.probe._dense_noise_level`
+        A passing fit's squared residual ``m`` is at most
+        :meth:`allowance_bound` ``= miss + max(a m, fit_threshold^2)``, so with
+        ``a < 1`` at most ``max(miss / (1 - a), miss + fit_threshold^2)``; the
+        target's :meth:`rank_miss_bound` (Eckart-Young on its unfoldings)
+        bounds every ``m`` from below, whatever the refinement would do. Above
+        the ceiling the refits without each component cannot pass and are
+        skipped: the result is the one they would return.
+        """
+        ratio = self.energy_ratio(count - 1)
+        bound = self.target.rank_miss_bound(count - 1)
+        if ratio is None or ratio >= 1.0 or bound <= 0.0:
+            return False
+        return bound > max(miss / (1.0 - ratio), miss + self.fit_threshold**2)
+
+    def allowance_bound(self, miss, count, trial_miss, lacking=1):
+        """The most a ``count``-component fit with squared residual ``trial_miss`` is allowed.
+
+        ``miss + lacking noise_energy`` for the longer fit's ``miss`` (``lacking``
+        the components the shorter one lacks: one in :meth:`minimize`, the
+        cut ones in :meth:`gap_prefix`), whatever the shorter fit's check
+        says: ``miss + lacking max(a trial_miss, fit_threshold^2)`` with ``a``
+        the :meth:`energy_ratio` (inf where there is none).
+        """
+        ratio = self.energy_ratio(count)
+        if ratio is None:
+            return np.inf
+        return miss + lacking * max(ratio * trial_miss, self.fit_threshold**2)
+
+    def energy_ratio(self, count):
+        """``a``: :meth:`noise_energy` of a ``count``-component fit is at most ``max(a |R|^2, floor^2)``.
+
+        Only where the noise is sized from the residual (a dense array or
+        observed entries, noise-aware); None elsewhere. There the energy is
+        ``NOISE_MARGIN level^2`` (or the floor's square) and the level at most
+        ``max(kappa, 1 / NOISE_MARGIN)`` times ``|R|`` times the fitted-noise
+        factor: :func:`~tensorly_gfdeflate.check.probe._dense_noise_level`
         returns ``kappa`` times the residual's norm, or a level below a probed
-        value over ``NOISE_MARGIN``, itself at most ``|R|`` (Cauchy-Schwarz).
-        With ``a = NOISE_MARGIN c^2 < 1`` a passing fit has
-        ``m <= max(miss / (1 - a), miss + fit_threshold^2)``; the target's
-        :meth:`rank_miss_bound` (Eckart-Young on its unfoldings) bounds every
-        ``m`` from below, whatever the refinement would do. Above the ceiling
-        the refits without each component cannot pass and are skipped: the
-        result is the one they would return.
+        value over ``NOISE_MARGIN``, and a probed value is at most ``|R|``
+        (Cauchy-Schwarz, as in
+        :func:`~tensorly_gfdeflate.check.probe.below_every_floor`).
         """
         if self.target.is_sampled or not (self.noise_aware
                                            and sizes_noise(self.target, self.model)):
-            return False
-        bound = self.target.rank_miss_bound(count - 1)
-        if bound <= 0.0:
-            return False
+            return None
         level_ratio = (max(noise_ratio(self.target, self.model), 1.0 / NOISE_MARGIN)
-                       * fitted_noise_factor(self.target, self.model, count - 1)
+                       * fitted_noise_factor(self.target, self.model, count)
                        * _LEVEL_ROUNDING)
-        shrink = 1.0 - NOISE_MARGIN * level_ratio**2
-        if shrink <= 0.0:
-            return False
-        return bound > max(miss / shrink, miss + self.fit_threshold**2)
+        return NOISE_MARGIN * level_ratio**2
 
     def noise_energy(self, check, trial):
         """How much dropping a component may raise the squared residual: what noise puts in one.
@@ -297,14 +323,17 @@ class Selection:
         level = float(np.max(trial.component_noise, initial=0.0))
         return max(NOISE_MARGIN * level**2, self.fit_threshold**2)
 
-    def without_one(self, weights, vectors, tries=None, allowance=None):
+    def without_one(self, weights, vectors, tries=None, longer=None):
         """The refined fit with one component fewer: ``(explains, rest, weights, vectors, steps)``.
 
         Components are tried in order of redundancy (the smallest residual when
         the others' weights alone are re-fitted without it), each time refining
         the rest; the first that still explains the tensor, with a squared
-        residual within ``allowance(check)`` (when given), is taken, or else the
-        one with the smallest residual. ``rest`` indexes the input.
+        residual within ``miss + noise_energy`` of the ``longer`` fit's
+        ``(miss, check)`` (when given), is taken, or else the one with the
+        smallest residual. ``rest`` indexes the input. A trial whose residual
+        exceeds every allowance a check could give it (:meth:`allowance_bound`)
+        cannot be taken and is not checked.
         """
         positions = range(tl.shape(weights)[0])
         candidates = sorted(positions, key=lambda p: self.miss_without(vectors, p))[:tries]
@@ -314,13 +343,22 @@ class Selection:
             trial_weights, trial_vectors, spent = self.refine(weights[rest], vectors[:, rest])
             steps += spent
             miss = self.target.minus(trial_weights, trial_vectors).norm_sq
-            check = self.check(trial_weights, trial_vectors)
-            explains = check.explained and (allowance is None or miss <= allowance(check))
+            explains = self._passes(trial_weights, trial_vectors, miss, longer)
             if explains or best is None or miss < best[0]:
                 best = (miss, explains, rest, trial_weights, trial_vectors)
             if explains:
                 break
         return (*best[1:], steps)
+
+    def _passes(self, weights, vectors, miss, longer):
+        """Whether a shorter fit with squared residual ``miss`` explains the tensor within the allowance."""
+        if longer is None:
+            return self.explains(weights, vectors)
+        longer_miss, longer_check = longer
+        if miss > self.allowance_bound(longer_miss, tl.shape(weights)[0], miss):
+            return False
+        check = self.check(weights, vectors)
+        return check.explained and miss <= longer_miss + self.noise_energy(longer_check, check)
 
     def miss_without(self, vectors, position):
         """Squared residual when column ``position`` is dropped and the others' weights re-fitted."""
