@@ -18,9 +18,9 @@ from tensorly_gfdeflate.targets.symmetric import normalize
 SHAPE, RANK = (6, 7, 8), 3
 
 
-def _cp(seed=0, weights=(1.0, 0.6, 0.3)):
+def _cp(seed=0, weights=(1.0, 0.6, 0.3), shape=SHAPE):
     rng = np.random.RandomState(seed)
-    factors = [rng.standard_normal((n, RANK)) for n in SHAPE]
+    factors = [rng.standard_normal((n, RANK)) for n in shape]
     factors = [f / np.linalg.norm(f, axis=0) for f in factors]
     return np.asarray(weights), factors
 
@@ -101,3 +101,36 @@ def test_a_remembered_check_and_refinement_are_the_computed_ones(monkeypatch):
     # Other arrays are checked anew.
     remembering.check(start_weights, start)
     assert len(calls) == 1
+
+
+def _noisy_selection(masked, seed):
+    # Observed entries size their noise only when there are enough of them: a larger shape.
+    shape = (14, 15, 16) if masked else SHAPE
+    weights, factors = _cp(seed, shape=shape)
+    rng = np.random.RandomState(seed + 10)
+    tensor = tl.cp_to_tensor((weights, factors))
+    tensor = tensor + 0.05 * np.linalg.norm(tensor) * rng.standard_normal(shape) / np.sqrt(
+        tensor.size)
+    operator = DenseTensor(tl.tensor(tensor))
+    if masked:
+        operator = MaskedTensor(tl.tensor(tensor), tl.tensor(rng.random_sample(shape) < 0.5))
+    target, scale = normalize(operator)
+    selection = Selection(target, GeneralModel.for_target(target), 0.3, 1e-10, 1e-3, True, 7)
+    return selection, tl.tensor(weights / scale), tl.tensor(np.vstack(factors))
+
+
+def test_the_allowance_bound_is_above_every_allowance_a_check_gives():
+    for masked in (False, True):
+        for seed in range(3):
+            selection, weights, vectors = _noisy_selection(masked, seed)
+            weights, vectors, _ = selection.refine(weights, vectors)
+            longer = (selection.target.minus(weights, vectors).norm_sq,
+                      selection.check(weights, vectors))
+            for drop in range(RANK):
+                rest = [q for q in range(RANK) if q != drop]
+                trial = selection.refine(weights[rest], vectors[:, rest])[:2]
+                miss = selection.target.minus(*trial).norm_sq
+                allowed = longer[0] + selection.noise_energy(longer[1],
+                                                             selection.check(*trial))
+                assert allowed <= selection.allowance_bound(longer[0], RANK - 1, miss)
+                assert np.isfinite(selection.allowance_bound(longer[0], RANK - 1, miss))
