@@ -318,15 +318,17 @@ def _unfolding_spectra(values):
     Largest first, clipped at 0, for the unit-scale array ``values / m``;
     ``error`` bounds the rounding of any sum of them: |fl(X X^T) - X X^T|_2 <=
     eps m |X|^2 and the symmetric eigensolver adds eps n |G|_2, per eigenvalue.
+    The Gram matrices are formed on the array's device; only they come back.
     """
     magnitude = _power_of_two_below(_max_abs(values))
-    unit = tl.to_numpy(values / magnitude)
-    eps, total = float(np.finfo(unit.dtype).eps), float(np.sum(unit**2))
+    unit = values / magnitude
+    eps, total = float(tl.eps(tl.context(unit)["dtype"])), float(tl.sum(unit**2))
     spectra = []
-    for k, rows in enumerate(unit.shape):
-        unfolding = np.moveaxis(unit, k, 0).reshape(rows, -1)
-        eigenvalues = np.clip(np.linalg.eigvalsh(unfolding @ unfolding.T)[::-1], 0.0, None)
-        per_value = _GRAM_ROUNDING_IN_EPS * eps * (rows + unfolding.shape[1]) * total
+    for k, rows in enumerate(tl.shape(unit)):
+        unfolding = tl.reshape(tl.moveaxis(unit, k, 0), (rows, -1))
+        gram = tl.to_numpy(unfolding @ tl.transpose(unfolding))
+        eigenvalues = np.clip(np.linalg.eigvalsh(gram)[::-1], 0.0, None)
+        per_value = _GRAM_ROUNDING_IN_EPS * eps * (rows + tl.shape(unfolding)[1]) * total
         spectra.append((eigenvalues, rows * per_value))
     return magnitude, spectra
 
@@ -559,9 +561,9 @@ class DenseTensor(GeneralOperator):
         """
         if self.observed_fraction < 1.0:
             return 0.0
-        if not hasattr(self, "_unfolding_spectra"):
-            self._unfolding_spectra = _unfolding_spectra(self._values)
-        magnitude, spectra = self._unfolding_spectra
+        if not hasattr(self, "_spectra_cache"):
+            self._spectra_cache = _unfolding_spectra(self._values)
+        magnitude, spectra = self._spectra_cache
         tails = [max(float(np.sum(eigenvalues[count:])) - error, 0.0)
                  for eigenvalues, error in spectra]
         return magnitude**2 * max(tails, default=0.0)
