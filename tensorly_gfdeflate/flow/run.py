@@ -178,6 +178,8 @@ class FlowRun:
         s, context = settings, target.context
         W = model.slots(model.random(s.width, rng, context), s.init_scale)
         self.check_seed = int(rng.randint(2**31 - 1))
+        # Model selection's answers, shared by the stop rules and the result (see Selection).
+        self.selection_memo = {}
         # The default step adapts to the flow (up to MAX_STEP_GROWTH times the default);
         # a step the caller chose is kept (halved only on a rise of the loss).
         self.integrator = Integrator(target, model, W, tl.tensor(slot_signs, **context),
@@ -215,7 +217,7 @@ class FlowRun:
         """Model selection on the current target, at the current step size."""
         s = self.settings
         return Selection(self.target, self.model, self.integrator.step_size, s.tol,
-                         s.fit_threshold, s.noise_aware, self.check_seed)
+                         s.fit_threshold, s.noise_aware, self.check_seed, self.selection_memo)
 
     def _start_epoch(self):
         self.epoch_loss = self.checkpoint_loss = self.integrator.point.loss

@@ -5,12 +5,14 @@ Everything here is a function of explicit inputs, gathered in one frozen
 questions of it. See :ref:`theory-selection`.
 """
 
-from dataclasses import dataclass
+import hashlib
+from dataclasses import dataclass, field
 
 import numpy as np
 import tensorly as tl
 
-from ..check.probe import NOISE_MARGIN, check_fit, sizes_noise
+from ..check.probe import (NOISE_MARGIN, check_fit, fitted_noise_factor, noise_ratio,
+                           sizes_noise)
 from ..check.readout import refit_weights
 from .integration import refine
 
@@ -20,6 +22,12 @@ __all__ = ["Selection", "GAP_RATIO", "MINIMALITY_TRIES"]
 MINIMALITY_TRIES = 2
 # A weight this many times the next one marks a gap: the components below it are tried without.
 GAP_RATIO = 10.0
+# Answers a run's memo keeps (the oldest go first): the last stop rule's refinements and
+# checks of its prefixes, which the result asks again, are a few of them.
+MEMO_SIZE = 32
+# Relative rounding allowed on a noise level (a probed value against the residual's norm,
+# each computed by its own expansion) when bounding it in :meth:`Selection.no_shorter_fit`.
+_LEVEL_ROUNDING = 1.0 + 1e-6
 
 
 @dataclass(frozen=True)
@@ -39,6 +47,7 @@ class Selection:
     fit_threshold: float
     noise_aware: bool
     check_seed: int
+    memo: dict = field(default=None, compare=False, repr=False)
 
     @property
     def partly_observed(self):
@@ -47,9 +56,31 @@ class Selection:
 
     def check(self, weights, vectors):
         """The :func:`~tensorly_gfdeflate.check.probe.check_fit` verdict on ``weights``, ``vectors``."""
-        return check_fit(self.target, self.model, weights, vectors,
-                         np.random.RandomState(self.check_seed), self.fit_threshold,
-                         self.noise_aware)
+        return self._remembered(
+            ("check", self.fit_threshold, self.noise_aware, self.check_seed), weights, vectors,
+            lambda: check_fit(self.target, self.model, weights, vectors,
+                              np.random.RandomState(self.check_seed), self.fit_threshold,
+                              self.noise_aware))
+
+    def _remembered(self, question, weights, vectors, compute):
+        """``compute()``, or its earlier answer to the same question on the same arrays.
+
+        Checks and refinements are deterministic functions of the target, the
+        model, the settings in ``question`` and the arrays' values (checks
+        seed their own random starts): a stop rule that refined and checked a
+        read-out leaves the same answer to the result, which reads out the
+        same components. The memo (one per run) keeps the target and the
+        model it answered for, so that neither's id can be reused.
+        """
+        if self.memo is None:
+            return compute()
+        key = (question, id(self.target), id(self.model), _array_key(weights),
+               _array_key(vectors))
+        if key not in self.memo:
+            if len(self.memo) >= MEMO_SIZE:
+                del self.memo[next(iter(self.memo))]
+            self.memo[key] = (self.target, self.model, compute())
+        return self.memo[key][2]
 
     def explains(self, weights, vectors):
         return self.check(weights, vectors).explained
@@ -62,10 +93,15 @@ class Selection:
         entries creep instead of levelling off, and :meth:`gap_prefix`
         refines many of them.
         """
-        weights, vectors, steps = refine(self.target, self.model, weights, vectors,
-                                         self.step_size, self.tol,
-                                         give_up=self.partly_observed)
-        return refit_weights(self.target, vectors), vectors, steps
+        def compute():
+            _, refined, steps = refine(self.target, self.model, weights, vectors,
+                                       self.step_size, self.tol, give_up=self.partly_observed)
+            return refit_weights(self.target, refined), refined, steps
+
+        refined_weights, refined, steps = self._remembered(
+            ("refine", self.step_size, self.tol), weights, vectors, compute)
+        # Copies: a caller may change its arrays, never the remembered answer.
+        return tl.copy(refined_weights), tl.copy(refined), steps
 
     def underdetermined(self, found):
         """Whether ``found`` components have at least as many free parameters as observed entries."""
@@ -147,10 +183,17 @@ class Selection:
             kept = order[:k].tolist()
             trial_weights, trial_vectors, spent = self.refine(weights[kept], vectors[:, kept])
             steps += spent
+            if whole is None:
+                if self.explains(trial_weights, trial_vectors):
+                    return trial_weights, trial_vectors, kept, steps
+                continue
+            lacking = len(order) - k
+            miss = self.target.minus(trial_weights, trial_vectors).norm_sq
+            # Beyond every allowance a check could give, the prefix fails unchecked.
+            if miss > self.allowance_bound(whole, k, miss, lacking):
+                continue
             check = self.check(trial_weights, trial_vectors)
-            if check.explained and (whole is None or self.target.minus(
-                    trial_weights, trial_vectors).norm_sq
-                    <= whole + (len(order) - k) * self.noise_energy(check, check)):
+            if check.explained and miss <= whole + lacking * self.noise_energy(check, check):
                 return trial_weights, trial_vectors, kept, steps
         return None
 
@@ -188,14 +231,67 @@ class Selection:
             return weights, vectors, kept, steps
         while len(kept) > 1:
             miss = self.target.minus(weights, vectors).norm_sq
+            if self.no_shorter_fit(len(kept), miss):
+                break
             explains, rest, fewer_weights, fewer_vectors, spent = self.without_one(
-                weights, vectors, MINIMALITY_TRIES,
-                lambda trial: miss + self.noise_energy(check, trial))
+                weights, vectors, MINIMALITY_TRIES, (miss, check))
             steps += spent
             if not explains:
                 break
             weights, vectors, kept = fewer_weights, fewer_vectors, [kept[q] for q in rest]
         return weights, vectors, kept, steps
+
+    def no_shorter_fit(self, count, miss):
+        """Whether no fit of ``count - 1`` components can pass :meth:`minimize`'s test: a proof.
+
+        A passing fit's squared residual ``m`` is at most
+        :meth:`allowance_bound` ``= miss + max(a m, fit_threshold^2)``, so with
+        ``a < 1`` at most ``max(miss / (1 - a), miss + fit_threshold^2)``; the
+        target's :meth:`rank_miss_bound` (Eckart-Young on its unfoldings)
+        bounds every ``m`` from below, whatever the refinement would do. Above
+        the ceiling the refits without each component cannot pass and are
+        skipped: the result is the one they would return.
+        """
+        ratio = self.energy_ratio(count - 1)
+        bound = self.target.rank_miss_bound(count - 1)
+        if ratio is None or ratio >= 1.0 or bound <= 0.0:
+            return False
+        return bound > max(miss / (1.0 - ratio), miss + self.fit_threshold**2)
+
+    def allowance_bound(self, miss, count, trial_miss, lacking=1):
+        """The most a ``count``-component fit with squared residual ``trial_miss`` is allowed.
+
+        ``miss + lacking noise_energy`` for the longer fit's ``miss`` (``lacking``
+        the components the shorter one lacks: one in :meth:`minimize`, the
+        cut ones in :meth:`gap_prefix`), whatever the shorter fit's check
+        says: ``miss + lacking max(a trial_miss, fit_threshold^2)`` with ``a``
+        the :meth:`energy_ratio` (inf where there is none).
+        """
+        ratio = self.energy_ratio(count)
+        if ratio is None:
+            return np.inf
+        return miss + lacking * max(ratio * trial_miss, self.fit_threshold**2)
+
+    def energy_ratio(self, count):
+        """``a``: :meth:`noise_energy` of a ``count``-component fit is at most ``max(a |R|^2, floor^2)``.
+
+        Only where the noise is sized from the residual (a dense array or
+        observed entries, noise-aware); None elsewhere. There the energy is
+        ``NOISE_MARGIN level^2`` (or the floor's square) and the level at most
+        ``max(kappa, 1 / NOISE_MARGIN)`` times ``|R|`` times the fitted-noise
+        factor: :func:`~tensorly_gfdeflate.check.probe._dense_noise_level`
+        returns ``kappa`` times the residual's norm, or a level below a probed
+        value over ``NOISE_MARGIN``, and a probed value is at most ``|R|``
+        (Cauchy-Schwarz, as in
+        :func:`~tensorly_gfdeflate.check.probe.below_every_floor`).
+        """
+        if self.target.is_sampled or not (self.noise_aware
+                                           and sizes_noise(self.target, self.model)):
+            return None
+        level_ratio = (max(noise_ratio(self.target, self.model), 1.0 / NOISE_MARGIN)
+                       * fitted_noise_factor(self.target, self.model, count)
+                       * _LEVEL_ROUNDING)
+        return NOISE_MARGIN * level_ratio**2
 
     def noise_energy(self, check, trial):
         """How much dropping a component may raise the squared residual: what noise puts in one.
@@ -227,14 +323,17 @@ class Selection:
         level = float(np.max(trial.component_noise, initial=0.0))
         return max(NOISE_MARGIN * level**2, self.fit_threshold**2)
 
-    def without_one(self, weights, vectors, tries=None, allowance=None):
+    def without_one(self, weights, vectors, tries=None, longer=None):
         """The refined fit with one component fewer: ``(explains, rest, weights, vectors, steps)``.
 
         Components are tried in order of redundancy (the smallest residual when
         the others' weights alone are re-fitted without it), each time refining
         the rest; the first that still explains the tensor, with a squared
-        residual within ``allowance(check)`` (when given), is taken, or else the
-        one with the smallest residual. ``rest`` indexes the input.
+        residual within ``miss + noise_energy`` of the ``longer`` fit's
+        ``(miss, check)`` (when given), is taken, or else the one with the
+        smallest residual. ``rest`` indexes the input. A trial whose residual
+        exceeds every allowance a check could give it (:meth:`allowance_bound`)
+        cannot be taken and is not checked.
         """
         positions = range(tl.shape(weights)[0])
         candidates = sorted(positions, key=lambda p: self.miss_without(vectors, p))[:tries]
@@ -244,16 +343,36 @@ class Selection:
             trial_weights, trial_vectors, spent = self.refine(weights[rest], vectors[:, rest])
             steps += spent
             miss = self.target.minus(trial_weights, trial_vectors).norm_sq
-            check = self.check(trial_weights, trial_vectors)
-            explains = check.explained and (allowance is None or miss <= allowance(check))
+            explains = self._passes(trial_weights, trial_vectors, miss, longer)
             if explains or best is None or miss < best[0]:
                 best = (miss, explains, rest, trial_weights, trial_vectors)
             if explains:
                 break
         return (*best[1:], steps)
 
+    def _passes(self, weights, vectors, miss, longer):
+        """Whether a shorter fit with squared residual ``miss`` explains the tensor within the allowance."""
+        if longer is None:
+            return self.explains(weights, vectors)
+        longer_miss, longer_check = longer
+        if miss > self.allowance_bound(longer_miss, tl.shape(weights)[0], miss):
+            return False
+        check = self.check(weights, vectors)
+        return check.explained and miss <= longer_miss + self.noise_energy(longer_check, check)
+
     def miss_without(self, vectors, position):
         """Squared residual when column ``position`` is dropped and the others' weights re-fitted."""
         rest = [q for q in range(tl.shape(vectors)[1]) if q != position]
         return self.target.minus(refit_weights(self.target, vectors[:, rest]),
                                  vectors[:, rest]).norm_sq
+
+
+def _array_key(array):
+    """The array's shape, dtype and a 256-bit digest of its values.
+
+    A digest, not the values: a large target's vectors would make the memo
+    as large as the run's arrays. Two different arrays with one BLAKE2b-256
+    digest are not known to exist (a chance of 2^-128 per pair).
+    """
+    values = np.ascontiguousarray(tl.to_numpy(array))
+    return values.shape, values.dtype.str, hashlib.blake2b(values.tobytes(), digest_size=32).digest()

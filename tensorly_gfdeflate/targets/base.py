@@ -237,6 +237,14 @@ class TensorOperator:
         """How many entries are observed: all of them, unless a completion target says otherwise."""
         return math.prod(self.shape)
 
+    def rank_miss_bound(self, count):
+        """A lower bound on ``|T - M|^2`` over every sum ``M`` of ``count`` rank-one terms.
+
+        0.0 (no bound) unless the operator can prove more: fully observed dense
+        general arrays bound it by their unfoldings' spectra.
+        """
+        return 0.0
+
     def start_subspaces(self):
         """Per mode, an orthonormal numpy basis where random starts concentrate, or None.
 

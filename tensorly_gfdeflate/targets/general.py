@@ -27,6 +27,7 @@ for a full tensor, and one flow serves both.
 
 import math
 from functools import reduce
+from itertools import accumulate
 from operator import mul
 
 import numpy as np
@@ -67,7 +68,8 @@ _DENSE_ENTRIES = 2**24
 # --- stacked columns -------------------------------------------------------------------------
 
 def _offsets(shape):
-    return np.concatenate([[0], np.cumsum(shape)]).tolist()
+    # Plain integers: numpy's cumsum costs more than the slicing it serves (per split).
+    return [0, *accumulate(shape)]
 
 
 def split_blocks(V, shape):
@@ -305,6 +307,32 @@ def _values_norm_parts(values, fraction):
     return magnitude, tl.sum((values / magnitude) ** 2) / fraction
 
 
+# Rounding of an eigenvalue of an unfolding's Gram matrix, in units of eps (m + n) |T|^2 for
+# an n x m unfolding (the product's and the symmetric eigensolver's error), with a margin.
+_GRAM_ROUNDING_IN_EPS = 4.0
+
+
+def _unfolding_spectra(values):
+    """``(m, [(eigenvalues, error)])``: each unfolding's squared singular values at scale ``m``.
+
+    Largest first, clipped at 0, for the unit-scale array ``values / m``;
+    ``error`` bounds the rounding of any sum of them: |fl(X X^T) - X X^T|_2 <=
+    eps m |X|^2 and the symmetric eigensolver adds eps n |G|_2, per eigenvalue.
+    The Gram matrices are formed on the array's device; only they come back.
+    """
+    magnitude = _power_of_two_below(_max_abs(values))
+    unit = values / magnitude
+    eps, total = float(tl.eps(tl.context(unit)["dtype"])), float(tl.sum(unit**2))
+    spectra = []
+    for k, rows in enumerate(tl.shape(unit)):
+        unfolding = tl.reshape(tl.moveaxis(unit, k, 0), (rows, -1))
+        gram = tl.to_numpy(unfolding @ tl.transpose(unfolding))
+        eigenvalues = np.clip(np.linalg.eigvalsh(gram)[::-1], 0.0, None)
+        per_value = _GRAM_ROUNDING_IN_EPS * eps * (rows + tl.shape(unfolding)[1]) * total
+        spectra.append((eigenvalues, rows * per_value))
+    return magnitude, spectra
+
+
 def _cp_contract_modes(weights, factors, blocks, modes):
     """The contractions of the CP tensor ``(weights, factors)``, through the factor Grams only."""
     grams = [factor.T @ block for factor, block in zip(factors, blocks)]
@@ -428,6 +456,9 @@ class _ScaledGeneral(GeneralOperator):
     def start_subspaces(self):
         return self.base.start_subspaces()
 
+    def rank_miss_bound(self, count):
+        return self.factor**2 * self.base.rank_miss_bound(count)
+
     @property
     def observation_pattern(self):
         return self.base.observation_pattern
@@ -519,6 +550,23 @@ class DenseTensor(GeneralOperator):
     def to_dense(self):
         """The array itself."""
         return self._values
+
+    def rank_miss_bound(self, count):
+        """Eckart-Young on each unfolding: ``max_k sum_{i > count} sigma_i(T_(k))^2``, less rounding.
+
+        Each unfolding of a sum of ``count`` rank-one terms has rank at most
+        ``count``, so its distance to ``T_(k)`` is at least the tail of
+        ``T_(k)``'s singular values. A partly observed array (its values are
+        zero where unobserved) proves nothing this way: 0.0.
+        """
+        if self.observed_fraction < 1.0:
+            return 0.0
+        if not hasattr(self, "_spectra_cache"):
+            self._spectra_cache = _unfolding_spectra(self._values)
+        magnitude, spectra = self._spectra_cache
+        tails = [max(float(np.sum(eigenvalues[count:])) - error, 0.0)
+                 for eigenvalues, error in spectra]
+        return magnitude**2 * max(tails, default=0.0)
 
 
 class _ObservedInner:
