@@ -161,7 +161,7 @@ def fit_parafac_flow(tensor, run, *, mask=None, rank=None, width=None, regulariz
     if run is None:
         run = start_run(operator, GeneralModel, settings, "gradient_flow_parafac",
                         default_parafac_width, lambda width: (np.ones(width), False),
-                        random_state, default_step=DEFAULT_STEP_SIZE)
+                        random_state, default_step=DEFAULT_STEP_SIZE, rank_rules=True)
     else:
         run.retarget(operator)
     return continue_run(run, settings, callback)
