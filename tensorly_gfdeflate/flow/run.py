@@ -27,7 +27,8 @@ from .._checks import check_random_state
 from ..check.probe import noise_floors, probe_residual, signal_to_noise
 from ..check.readout import read_out, to_cp_tensor
 from ..targets.symmetric import normalize
-from .held_out import extend_fit, held_out_path, needs_held_out, unobserved_slices, weak_components
+from .held_out import (extend_fit, held_out_path, needs_held_out, polish, unobserved_slices,
+                       weak_components)
 from .epochs import count_fitted, merge_aligned, redraw, seed_slots, slots_still_pooling
 from .integration import Integrator
 from .report import RunOutcome, flow_verdict
@@ -474,7 +475,8 @@ class FlowRun:
         return cp, trace
 
     def _apply_rank_rules(self, selection, weights, vectors, groups, check):
-        """A given rank filled, or the held-out rank where the noise floor's does not apply.
+        """A given rank filled (and polished, partly observed), or the held-out rank where
+        the noise floor's does not apply.
 
         Returns ``(weights, vectors, groups, check, curve, steps)``; ``curve``
         is the :class:`~tensorly_gfdeflate.flow.held_out.ValidationCurve`, or
@@ -490,7 +492,9 @@ class FlowRun:
             curve, steps = held_out_path(selection, s.width, rng)
             rank = curve.chosen
         else:
-            if found >= rank:
+            # Fully observed, the flow's refined fit of that rank stands; partly observed,
+            # ALS on the observed entries settles what the gradient refinement leaves short.
+            if found >= rank and not selection.partly_observed:
                 return weights, vectors, groups, check, None, 0
             steps = 0
         # The largest of the flow's components start the fit of that rank; the rest are grown.
@@ -499,7 +503,7 @@ class FlowRun:
         kept = min(found, rank)
         start = (None, None) if kept == 0 else (weights[:kept], vectors[:, :kept])
         if kept:
-            start_weights, start_vectors, spent = selection.refine(*start)
+            start_weights, start_vectors, spent = polish(selection, *start)
             start, steps = (start_weights, start_vectors), steps + spent
         weights, vectors, spent = extend_fit(selection, *start, rank,
                                              np.random.RandomState(self.check_seed + 1))
