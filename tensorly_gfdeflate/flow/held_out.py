@@ -10,6 +10,7 @@ relative error on the fold's entries (the validation curve). See
 :ref:`automatic-rank-rules`.
 """
 
+import math
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -20,11 +21,15 @@ from .alternating import observed_als
 from ..targets.general import Coordinates, ObservedEntries, split_blocks
 
 __all__ = ["ValidationCurve", "extend_fit", "held_out_path", "needs_held_out", "weak_components",
-           "unobserved_slices", "polish", "N_FOLDS", "PATIENCE", "CLEAR_SNR"]
+           "unobserved_slices", "polish", "N_FOLDS", "ENOUGH_HELD_OUT", "PATIENCE", "CLEAR_SNR"]
 
 # Validation folds drawn from the observed entries (each holds out a fifth of them, as
 # the 5-fold cross-validation a careful ALS user runs).
 N_FOLDS = 5
+# Folds are walked until their held-out entries number this many (all five below 4,000
+# entries a fold): on a large tensor one fold's error is already precise, and every fold
+# walked costs a whole path.
+ENOUGH_HELD_OUT = 20_000
 # The path stops once this many ranks in a row have not lowered the mean held-out error.
 PATIENCE = 2
 # Power-iteration starts for each component the path adds.
@@ -146,12 +151,14 @@ def held_out_error(weights, vectors, shape, indices, values):
 
 
 def _folds(target, rng):
-    """``(train target, held-out indices, held-out values)`` per fold, entries dealt at random."""
+    """``(train target, held-out indices, held-out values)`` per fold walked (see
+    ``ENOUGH_HELD_OUT``), the entries dealt into ``N_FOLDS`` folds at random."""
     indices = np.asarray(target.observed_indices())
     values = tl.to_numpy(target.observed_values())
     fold_of = rng.permutation(len(indices)) % N_FOLDS
+    walked = min(N_FOLDS, math.ceil(ENOUGH_HELD_OUT / max(len(indices) // N_FOLDS, 1)))
     folds = []
-    for fold in range(N_FOLDS):
+    for fold in range(walked):
         inside = fold_of == fold
         train = indices[~inside]
         train.setflags(write=False)
@@ -180,7 +187,7 @@ def held_out_path(selection, width, rng):
     top = max_path_rank(selection, width)
     folds = [(replace(selection, target=train), indices, values, None, None)
              for train, indices, values in _folds(selection.target, rng)]
-    errors = np.full((N_FOLDS, top), np.nan)
+    errors = np.full((len(folds), top), np.nan)
     steps = 0
     for rank in range(1, top + 1):
         for fold, (fold_selection, indices, values, weights, vectors) in enumerate(folds):
