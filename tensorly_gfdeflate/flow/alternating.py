@@ -21,14 +21,13 @@ __all__ = ["observed_als"]
 # Sweeps stop once the observed squared residual falls by less than this fraction.
 ALS_TOL = 1e-6
 ALS_MAX_SWEEPS = 100
-# The ridge, times the relative squared residual, of the mode's mean Gram diagonal: keeps
-# every row defined and bounded (a slice with fewer entries than components does not
-# determine its row: the fit reports it). Measured on covid-19 serology at 10% observed,
+# The prior's weight (see _solve_rows). Measured on covid-19 serology at 10% observed,
 # rank 1 on 5 folds: with a ridge of 1e-9 of each row's own Gram diagonal, fold errors up
-# to 780 (rows solved to huge values on entries where the other factors are small); with
-# 1e-3 of the mode's (residual about 0.6), below 1, but an exact completion stopped at a
-# relative error of 1e-3: scaled by the residual, it reaches 1e-6.
-_RIDGE = 1e-2
+# to 780 (rows solved to huge values on entries where the other factors are small); a
+# constant ridge of 1e-3 of the mode's mean diagonal bounded them, but stopped an exact
+# completion at a relative error of 1e-3; 1e-2 times the residual let 2 of 27 real cases
+# (covid at 10%, IL2 at 10%) blow up at rank 2.
+_RIDGE = 1.0
 # Entries per chunk times r^2: the r x r outer products are built a chunk at a time.
 _CHUNK_CELLS = 2**22
 
@@ -56,20 +55,20 @@ class _Slices:
         return gram.reshape(-1, r, r), incidence @ (Z * values[:, None])
 
 
-def _solve_rows(gram, image, misfit):
-    """Each row's least-squares solution, with a ridge of ``_RIDGE * misfit`` times the mode's
-    mean Gram diagonal.
+def _solve_rows(gram, image, misfit, entries_per_row):
+    """Each row's ridge solution: the fit read as a maximum a posteriori estimate.
 
-    The scale is the mode's, not the row's: a row whose slice barely meets
-    the other modes' factors (a few entries where they are small) would
-    otherwise be solved to huge values that fit those entries and nothing
-    else. ``misfit``, the relative squared residual of the last sweep, plays
-    the noise variance of a ridge read as a prior: a fit that leaves much
-    unexplained is shrunk more, and an exact fit not at all.
+    With noise of variance ``misfit * E[y^2]`` on the entries (``misfit``, the
+    relative squared residual of the last sweep) and a Gaussian prior on the
+    rows of their own size, ``E[u^2] ~ E[y^2] / (r E[z^2])``, the ridge is
+    ``misfit * r * E[z^2]``, ``E[z^2]`` read from the mode's mean Gram
+    diagonal over its mean entries per row. A row seen on few entries is
+    shrunk towards 0 instead of being solved to values that fit those entries
+    and predict nothing; an exact fit is not shrunk at all.
     """
     r = gram.shape[1]
-    scale = float(np.mean(np.trace(gram, axis1=1, axis2=2))) / r
-    ridge = _RIDGE * misfit * (scale if scale > 0 else 1.0) + 1e-300
+    per_entry = float(np.mean(np.trace(gram, axis1=1, axis2=2))) / (r * entries_per_row)
+    ridge = _RIDGE * misfit * r * (per_entry if per_entry > 0 else 1.0) + 1e-300
     return np.linalg.solve(gram + ridge * np.eye(r), image[:, :, None])[:, :, 0]
 
 
@@ -119,7 +118,7 @@ def observed_als(target, weights, vectors, max_sweeps=ALS_MAX_SWEEPS, tol=ALS_TO
         misfit = min(previous / total, 1.0)
         for k in range(order):
             gram, image = slices.gram_and_image(k, _gathered(factors, indices, k), values)
-            factors[k] = _solve_rows(gram, image, misfit)
+            factors[k] = _solve_rows(gram, image, misfit, len(values) / target.shape[k])
         error = _squared_error(factors, indices, values)
         if previous - error <= tol * previous:
             break

@@ -86,18 +86,35 @@ def _least_error_rank(errors):
     return int(np.flatnonzero(mean <= np.min(mean) * (1.0 + TIE) + 1e-12)[0]) + 1
 
 
+def _leading_start(subspaces, shape, rng):
+    """One start on the leading eigenvector of each mode's spectrum (uniform where none)."""
+    columns = []
+    for basis, n in zip(subspaces, shape):
+        column = basis[:, 0] if basis is not None else rng.standard_normal(n)
+        columns.append(column / np.linalg.norm(column))
+    return np.concatenate(columns)[:, None]
+
+
 def _new_component(selection, weights, vectors, rng):
     """The residual's leading rank-one direction and its least-squares weight, appended.
 
-    Power iterations from ``NEW_COMPONENT_STARTS`` draws of the target's model
-    (half in its spectral subspaces): the residual's own spectrum, which the
-    check's probe computes, costs an eigendecomposition per mode per rank.
-    The direction that explains most of the residual's norm is taken.
+    Power iterations from the leading eigenvectors of the residual's own
+    spectrum (per mode, diagonal deleted: see
+    :mod:`~tensorly_gfdeflate.targets.spectral`) and ``NEW_COMPONENT_STARTS``
+    random draws (half in that spectrum); the direction that explains most
+    of the residual's norm is taken. The spectrum keeps a start off the few
+    entries that stand out of a real tensor: on IL2 at 10% observed, random
+    starts alone settled on them, and the rank-1 fits of the folds predicted
+    nothing (error .92, against .43 for ALS).
     """
-    target, model = selection.target, selection.model
+    target = selection.target
     residual = target if weights is None else target.minus(weights, vectors)
-    starts = model.random(NEW_COMPONENT_STARTS, rng, target.context)
-    directions, _ = model.power_iterate(residual, starts, model.probe_sweeps, 1e-8)
+    model = selection.model.for_target(residual)
+    starts = np.concatenate(
+        [_leading_start(model.subspaces, target.shape, rng),
+         tl.to_numpy(model.random(NEW_COMPONENT_STARTS, rng))], axis=1)
+    directions, _ = model.power_iterate(residual, tl.tensor(starts, **target.context),
+                                        model.probe_sweeps, 1e-8)
     values = tl.to_numpy(residual.evaluate(directions))
     squared = (tl.to_numpy(residual.overlap_diagonal(directions)) if selection.partly_observed
                else np.ones(len(values)))
