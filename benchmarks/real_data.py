@@ -210,7 +210,7 @@ def tensor_speed(out):
     rank, ours, ours_s, shortfalls = tensor_ours(tensor, mask, 0)
     oracle_rank, oracle, sweep_s = tensor_als_oracle(tensor, mask, 0)
     _, fixed, fixed_s, _ = tensor_ours(tensor, mask, 0, rank=rank)
-    print(f"\nkinetic 64x12x10x60 at 50% observed, seed 0:", file=out)
+    print("\nkinetic 64x12x10x60 at 50% observed, seed 0:", file=out)
     print(f"  ALS sweep ranks 1..8: {sweep_s:.1f} s (best rank {oracle_rank}, held-out "
           f"{oracle:.3f})", file=out)
     print(f"  ours, automatic rank: {ours_s:.1f} s, {rank} components, held-out {ours:.3f} "

@@ -3,7 +3,8 @@
 Both grow a fit one component at a time, in the order the flow discovers
 them (the largest left in the residual first), each rank starting from the
 one below: a new component on the residual's leading rank-one direction,
-then every component refined together (the flow with ``lambda = 0``). One
+then every component refined together (:func:`polish`: ALS on the observed
+entries of a partly observed target, else the flow with ``lambda = 0``). One
 such path visits every rank; :func:`held_out_path` walks it once per
 validation fold, on the observed entries outside the fold, and records the
 relative error on the fold's entries (the validation curve). See
@@ -22,6 +23,14 @@ from ..targets.general import Coordinates, ObservedEntries, split_blocks
 
 __all__ = ["ValidationCurve", "extend_fit", "held_out_path", "needs_held_out", "weak_components",
            "unobserved_slices", "polish", "N_FOLDS", "ENOUGH_HELD_OUT", "PATIENCE", "CLEAR_SNR"]
+
+# The noise floor's automatic rank is kept on a partly observed target only when every
+# component stands this many times above the noise along it. Measured (regularization
+# "auto", mask seed 0): synthetic rank 3 with 5% noise at 10% and 30% observed, smallest
+# ratio 28 and 49; real tensors (covid-19 serology at 10-50%, digits, IL2 at 50%), whose
+# smallest components stand 2.9 to 4.6 times above it, every one below 10.
+CLEAR_SNR = 10.0
+
 
 # Validation folds drawn from the observed entries (each holds out a fifth of them, as
 # the 5-fold cross-validation a careful ALS user runs).
@@ -140,21 +149,18 @@ def polish(selection, weights, vectors):
     return selection.refine(weights, vectors)
 
 
-def extend_fit(selection, weights, vectors, rank, rng, on_rank=None):
+def extend_fit(selection, weights, vectors, rank, rng):
     """Grow the fit ``(weights, vectors)`` (None: nothing yet) to ``rank`` components.
 
     Each new component starts on the residual's leading direction and is
-    refined with the others (:func:`polish`); ``on_rank(k, weights, vectors)`` sees every
-    rank on the way, and returning True stops the path there. Returns
-    ``(weights, vectors, steps)``.
+    refined with the others (:func:`polish`). Returns ``(weights, vectors,
+    steps)``.
     """
     count, steps = (0 if weights is None else tl.shape(weights)[0]), 0
     while count < rank:
         weights, vectors = _new_component(selection, weights, vectors, rng)
         weights, vectors, spent = polish(selection, weights, vectors)
         count, steps = count + 1, steps + spent
-        if on_rank is not None and on_rank(count, weights, vectors):
-            break
     return weights, vectors, steps
 
 
@@ -219,14 +225,6 @@ def held_out_path(selection, width, rng):
     errors = errors[:, :rank]
     curve = ValidationCurve(np.arange(1, rank + 1), errors, _least_error_rank(errors), top)
     return curve, steps
-
-
-# The noise floor's automatic rank is kept on a partly observed target only when every
-# component stands this many times above the noise along it. Measured (regularization
-# "auto", mask seed 0): synthetic rank 3 with 5% noise at 10% and 30% observed, smallest
-# ratio 28 and 49; real tensors (covid-19 serology at 10-50%, digits, IL2 at 50%), whose
-# smallest components stand 2.9 to 4.6 times above it, every one below 10.
-CLEAR_SNR = 10.0
 
 
 def needs_held_out(selection, weights, check, found):
