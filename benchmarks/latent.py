@@ -1,5 +1,9 @@
 """Method of moments for latent variable models (issue 10): accuracy and cost, printed as tables.
 
+Every fit here is the moment estimate alone (``refine=False``): what the
+decomposition of the third moment gives before EM. ``benchmarks/real_latent.py``
+measures the default (EM from that start) on real data.
+
 Sections:
 
 1. single-topic model, 30 words, 5 topics, 10 words per document, 100,000
@@ -97,7 +101,8 @@ def timed(function):
 
 
 def fit_topics(X, k, solver, whiten):
-    return timed(lambda: SingleTopicModel(k, solver=solver, whiten=whiten, random_state=0).fit(X))
+    return timed(lambda: SingleTopicModel(k, solver=solver, whiten=whiten, refine=False,
+                                           random_state=0).fit(X))
 
 
 def section_topics(quick, seeds):
@@ -186,7 +191,7 @@ def section_mixture(quick, seeds):
     rows = []
     for solver, whiten in METHODS:
         model, seconds, caught = timed(lambda: SphericalGaussianMixture(
-            4, solver=solver, whiten=whiten, random_state=0).fit(X))
+            4, solver=solver, whiten=whiten, refine=False, random_state=0).fit(X))
         error, weight_error = matched_errors(means, model.means_, weights, model.weights_,
                                              euclidean)
         score = model.score(X) if model.n_sources_found_ else float("nan")
@@ -224,7 +229,7 @@ def section_sample_size(quick, seeds):
                                                    model.topic_weights_, l1)[0])
                 Y, _ = sample_spherical_mixture(n, means, mixture_weights, random_state=200 + seed)
                 mixture, _, _ = timed(lambda: SphericalGaussianMixture(
-                    4, solver=solver, whiten=whiten, random_state=0).fit(Y))
+                    4, solver=solver, whiten=whiten, refine=False, random_state=0).fit(Y))
                 mean_errors.append(matched_errors(means, mixture.means_, mixture_weights,
                                                   mixture.weights_, euclidean)[0])
             rows.append((n, solver, whiten, float(np.median(topic_errors)),

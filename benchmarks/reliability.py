@@ -18,6 +18,9 @@ Sections:
 
 1. the reliability table: success, silent and warned failure rates, false
    alarms and median time per (scenario, method);
+   Scenarios 10a-10d (issue 19) are the latent variable models on data that
+   follow them and on data that do not (documents mixing topics, unequal
+   spreads, a mixture far from the origin on the raw route);
 2. time and accuracy of ``MomentDecomposition`` against scikit-learn's
    ``FastICA(fun="cube")`` on the same data (n = 20,000 and 200,000; d = 6 and 10).
 
@@ -48,7 +51,9 @@ from scipy import stats
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import tensorly as tl  # noqa: E402
-from sklearn.decomposition import FastICA  # noqa: E402
+from scipy.optimize import linear_sum_assignment  # noqa: E402
+from sklearn.decomposition import FastICA, LatentDirichletAllocation  # noqa: E402
+from sklearn.mixture import GaussianMixture  # noqa: E402
 from tensorly.cp_tensor import CPTensor  # noqa: E402
 
 from run import _tensorly_power, machine_description, table  # noqa: E402
@@ -56,6 +61,8 @@ from tensorly_gfdeflate import (  # noqa: E402
     GradientFlowCP,
     MomentDecomposition,
     SampleMoments,
+    SingleTopicModel,
+    SphericalGaussianMixture,
     components_recovered,
     gradient_flow_cp,
     match_components,
@@ -68,7 +75,7 @@ DEFAULT_OUTPUT = Path(__file__).resolve().parent / "results_reliability.txt"
 # Warnings about the API's future, not about this result: they say nothing went wrong.
 _NOT_ALARMS = (DeprecationWarning, PendingDeprecationWarning, FutureWarning)
 # Methods that are not this package's: their failures are context, not issue 9's count.
-PEER_PREFIXES = ("FastICA", "tensorly ")
+PEER_PREFIXES = ("FastICA", "tensorly ", "GaussianMixture", "LatentDirichletAllocation")
 # Exceptions that are bugs (of this script or of the package), never a way of saying
 # "this input is beyond me": they must be seen, not counted.
 _BUGS = (TypeError, AttributeError)
@@ -434,9 +441,105 @@ def tensor_scenarios():
     ]
 
 
+def lda_corpus(alpha):
+    """20,000 documents of 30 words over 40 words and 4 topics: each document mixes the
+    topics with Dirichlet(``alpha``) proportions (LDA), or draws one (``alpha=None``)."""
+
+    def make(seed):
+        rng = np.random.RandomState(seed)
+        topics = rng.dirichlet(np.full(40, 0.2), 4)
+        if alpha is None:
+            proportions = np.eye(4)[rng.choice(4, 20_000, p=[0.4, 0.3, 0.2, 0.1])]
+        else:
+            proportions = rng.dirichlet(np.full(4, alpha), 20_000)
+        X = np.array([rng.multinomial(30, p @ topics) for p in proportions])
+        return Problem(X, topics)
+
+    return make
+
+
+def spread_mixture(spreads, offset=0.0):
+    """20,000 samples of 3 spherical Gaussians in 10 dimensions (means 3 N(0, I) + offset)."""
+
+    def make(seed):
+        rng = np.random.RandomState(seed)
+        means = 3.0 * rng.standard_normal((3, 10)) + offset
+        labels = rng.choice(3, 20_000, p=[0.4, 0.35, 0.25])
+        X = means[labels] + np.array(spreads)[labels, None] * rng.standard_normal((20_000, 10))
+        return Problem(X, means)
+
+    return make
+
+
+def matched_distance(judge_norm, tolerance):
+    """Right when every true row (topic, mean) is matched by a distinct estimated one
+    within ``tolerance`` (Hungarian matching on ``judge_norm`` distances)."""
+
+    def judge(problem, estimate):
+        cost = judge_norm(problem.truth[:, None] - np.asarray(estimate)[None])
+        rows, cols = linear_sum_assignment(cost)
+        worst = float(cost[rows, cols].max())
+        return worst <= tolerance, worst, len(estimate)
+
+    return judge
+
+
+def _l1(difference):
+    return np.abs(difference).sum(axis=2)
+
+
+def _euclidean(difference):
+    return np.linalg.norm(difference, axis=2)
+
+
+def topic_methods():
+    def ours(solver):
+        return lambda p, seed: SingleTopicModel(4, solver=solver, random_state=seed).fit(
+            p.data).topic_word_
+
+    def lda(p, seed):
+        model = LatentDirichletAllocation(4, random_state=seed).fit(p.data)
+        return model.components_ / model.components_.sum(axis=1, keepdims=True)
+
+    return {"SingleTopicModel(gradient_flow)": ours("gradient_flow"),
+            "SingleTopicModel(power_deflation)": ours("power_deflation"),
+            "LatentDirichletAllocation": lda}
+
+
+def mixture_methods(**options):
+    def ours(solver, **extra):
+        return lambda p, seed: SphericalGaussianMixture(
+            3, solver=solver, random_state=seed, **options, **extra).fit(p.data).means_
+
+    return {"SphericalGaussianMixture(gradient_flow)": ours("gradient_flow"),
+            "SphericalGaussianMixture(power_deflation)": ours("power_deflation"),
+            "SphericalGaussianMixture(variance='common')": ours("gradient_flow",
+                                                                variance="common"),
+            "GaussianMixture(spherical)": lambda p, seed: GaussianMixture(
+                3, covariance_type="spherical", random_state=seed).fit(p.data).means_}
+
+
+def latent_scenarios():
+    """Latent variable models on data that follow them, and on data that do not (issue 19)."""
+    topics = "every topic matched (L1) within 0.1"
+    means = "every mean matched (Euclidean) within 0.3"
+    return [
+        Scenario("10a", "single-topic corpus, 20000 docs (the model holds)", topics,
+                 lda_corpus(None), topic_methods(), matched_distance(_l1, 0.1), "max L1"),
+        Scenario("10b", "LDA corpus, Dirichlet(0.3) proportions (documents mix topics)",
+                 topics + "; the single-topic model cannot, so only a warning is right",
+                 lda_corpus(0.3), topic_methods(), matched_distance(_l1, 0.1), "max L1"),
+        Scenario("10c", "spherical mixture, spreads (1, 1, 3)", means, spread_mixture(
+            (1.0, 1.0, 3.0)), mixture_methods(), matched_distance(_euclidean, 0.3), "max err"),
+        Scenario("10d", "spherical mixture 30 from the origin, whiten=False", means,
+                 spread_mixture((1.0, 1.0, 1.0), offset=30.0), mixture_methods(whiten=False),
+                 matched_distance(_euclidean, 0.3), "max err"),
+    ]
+
+
 def scenarios():
     """Every scenario of section 1, in table order."""
-    return source_scenarios() + tensor_scenarios()
+    return source_scenarios() + tensor_scenarios() + latent_scenarios()
 
 
 # --------------------------------------------------------------------------- running
@@ -556,7 +659,7 @@ def section_reliability(seeds, keys):
         "appeared.")
     summary = "\n".join(_wrap(totals_line(label, totals[peer]))
                         for peer, label in ((False, "tensorly-gfdeflate"),
-                                            (True, "peers (FastICA, TensorLy)")))
+                                            (True, "peers (FastICA, TensorLy, scikit-learn)")))
     return table(
         f"1. Reliability over seeds 0..{seeds - 1}: right, silently wrong, or wrong with a "
         "warning or error",

@@ -17,6 +17,7 @@ import tensorly as tl
 
 from tensorly_gfdeflate import (
     GradientFlowParafac,
+    MomentDecomposition,
     ObservedEntries,
     SampleMoments,
     SingleTopicModel,
@@ -396,7 +397,49 @@ _LATENT = [
     _latent("mixture-whiten-string", "SphericalGaussianMixture(2, whiten='yes').fit(X)",
             lambda: SphericalGaussianMixture(2, whiten="yes").fit(X), TypeError,
             r"whiten must be True or False"),
+    _latent("refine-string", "SingleTopicModel(2, refine='yes').fit(counts)",
+            lambda: SingleTopicModel(2, refine="yes").fit(COUNTS), TypeError,
+            r"refine must be True or False"),
+    _latent("max_iter-zero", "SingleTopicModel(2, max_iter=0).fit(counts)",
+            lambda: SingleTopicModel(2, max_iter=0).fit(COUNTS), ValueError,
+            r"max_iter must be an integer >= 1"),
+    _latent("tol-negative", "SphericalGaussianMixture(2, tol=-1).fit(X)",
+            lambda: SphericalGaussianMixture(2, tol=-1).fit(X), ValueError,
+            r"tol must be > 0"),
+    _latent("topic_word_prior-zero", "SingleTopicModel(2, topic_word_prior=0).fit(counts)",
+            lambda: SingleTopicModel(2, topic_word_prior=0).fit(COUNTS), ValueError,
+            r"topic_word_prior must be > 0"),
+    _latent("mixture-variance-unknown", "SphericalGaussianMixture(2, variance='full').fit(X)",
+            lambda: SphericalGaussianMixture(2, variance="full").fit(X), ValueError,
+            r"variance must be one of 'common', 'per_component'"),
 ]
+
+def _sources(code, shown, call, error, match):
+    return Case(f"sources-{code}", "Independent components (MomentDecomposition)", shown, call,
+                error, match)
+
+
+_WHITEN_VALUES = r"whiten must be one of True, 'unit-variance', False, 'feature-scaling'"
+_SOURCES = [
+    _sources("whiten-string", "MomentDecomposition(whiten='yes').fit(X)",
+             lambda: MomentDecomposition(whiten="yes").fit(X), ValueError, _WHITEN_VALUES),
+    # FastICA's other spelling: sources here always have unit variance.
+    _sources("whiten-arbitrary-variance",
+             "MomentDecomposition(whiten='arbitrary-variance').fit(X)",
+             lambda: MomentDecomposition(whiten="arbitrary-variance").fit(X), ValueError,
+             _WHITEN_VALUES),
+    _sources("n_components-above-features-white",
+             "MomentDecomposition(5, whiten=False).fit(X with 4 features)",
+             lambda: MomentDecomposition(5, whiten=False).fit(X), ValueError,
+             r"n_components=5 exceeds n_features=4; with whiten=False"),
+    _sources("n_components-above-rank", "MomentDecomposition(5).fit(X with 4 features)",
+             lambda: MomentDecomposition(5).fit(X), ValueError,
+             r"n_components=5 exceeds the rank 4 of the centred data"),
+    _sources("solver_options-rank", "MomentDecomposition(solver_options={'rank': 2}).fit(X)",
+             lambda: MomentDecomposition(solver_options={"rank": 2}).fit(X), ValueError,
+             r"n_components and random_state instead"),
+]
+
 
 def _parafac(code, error, match, solvers=("flow", "estimator"), **kwargs):
     """A bad parameter of the general flow, through the function and the estimator."""
@@ -435,7 +478,7 @@ CASES = (
     + _solver_cases("CP tensors (either solver)", _CP)
     + _MOMENTS + _FLOW + _POWER + _SYNTHETIC
     + _general_cases("General tensors and completion (each general solver)", _GENERAL_TARGETS)
-    + _PARAFAC + _LATENT
+    + _PARAFAC + _LATENT + _SOURCES
 )
 
 

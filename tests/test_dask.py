@@ -119,13 +119,14 @@ def test_dask_cumulants_equal_the_in_memory_ones(data, order):
     assert chunked.norm == pytest.approx(in_memory.norm, rel=1e-10)
 
 
-@pytest.mark.parametrize("solver", ["gradient_flow", "power_deflation"])
-def test_moment_decomposition_of_a_dask_array_equals_the_in_memory_fit(data, solver):
+@pytest.mark.parametrize("solver, whiten", [("gradient_flow", True), ("power_deflation", True),
+                                            ("power_deflation", False)])
+def test_moment_decomposition_of_a_dask_array_equals_the_in_memory_fit(data, solver, whiten):
     from tensorly_gfdeflate import MomentDecomposition
 
     chunked = da.from_array(data, chunks=(7000, 5))
-    expected = MomentDecomposition(solver=solver, random_state=0).fit(data)
-    model = MomentDecomposition(solver=solver, random_state=0).fit(chunked)
+    expected = MomentDecomposition(solver=solver, whiten=whiten, random_state=0).fit(data)
+    model = MomentDecomposition(solver=solver, whiten=whiten, random_state=0).fit(chunked)
     np.testing.assert_allclose(model.components_, expected.components_, rtol=1e-6, atol=1e-9)
     np.testing.assert_allclose(model.weights_, expected.weights_, rtol=1e-6)
     # transform stays lazy for Dask input, and accepts in-memory data as well.

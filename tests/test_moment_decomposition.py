@@ -1,5 +1,8 @@
 """MomentDecomposition: scikit-learn's estimator checks, pipelines, and blind source separation."""
 
+import re
+import warnings
+
 import numpy as np
 import pytest
 from scipy import signal
@@ -103,13 +106,15 @@ def test_flow_with_mixed_signs_fits_sub_and_super_gaussian_sources():
     np.testing.assert_allclose(np.sort(model.weights_), np.sort(sample_kurtosis), atol=0.05)
 
 
-def test_without_whitening_the_flow_fits_the_non_orthogonal_mixing(mixed_sources):
+def test_feature_scaling_lets_the_flow_fit_the_non_orthogonal_mixing(mixed_sources):
     # The unwhitened cumulant (of the standardized features) has the mixing
     # columns as non-orthogonal factors: the flow fits them, deflation by the
     # power method does not. The default noise floor lets every source through.
     X, sources = mixed_sources
-    flow = MomentDecomposition(whiten=False, random_state=1).fit(X)
-    power = MomentDecomposition(whiten=False, solver="power_deflation", random_state=0).fit(X)
+    flow = MomentDecomposition(whiten="feature-scaling", random_state=1).fit(X)
+    with pytest.warns(ConvergenceWarning, match="MomentDecomposition.fit leaves a component"):
+        power = MomentDecomposition(whiten="feature-scaling", solver="power_deflation",
+                                    random_state=0).fit(X)
     assert flow.whitening_ is None
     assert flow.n_sources_found_ == 3
     assert np.all(_best_correlations(flow.transform(X), sources) >= 0.98)
@@ -120,7 +125,7 @@ def test_without_whitening_the_flow_fits_the_non_orthogonal_mixing(mixed_sources
         assert np.all(cosines >= 0.99) == fitted, cosines
 
 
-def test_without_whitening_features_of_any_scale_share_one_noise_floor(
+def test_feature_scaling_gives_features_of_any_scale_one_noise_floor(
         blind_source_separation):
     # scikit-learn's example, unwhitened: the floor was set by the largest-variance
     # direction (1.26 of the tensor's norm), left one source and said nothing.
@@ -130,9 +135,29 @@ def test_without_whitening_features_of_any_scale_share_one_noise_floor(
     models = []
     for scaled in (X, X * [1.0, 1.0, 100.0]):
         with pytest.warns(ConvergenceWarning, match="found 1 of n_components=3"):
-            models.append(MomentDecomposition(whiten=False, random_state=0).fit(scaled))
+            models.append(MomentDecomposition(whiten="feature-scaling",
+                                              random_state=0).fit(scaled))
     assert models[0].decomposer_.regularization < 0.5
     np.testing.assert_allclose(models[0].weights_, models[1].weights_, rtol=1e-8)
+
+
+def test_whiten_false_takes_x_as_white_and_says_when_it_is_far_from_white(mixed_sources):
+    # The mixing is not orthogonal: an orthogonal unmixing of X itself loses accuracy,
+    # which the warning names, with the two routes that fit such data.
+    X, sources = mixed_sources
+    with pytest.warns(UserWarning, match=(
+            r"whiten=False takes X as already white, but the eigenvalues of its covariance "
+            r"span a ratio of 5\.49.*Pass whiten=True.*or whiten='feature-scaling'")):
+        as_given = MomentDecomposition(whiten=False, random_state=0).fit(X)
+    assert np.min(_best_correlations(as_given.transform(X), sources)) < 0.99
+    # PCA-whitened first, the same data are separated as whiten=True separates X.
+    white = (X - X.mean(axis=0)) @ MomentDecomposition(solver="power_deflation").fit(
+        X).whitening_.T * 3.0  # white up to a scale, which changes nothing
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        model = MomentDecomposition(whiten=False, random_state=0).fit(white)
+    assert caught == []
+    assert np.all(_best_correlations(model.transform(white), sources) >= 0.999)
 
 
 def test_order_three_separates_skewed_sources_with_positive_skewness():
@@ -246,15 +271,38 @@ def test_data_with_no_detectable_structure_warns_and_gives_the_whitened_basis():
     assert np.all(np.abs(model.weights_) < 1.0)
 
 
-def test_solver_warnings_other_than_the_replaced_ones_reach_the_caller(
-        blind_source_separation):
+@pytest.mark.parametrize("params, category, match", [
+    # Cut short: nothing fitted, max_time reached, a residual left. The flow's
+    # own verdict named gradient_flow_cp and advised "Lower rank" as well.
+    ({"solver_options": {"max_time": 1.0}}, ConvergenceWarning,
+     r"found 0 of n_components=3 sources.*; it reached max_time=1 .*; it leaves a component"
+     r".*Raise solver_options\['max_time'\]"),
+    ({"solver": "power_deflation", "solver_options": {"n_iter_max": 1}}, ConvergenceWarning,
+     r"stopped power iterations at n_iter_max=1 before they settled\. "
+     r"Raise solver_options\['n_iter_max'\]"),
+    ({"solver_options": {"regularization": 1.2}}, ConvergenceWarning,
+     r"found 1 of n_components=3 sources.*lower n_components, lower "
+     r"solver_options\['regularization'\]"),
+    # The flow's warning of an explicit step_size that overshoots, raised again.
+    ({"solver_options": {"step_size": 5.0}}, RuntimeWarning,
+     r"\(solver='gradient_flow', through solver_options\): step_size=5 overshoots"),
+])
+def test_one_warning_per_fit_names_moment_decomposition_and_what_it_accepts(
+        params, category, match, blind_source_separation):
     X, _ = blind_source_separation
-    with pytest.warns(ConvergenceWarning, match="reached max_time=1"):
-        MomentDecomposition(solver_options={"max_time": 1.0}, random_state=0).fit(X)
-    with pytest.warns(ConvergenceWarning, match="at n_iter_max=1 before they settled"):
-        model = MomentDecomposition(solver="power_deflation",
-                                    solver_options={"n_iter_max": 1}, random_state=0).fit(X)
-    assert not model.decomposer_.converged_
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        model = MomentDecomposition(random_state=0, **params).fit(X)
+    assert [warning.category for warning in caught] == [category], caught
+    message = str(caught[0].message)
+    assert message.startswith("MomentDecomposition.fit ")
+    assert re.search(match, message), message
+    # Only what MomentDecomposition takes: rank is set by n_components, and the
+    # solver functions are not what the caller called.
+    for foreign in ("rank", "gradient_flow_cp", "power_deflation_cp", "Lower rank"):
+        assert foreign not in message
+    if category is ConvergenceWarning:
+        assert model.verdict_.message == message and not model.converged_
 
 
 def test_pipeline_with_scaler_and_logistic_regression_and_grid_search():
@@ -287,10 +335,13 @@ def test_pipeline_with_scaler_and_logistic_regression_and_grid_search():
     ({"order": 4.0}, TypeError, "order must be the integer"),
     ({"statistic": "median"}, ValueError, "statistic"),
     ({"solver": "als"}, ValueError, "solver"),
-    ({"whiten": "yes"}, TypeError, "whiten"),
+    ({"whiten": "yes"}, ValueError, "whiten must be one of True, 'unit-variance', False"),
+    ({"whiten": 1.0}, ValueError, "'feature-scaling'.*got 1.0"),
     ({"n_components": 0}, ValueError, "n_components"),
     ({"n_components": 4}, ValueError, "n_components=4 exceeds the rank 3"),
     ({"n_components": 4, "whiten": False}, ValueError, "n_components=4 exceeds n_features"),
+    ({"n_components": 4, "whiten": "feature-scaling"}, ValueError,
+     "n_components=4 exceeds n_features=3; with whiten='feature-scaling'"),
     ({"solver_options": "fast"}, TypeError, "solver_options must be a dict"),
     ({"solver_options": {"rank": 2}}, ValueError, "n_components and random_state instead"),
     ({"solver_options": {"n_restarts": 2}}, ValueError, r"unknown keys \['n_restarts'\]"),

@@ -44,6 +44,13 @@ class Shortfall(str, Enum):
     RANK_FILLED = "rank_filled"
     #: Power method: power iterations stopped at ``n_iter_max`` before they settled.
     NOT_SETTLED = "not_settled"
+    #: Latent models: components whose moment weight is within the noise of zero.
+    WEAK_COMPONENTS = "weak_components"
+    #: Latent models: the data's third moment holds structure the fitted model lacks,
+    #: so the data do not follow the model.
+    MODEL_MISFIT = "model_misfit"
+    #: Latent models: the likelihood refinement stopped at ``max_iter`` before it settled.
+    EM_NOT_CONVERGED = "em_not_converged"
 
 
 @dataclass(frozen=True)
@@ -59,8 +66,9 @@ class Verdict:
     status : str
         How the run ended: the flow's stop reason (``"tolerance"``,
         ``"nothing_to_fit"``, ``"rank_reached"``, ``"stalled"``,
-        ``"callback"``, ``"max_time"``), or ``"completed"`` for the power
-        method.
+        ``"callback"``, ``"max_time"``), ``"completed"`` for the power
+        method, and for the latent models how EM ended (``"converged"``,
+        ``"max_iter"``, or ``"moments_only"`` with ``refine=False``).
     message : str
         The warning's text when something fell short, else a one-line
         summary.

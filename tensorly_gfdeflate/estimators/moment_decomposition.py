@@ -3,13 +3,14 @@
 For data ``x = A s + mean`` with independent sources ``s``, the order-3 and
 order-4 cumulant tensors of ``x`` are symmetric CP tensors whose factors are
 the columns of ``A`` and whose weights are the sources' skewness or excess
-kurtosis. After whitening the factors are orthogonal; decomposing the
-tensor (implicit, or dense when it is small: d^4 entries for d whitened
-dimensions) with either solver unmixes the sources.
+kurtosis. After whitening (or on data that are white already) the factors
+are orthogonal; decomposing the tensor (implicit, or dense when it is small:
+d^4 entries for d whitened dimensions) with either solver unmixes the sources.
 """
 
 import numbers
 import warnings
+from dataclasses import replace
 
 import numpy as np
 import tensorly as tl
@@ -18,7 +19,8 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils.extmath import svd_flip
 from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 
-from .._checks import check_bool, check_choice, check_int, check_solver_options, is_dask_array
+from .._checks import (check_bool, check_choice, check_int, check_solver_options, is_dask_array,
+                       user_stacklevel)
 from ..check.probe import regularization_above_noise
 from ..check.verdict import Shortfall, Verdict
 from ..targets.cumulants import SampleCumulants
@@ -52,12 +54,20 @@ _GAUSSIAN_VARIANCE = {("cumulant", 3): 6.0, ("cumulant", 4): 24.0,
 # iterations on the benchmarks (measured), so the cap only ends a cycle.
 _REFINE_TOL = 1e-10
 _REFINE_MAX_ITER = 100
-# The solvers' shortfalls that MomentDecomposition replaces by its own warning, which
-# says what the completion of the missing sources means and what to do: only when
-# they are all that fell short (a verdict that also reports another, such as reaching
-# max_time, is warned as the solver words it).
-_REPLACED_SHORTFALLS = frozenset({Shortfall.FEWER_THAN_RANK, Shortfall.NOTHING_FITTED,
-                                  Shortfall.RANK_FILLED})
+# The solvers' shortfalls that mean fewer sources than n_components were found: the
+# warning then says what the completion of the missing sources means.
+_FEWER_SHORTFALLS = frozenset({Shortfall.FEWER_THAN_RANK, Shortfall.NOTHING_FITTED,
+                               Shortfall.RANK_FILLED})
+# The strings ``whiten`` accepts besides True and False: scikit-learn's FastICA
+# spells True "unit-variance"; "feature-scaling" is the route that fits the
+# non-orthogonal mixing directions themselves.
+_WHITEN_STRINGS = {"unit-variance": "pca", "feature-scaling": "feature-scaling"}
+# With whiten=False the covariance of X (over its average variance) is compared
+# with that of white data: n samples of white data in d dimensions have sample
+# eigenvalues within about (1 +- sqrt(d / n))^2 of 1 (Marchenko-Pastur); twice
+# that spread leaves room for heavy-tailed sources. Below n = 16 d the spread
+# reaches 0 and nothing can be told.
+_WHITE_SPREAD = 2.0
 
 
 class MomentDecomposition(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
@@ -75,7 +85,10 @@ class MomentDecomposition(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Bas
     ----------
     n_components : int >= 1 or None, default=None
         Number of sources. With ``whiten=True`` the data are whitened to this
-        many principal directions. None: the rank of the centred data
+        many principal directions; otherwise it is at most the number of
+        features, and the decomposition keeps this many of the sources in all
+        of them (unlike FastICA, which ignores ``n_components`` when
+        ``whiten=False``). None: the rank of the centred data
         (``whiten=True``) or the number of features.
     order : {4, 3}, default=4
         Order of the tensor: 4 separates sources by their kurtosis, 3 by their
@@ -85,10 +98,21 @@ class MomentDecomposition(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Bas
         (order 3 equals the central moment). ``"moment"``: the central moment
         tensor; at order 4 it keeps the Gaussian part ``3 sym(C (x) C)``, which
         is not a sum of a few rank-one terms: for comparison only.
-    whiten : bool, default=True
-        Whiten before the decomposition, which makes the factors orthogonal.
-        Without whitening the factors are the (non-orthogonal) mixing
-        directions themselves, which the gradient flow fits directly.
+    whiten : {True, "unit-variance", False, "feature-scaling"}, default=True
+        How ``X`` is prepared for the decomposition; the unmixing is
+        decorrelated in every case.
+
+        - True or ``"unit-variance"`` (FastICA's spelling): whiten by PCA,
+          which makes the factors orthogonal.
+        - False: ``X`` is already white (for example PCA-whitened), as in
+          FastICA: it is only centred, and the unmixing is orthogonal and
+          refined as after whitening. ``fit`` warns (UserWarning) when the
+          covariance of ``X`` is far from a multiple of the identity.
+        - ``"feature-scaling"``: scale each feature to unit variance (a
+          diagonal map) and decompose that tensor, whose factors are the
+          non-orthogonal mixing directions themselves: the gradient flow fits
+          them directly; deflation by the power method assumes orthogonal
+          factors and does not.
     solver : {"gradient_flow", "power_deflation"}, default="gradient_flow"
         The decomposition: over-parametrized gradient flow or the tensor power
         method with deflation.
@@ -115,7 +139,7 @@ class MomentDecomposition(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Bas
         Mean of the training data.
     whitening_ : ndarray of shape (n_components, n_features) or None
         The PCA whitening applied before the decomposition; None when
-        ``whiten=False`` (the features are then only scaled to unit variance).
+        ``whiten`` is False or ``"feature-scaling"``.
     weights_ : ndarray of shape (n_components,)
         Signed statistic of each recovered source on the training data: excess
         kurtosis (order-4 cumulant), skewness (order 3), or the raw
@@ -140,7 +164,8 @@ class MomentDecomposition(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Bas
         The fit's :class:`~tensorly_gfdeflate.check.verdict.Verdict`: the
         solver's, made a failure with the shortfall ``FEWER_THAN_RANK`` when
         fewer than ``n_components`` sources were found (``NOTHING_FITTED``
-        for a zero statistic).
+        for a zero statistic); when anything fell short, its ``message`` is
+        the text of the one warning ``fit`` raised, in this estimator's terms.
     converged_ : bool
         ``verdict_.success``, as on every estimator: every source found and
         the residual of the decomposition holds nothing above the noise floor.
@@ -172,18 +197,21 @@ class MomentDecomposition(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Bas
     unfitted, and the flow's check of its fit accepts a residual below that
     floor in every direction (the largest sampling noise over all directions
     grows as about ``2 sqrt(d)`` standard errors), so that the flow stops
-    once the signal is fitted instead of fitting noise. Without whitening
-    each feature is first scaled to unit variance (a diagonal map, which
-    keeps the CP structure), and the floor is
+    once the signal is fitted instead of fitting noise. Data taken as white
+    (``whiten=False``) are divided by one number, the square root of their
+    average variance, so that this floor is in their units. With
+    ``whiten="feature-scaling"`` each feature is first scaled to unit
+    variance (a diagonal map, which keeps the CP structure), and the floor is
     that of one standardized feature; directions that mix correlated features
     have a larger variance and noise, so lower ``regularization`` (relative
     to the tensor's norm) through ``solver_options`` if sources are missed, or
     raise it if noise is fitted. Directions the flow leaves unfitted are
     completed as described under ``n_sources_found_``. The power method
-    extracts ``n_components`` components. Both solvers check their fit and
-    warn (ConvergenceWarning) when it falls short; those warnings reach the
-    caller, except "fewer components than rank" alone, which ``fit``
-    replaces by its own.
+    extracts ``n_components`` components. Both solvers check their fit; when
+    it falls short, ``fit`` raises one ConvergenceWarning that names every
+    shortfall and advises only what ``MomentDecomposition`` accepts
+    (``n_components``, ``solver``, ``random_state``, keys of
+    ``solver_options``, more samples); ``verdict_`` holds the same text.
 
     The unmixing is decorrelated, as FastICA's always is: the solvers' factors
     are close to, not exactly, orthogonal, and using them as they are lost a
@@ -195,8 +223,10 @@ class MomentDecomposition(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Bas
     never the reverse: on that data, over 100 seeds, the flow's sources were
     both recovered on 100 with Gram-Schmidt and on 59 with the symmetric
     ``(W W^T)^{-1/2} W``, which spreads each correction over all sources.
-    Whitened, the rows are then refined by the parallel power iteration
-    ``W <- (V V^T)^{-1/2} V``, ``V = T(w^{l-1}, I)`` row by row, until no row
+    Whitened or white (``whiten`` not ``"feature-scaling"``), the rows are then
+    refined by the parallel power iteration
+    ``W <- (V C V^T)^{-1/2} V``, ``V = T(w^{l-1}, I)`` row by row (``C`` the
+    covariance of the decomposed data: the identity when whitened), until no row
     turns by more than ``1 - |cos| = 1e-10``: FastICA's update for
     ``fun="cube"``, here on the tensor (cheap when it is dense), which settles in 2 to 5
     iterations at the orthogonal set FastICA finds (its accuracy on the
@@ -262,18 +292,24 @@ class MomentDecomposition(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Bas
         else:
             X = validate_data(self, X, dtype=[np.float64, np.float32], ensure_min_samples=2)
             statistics = self._read(X)
-        mean, covariance, (transform, n_components), n_samples, operator, moments = statistics
+        mean, covariance, (transform, n_components, most), n_samples, operator, moments = (
+            statistics)
+        route = self._route()
         # Whitened, Z's covariance is the identity by construction.
-        Z_covariance = (np.eye(n_components) if self.whiten
+        Z_covariance = (np.eye(n_components) if route == "pca"
                         else transform @ covariance @ transform.T)
-        directions = self._decompose(operator, n_samples, n_components)
-        found = _decorrelated(directions, Z_covariance, self.whiten)
-        if self.whiten:
-            found = _refined(found, operator)
+        if route == "as-white":
+            _warn_unless_white(Z_covariance, n_samples)
+        directions = self._decompose(operator, n_samples, n_components, most)
+        # Only the feature-scaled tensor has non-orthogonal factors (the mixing columns).
+        orthogonal = route != "feature-scaling"
+        found = _decorrelated(directions, Z_covariance, orthogonal)
+        if orthogonal:
+            found = _refined(found, operator, Z_covariance)
         unmixing = np.vstack([found, _completion(found, Z_covariance, n_components)])
         components, weights = self._signed_and_sorted(unmixing, transform, moments)
         self.mean_ = mean.astype(X.dtype)
-        self.whitening_ = transform.astype(X.dtype) if self.whiten else None
+        self.whitening_ = transform.astype(X.dtype) if route == "pca" else None
         self.components_ = components.astype(X.dtype)
         self.mixing_ = np.linalg.pinv(components).astype(X.dtype)
         self.weights_ = weights.astype(X.dtype)
@@ -282,7 +318,7 @@ class MomentDecomposition(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Bas
 
     def _read(self, X):
         """The statistics of an in-memory ``X``: ``(mean, covariance, (transform,
-        n_components), n, operator, moments)``, ``moments`` the raw moments of
+        n_components, most_components), n, operator, moments)``, ``moments`` the raw moments of
         ``Z = (X - mean) transform^T`` (for the sources' statistics)."""
         # Accumulated in float64 (the d^l tensor and the covariance are small);
         # only the fitted attributes take X's dtype.
@@ -365,30 +401,51 @@ class MomentDecomposition(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Bas
             raise TypeError(f"order must be the integer 3 or 4, got {self.order!r}.")
         if self.order not in (3, 4):
             raise ValueError(f"order must be 3 or 4, got {self.order!r}.")
-        if not isinstance(self.whiten, (bool, np.bool_)):
-            raise TypeError(f"whiten must be True or False, got {self.whiten!r}.")
+        self._route()
         if self.n_components is not None:
             check_int("n_components", self.n_components, 1)
         check_solver_options(self.solver_options, SOLVERS, self.solver, "MomentDecomposition")
 
+    def _route(self):
+        """What ``whiten`` asks for: ``"pca"``, ``"as-white"`` or ``"feature-scaling"``."""
+        if isinstance(self.whiten, (bool, np.bool_)):
+            return "pca" if self.whiten else "as-white"
+        if isinstance(self.whiten, str) and self.whiten in _WHITEN_STRINGS:
+            return _WHITEN_STRINGS[self.whiten]
+        raise ValueError(
+            "whiten must be one of True, 'unit-variance', False, 'feature-scaling' (True and "
+            "'unit-variance' whiten X by PCA; False takes X as already white; "
+            f"'feature-scaling' scales each feature only); got {self.whiten!r}.")
+
     def _preprocessing(self, covariance, n_samples):
-        """The rows that map centred data to the decomposed ``Z``, and the number of sources.
+        """The rows that map centred data to the decomposed ``Z``, the number of sources,
+        and the most sources ``n_components`` may ask for.
 
         Whitening: the principal directions scaled to unit variance (from the
-        ``d x d`` covariance, not an SVD of the data). Without whitening: each
-        feature scaled to unit variance, a diagonal map that keeps the CP
-        structure and makes one noise floor fit every feature.
+        ``d x d`` covariance, not an SVD of the data). Data taken as white:
+        one scale, their average variance, so that the noise floor (set for
+        unit variance) is in their units; directions are unchanged. Feature
+        scaling: each feature scaled to unit variance, a diagonal map that
+        keeps the CP structure and makes one noise floor fit every feature.
         """
         n_features = len(covariance)
-        if not self.whiten:
+        route = self._route()
+        if route != "pca":
             n_components = self.n_components or n_features
             if n_components > n_features:
                 raise ValueError(
-                    f"n_components={n_components} exceeds n_features={n_features}; without "
-                    "whitening there can be at most one source per feature.")
+                    f"n_components={n_components} exceeds n_features={n_features}; with "
+                    f"whiten={self.whiten!r} there can be at most one source per feature: "
+                    f"pass n_components <= {n_features}.")
+            if route == "as-white":
+                variance = np.trace(covariance) / n_features
+                if not variance > 0:
+                    raise ValueError(
+                        "X has zero variance in every feature: there are no sources to find.")
+                return np.eye(n_features) / np.sqrt(variance), n_components, n_features
             spread = np.sqrt(np.diag(covariance))
             # A constant feature stays zero; it carries no source.
-            return np.diag(1.0 / np.where(spread > 0, spread, 1.0)), n_components
+            return np.diag(1.0 / np.where(spread > 0, spread, 1.0)), n_components, n_features
         variances, vectors = np.linalg.eigh(covariance)
         variances, rows = variances[::-1], vectors[:, ::-1].T
         _, rows = svd_flip(None, rows, u_based_decision=False)
@@ -404,7 +461,7 @@ class MomentDecomposition(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Bas
                 f"n_components={n_components} exceeds the rank {rank} of the centred data "
                 f"(n_samples={n_samples}, n_features={n_features}); whitening needs "
                 f"n_components <= {rank}.")
-        return rows[:n_components] / np.sqrt(variances[:n_components, None]), n_components
+        return rows[:n_components] / np.sqrt(variances[:n_components, None]), n_components, rank
 
     def _solver_defaults(self, n_samples, operator, n_components):
         if self.solver == "power_deflation":
@@ -417,15 +474,17 @@ class MomentDecomposition(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Bas
         return {"width": 4 * n_components, "signs": "mixed" if self.order % 2 == 0 else None,
                 "regularization": regularization}
 
-    def _decompose(self, operator, n_samples, n_components):
-        """Unit factors of the tensor ``operator`` (columns), at most ``n_components``.
+    def _decompose(self, operator, n_samples, n_components, most_components):
+        """Unit factors of the tensor ``operator`` (columns), at most ``n_components``
+        (of the ``most_components`` that ``X`` allows).
 
-        Sets ``decomposer_``, ``n_iter_`` and ``n_sources_found_``, and warns
-        when fewer than ``n_components`` were found or the solver did not converge.
+        Sets ``decomposer_``, ``n_iter_``, ``n_sources_found_``, ``verdict_``
+        and ``converged_``, and warns once (ConvergenceWarning) when the fit
+        fell short, in the terms of this estimator (see :meth:`_shortfall_message`).
         """
         solver = SOLVERS[self.solver](n_components, random_state=self.random_state)
         self.decomposer_, self.n_iter_ = solver, 0
-        self.verdict_ = Verdict(
+        verdict = Verdict(
             success=False, status="not_run", shortfalls=(Shortfall.NOTHING_FITTED,),
             message="MomentDecomposition: the statistic is zero; nothing was decomposed.",
             explained=True, unexplained_weight=0.0, noise_floor=0.0, n_components=0)
@@ -435,25 +494,82 @@ class MomentDecomposition(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Bas
             solver.set_params(**(self.solver_options or {}))
             # The flow fits weights above regularization / 2 of a unit-norm tensor,
             # whose weights are at most 1: from 2 on it would fit nothing.
-            solver._fit_quietly(operator)
-            self.verdict_ = solver.verdict_
-            if not set(solver.verdict_.shortfalls) <= _REPLACED_SHORTFALLS:
-                solver.verdict_.warn()
-            self.n_iter_ = solver.n_iter_
+            self._fit_solver(solver, operator)
+            verdict, self.n_iter_ = solver.verdict_, solver.n_iter_
             directions = self._found_directions(solver)
-        self.n_sources_found_ = directions.shape[1]
-        if self.n_sources_found_ < n_components:
-            message = (
-                f"MomentDecomposition found {self.n_sources_found_} of n_components="
-                f"{n_components} sources; the last {n_components - self.n_sources_found_} are "
-                "filled by an orthonormal completion and are not identified sources. Fit more "
-                "samples, lower n_components, use solver='power_deflation', "
-                "or lower solver_options['regularization'] (the noise floor).")
-            self.verdict_ = self.verdict_.fewer_than_asked(self.n_sources_found_, message)
-            warnings.warn(message, ConvergenceWarning, stacklevel=3)
+        self.n_sources_found_ = found = directions.shape[1]
+        if found < n_components:
+            verdict = verdict.fewer_than_asked(found, verdict.message)
+        if verdict.shortfalls:
+            verdict = replace(verdict, success=False, message=self._shortfall_message(
+                verdict, solver, n_components, most_components))
+            warnings.warn(verdict.message, ConvergenceWarning, stacklevel=user_stacklevel())
+        self.verdict_ = verdict
         # One meaning on every estimator: converged_ is verdict_.success.
-        self.converged_ = self.verdict_.success
+        self.converged_ = verdict.success
         return directions
+
+    def _fit_solver(self, solver, operator):
+        """Fit ``solver`` without its own verdict warning; any other warning it raises
+        (an explicit ``step_size`` that overshoots) is raised again naming this call."""
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            solver._fit_quietly(operator)
+        for caught_warning in caught:
+            warnings.warn(f"MomentDecomposition.fit (solver={self.solver!r}, through "
+                          f"solver_options): {caught_warning.message}", caught_warning.category,
+                          stacklevel=user_stacklevel())
+
+    def _shortfall_message(self, verdict, solver, n_components, most_components):
+        """The one warning of a fit that fell short: each shortfall of ``verdict``, then
+        what to change, only among what ``MomentDecomposition`` accepts (``n_components``
+        at most ``most_components``)."""
+        flow, shortfalls = self.solver == "gradient_flow", set(verdict.shortfalls)
+        all_found = self.n_sources_found_ == n_components
+        clauses, advice = [], []
+        if shortfalls & _FEWER_SHORTFALLS:
+            missing = n_components - self.n_sources_found_
+            clauses.append(
+                f"found {self.n_sources_found_} of n_components={n_components} sources; the "
+                f"last {missing} {'is' if missing == 1 else 'are'} filled by an orthonormal "
+                "completion and not identified sources" + (
+                    f" (the {self.statistic} tensor of X is zero)"
+                    if verdict.status == "not_run" else ""))
+        if Shortfall.NOT_ORTHOGONAL in shortfalls:
+            clauses.append("extracted directions that are not orthogonal, so that the errors "
+                           "of deflation cannot be told from noise")
+            advice.append("use solver='gradient_flow', which does not deflate")
+        if Shortfall.MAX_TIME in shortfalls:
+            clauses.append(f"reached max_time={solver.max_time:g} of the gradient flow before "
+                           "it had fitted the statistic")
+            advice.append("raise solver_options['max_time']")
+        if Shortfall.NOT_SETTLED in shortfalls:
+            clauses.append(f"stopped power iterations at n_iter_max={solver.n_iter_max} "
+                           "before they settled")
+            advice.append("raise solver_options['n_iter_max']")
+        if Shortfall.UNEXPLAINED in shortfalls:
+            clauses.append(
+                f"leaves a component of weight {verdict.unexplained_weight:.3g} (relative to "
+                f"the {self.statistic} tensor's norm) unexplained, above the noise floor "
+                f"{verdict.noise_floor:.3g}")
+            # All found: X may hold more sources (if n_components can grow).
+            # Fewer: the solver missed what is there.
+            remedies = (["raise n_components if X holds more non-Gaussian sources"]
+                        if all_found and n_components < most_components else [])
+            remedies.append("try another random_state or use solver='power_deflation'" if flow
+                            else "use solver='gradient_flow', which does not deflate")
+            advice.append(", or ".join(remedies))
+        elif not all_found:
+            # Nothing above the noise floor is left: the data support no more sources.
+            remedies = ["fit more samples"] + (
+                ["lower n_components"] if self.n_sources_found_ else []) + (
+                ["lower solver_options['regularization'] (the noise floor)",
+                 "use solver='power_deflation'"] if flow else [])
+            advice.append(", or ".join([", ".join(remedies[:-1]), remedies[-1]] if remedies[:-1]
+                                       else remedies))
+        advice = "; ".join(dict.fromkeys(advice))
+        return ("MomentDecomposition.fit " + "; it ".join(clauses) + ". "
+                + advice[0].upper() + advice[1:] + ".")
 
     def _found_directions(self, solver):
         """The solver's factors that are sources, the most reliable first (see Notes).
@@ -501,44 +617,71 @@ class MomentDecomposition(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Bas
         return tags
 
 
-def _decorrelated(directions, covariance, whitened):
+def _warn_unless_white(covariance, n_samples):
+    """Warn when data taken as white (``whiten=False``) have a covariance far from white.
+
+    ``covariance`` is scaled to average variance 1; an orthogonal unmixing can
+    then separate the sources only if the mixing is orthogonal, which a
+    covariance far from the identity (beyond the sampling spread) belies.
+    """
+    n_features = len(covariance)
+    spread = _WHITE_SPREAD * np.sqrt(n_features / n_samples)
+    if n_features == 1 or spread >= 1.0:
+        return
+    variances = np.linalg.eigvalsh(covariance)
+    ratio, bound = variances[-1] / max(variances[0], 0.0), ((1 + spread) / (1 - spread)) ** 2
+    if ratio > bound:
+        warnings.warn(
+            f"MomentDecomposition.fit with whiten=False takes X as already white, but the "
+            f"eigenvalues of its covariance span a ratio of {ratio:.3g} (white data of this "
+            f"size: below {bound:.3g}): if the mixing is not orthogonal, the sources are not "
+            "separated. Pass whiten=True to whiten X by PCA, or whiten='feature-scaling' "
+            "to fit non-orthogonal mixing directions.", UserWarning,
+            stacklevel=user_stacklevel())
+
+
+def _decorrelated(directions, covariance, orthogonal):
     """Unmixing rows from the found ``directions``, uncorrelated with unit variance on ``Z``.
 
-    The rows are the directions themselves when whitened (the mixing is then
-    orthogonal, and projecting is more accurate than inverting the noisy
-    factors), their pseudo-inverse otherwise. They are decorrelated in the
+    The rows are the directions themselves when the mixing of ``Z`` is
+    ``orthogonal`` (whitened or white data: projecting is more accurate than
+    inverting the noisy factors), their pseudo-inverse otherwise. They are decorrelated in the
     order of the columns (the most reliable first), by Gram-Schmidt in the
     covariance ``C`` of ``Z``: ``L^{-1} U`` with ``L L^T = U C U^T``.
     """
-    found = directions.T if whitened else np.linalg.pinv(directions)
+    found = directions.T if orthogonal else np.linalg.pinv(directions)
     return np.linalg.solve(np.linalg.cholesky(found @ covariance @ found.T), found)
 
 
-def _symmetric_decorrelation(rows):
-    """``(W W^T)^{-1/2} W``, or None when ``W`` has dependent rows."""
-    variances, vectors = np.linalg.eigh(rows @ rows.T)
+def _symmetric_decorrelation(rows, covariance):
+    """``(W C W^T)^{-1/2} W``, or None when ``W`` has dependent rows."""
+    variances, vectors = np.linalg.eigh(rows @ covariance @ rows.T)
     if not np.all(variances > 0):
         return None
     return (vectors / np.sqrt(variances)) @ vectors.T @ rows
 
 
-def _refined(found, operator):
-    """Whitened unmixing rows moved to the fixed point of ``W <- sym(T(w^{l-1}, I))``.
+def _refined(found, operator, covariance):
+    """Unmixing rows of white ``Z`` moved to the fixed point of ``W <- sym(T(w^{l-1}, I))``.
 
     The solvers fit the tensor and Gram-Schmidt then moves the weaker
     directions; this parallel power iteration with symmetric decorrelation
     (FastICA's update for ``fun="cube"`` on the fourth cumulant) settles them
     jointly, in a few iterations from there, at the orthogonal set that
-    FastICA finds. If it does not settle, ``found`` is returned as it is.
+    FastICA finds. The decorrelation is in ``Z``'s covariance ``C``: the
+    identity when whitened, and for data taken as white it keeps the sources
+    uncorrelated with unit variance whatever ``C`` is. If the rows do not
+    settle, ``found`` is returned as it is.
     """
     rows = found
     for _ in range(_REFINE_MAX_ITER):
         if len(rows) == 0:
             return found
-        updated = _symmetric_decorrelation(tl.to_numpy(operator.contract(tl.tensor(rows.T))).T)
+        updated = _symmetric_decorrelation(
+            tl.to_numpy(operator.contract(tl.tensor(rows.T))).T, covariance)
         if updated is None:
             return found
-        change = np.max(1.0 - np.abs(np.sum(updated * rows, axis=1)))
+        change = np.max(1.0 - np.abs(np.sum((updated @ covariance) * rows, axis=1)))
         rows = updated
         if change < _REFINE_TOL:
             return rows

@@ -9,6 +9,8 @@ numbers, derived thresholds computed. Neither is ever changed in place.
 
 from dataclasses import dataclass
 
+import numpy as np
+
 import tensorly as tl
 
 from .._checks import (
@@ -18,7 +20,12 @@ from .._checks import (
     check_nonnegative,
     check_positive,
 )
-from ..check.probe import DEFAULT_FLOOR, probe_residual, regularization_above_noise
+from ..check.probe import (
+    DEFAULT_FLOOR,
+    NOISE_STANDARD_ERRORS,
+    probe_residual,
+    regularization_above_noise,
+)
 from ..models.protocol import check_rank_determinable
 
 __all__ = ["VARIANTS", "FLOW_CONSTRAINTS", "FlowSettings", "ResolvedSettings",
@@ -109,8 +116,9 @@ class FlowSettings:
         # width rule gives at least max(2 * rank, 8).
         width = default_width(self.rank) if self.width is None else self.width
         auto = self.regularization == "auto"
-        regularization = (automatic_regularization(target, model, self.variant, rng) if auto
-                          else self.regularization)
+        regularization = (automatic_regularization(target, model, self.variant, rng,
+                                                   rounds=self.rank or _REGULARIZATION_ROUNDS)
+                          if auto else self.regularization)
         return ResolvedSettings(
             name=name, rank=self.rank, width=width, variant=self.variant,
             regularization=regularization, noise_aware=auto,
@@ -164,18 +172,45 @@ class ResolvedSettings:
         return max(floor, self.tol)
 
 
-def automatic_regularization(target, model, variant, rng):
+# Rounds of the automatic regularization's search for structure when no rank is given
+# (one more than the components it finds, at most).
+_REGULARIZATION_ROUNDS = 8
+
+
+def automatic_regularization(target, model, variant, rng, rounds=1):
     """``regularization="auto"``: 0 (vanilla), or 1e-3 raised to the sampling noise floor.
 
-    For sample statistics, twice ``NOISE_STANDARD_ERRORS`` standard errors
-    along the target's leading directions (found by power iterations), so
-    that weights the data cannot tell from zero are never fitted: without it
-    the flow fits sampling noise until ``max_time``. ``target`` is
-    normalized; so is the result. See :ref:`theory-check`.
+    For sample statistics, the floor that the result check applies to each
+    direction (see :func:`~tensorly_gfdeflate.check.probe.check_fit`):
+    ``NOISE_STANDARD_ERRORS`` standard errors there, the same estimate the
+    power method is judged by. ``lambda / 2`` is the lowest of those floors
+    among the directions that stand above theirs, found as the power method
+    finds them: the target's leading directions (power iterations), then, for
+    up to ``rounds`` rounds, those of what is left once the largest one found
+    is taken out. So every direction the check would call structure can grow.
+    When none stands above its floor, ``lambda / 2`` is the highest floor, so
+    that noise is never fitted: without a floor the flow fits sampling noise
+    until ``max_time``. (The largest standard error along the target's
+    leading directions, used before, is set on real counts by a direction that
+    a few documents dominate, 20 times the floor of the power method's check,
+    and hid all but 1 of 10 topics of a corpus.) ``target`` is normalized; so
+    is the result. See :ref:`theory-check`.
     """
     if variant == "vanilla":
         return 0.0
     if not target.is_sampled:
         return DEFAULT_FLOOR
-    probe = probe_residual(target, model, None, rng)
-    return regularization_above_noise(tl.max(target.standard_error(probe.directions)))
+    residual, lowest, highest = target, np.inf, 0.0
+    for _ in range(rounds):
+        probe = probe_residual(residual, model, None, rng)
+        standard_errors = tl.to_numpy(target.standard_error(probe.directions))
+        highest = max(highest, float(np.max(standard_errors, initial=0.0)))
+        significant = np.flatnonzero(np.abs(probe.values) > NOISE_STANDARD_ERRORS
+                                     * standard_errors)
+        if not len(significant):
+            break
+        lowest = min(lowest, float(np.min(standard_errors[significant])))
+        top = significant[np.argmax(np.abs(probe.values[significant]))]
+        residual = residual.minus(tl.tensor(probe.weights[[top]], **target.context),
+                                  probe.directions[:, [top]])
+    return regularization_above_noise(lowest if np.isfinite(lowest) else highest)

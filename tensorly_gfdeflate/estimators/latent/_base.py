@@ -1,26 +1,53 @@
-"""What the latent variable estimators share: parameters, the decomposition, and its verdict."""
+"""What the latent variable estimators share: parameters, the moment start, EM and the verdict.
 
-import warnings
+Every fit runs the same steps (see :ref:`theory-moments` and
+``docs/method_of_moments.rst``):
+
+1. the moment estimate: the symmetric CP decomposition of the third moment,
+   whose components are the model's (possibly fewer than ``n_components``:
+   a solver leaves out what it cannot tell from noise);
+2. completion to ``n_components``: missing components are seeded from the
+   data (k-means++ style, from ``random_state``), so that ``n_components``
+   always means that many;
+3. likelihood refinement (``refine=True``): EM from that start;
+4. the check of the model against the data: the third moment the fitted
+   model implies against the empirical one, with the noise floor both
+   solvers use (:func:`~tensorly_gfdeflate.check.probe.check_fit`), and each
+   component's signal-to-noise ratio there.
+"""
 
 import numpy as np
 import tensorly as tl
 from scipy.special import logsumexp
 from sklearn.base import BaseEstimator
-from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils.validation import check_is_fitted
 
 from ..._checks import (
     check_bool,
     check_choice,
     check_int,
+    check_positive,
+    check_random_state,
     check_solver_options,
     is_dask_array,
-    user_stacklevel,
 )
+from ...check.probe import (
+    DEFAULT_FLOOR,
+    NOISE_STANDARD_ERRORS,
+    check_fit,
+    signal_to_noise,
+)
+from ...check.verdict import Shortfall, Verdict
+from ...models.symmetric import SymmetricModel
 from ...targets.dask_moments import check_dask_matrix
+from ...targets.symmetric import normalize
 from ..symmetric import GradientFlowCP, PowerDeflationCP
+from .em import merge_gains
+from .em import refine as em_refine
 
 SOLVERS = {"gradient_flow": GradientFlowCP, "power_deflation": PowerDeflationCP}
+# Rows of a Dask array that seed the components the moments did not find.
+_SEED_ROWS = 4096
 
 
 def _of_chunk(block, method, block_info=None):
@@ -33,18 +60,27 @@ def _of_chunk(block, method, block_info=None):
 
 
 class MomentEstimator(BaseEstimator):
-    """Parameters and the third-moment decomposition of :class:`SingleTopicModel` and
-    :class:`SphericalGaussianMixture`.
+    """Parameters, the moment start, EM refinement and the verdict of :class:`SingleTopicModel`
+    and :class:`SphericalGaussianMixture`.
 
-    Subclasses implement ``fit`` with :meth:`_check_params` and :meth:`_decompose`,
-    and ``_log_joint(X)``: the log-probability of each sample and each component.
+    Subclasses implement ``fit`` with :meth:`_check_params`, :meth:`_decompose`
+    and :meth:`_fit_from_moments`, and: ``_seeded(X, parameters, count, rng)``
+    (``count`` more components), ``_implied_components(parameters)`` (weights
+    and vectors of the third moment the parameters imply, in the
+    coordinates of the decomposed operator), ``_parameters_per_component()``,
+    ``_misfit_advice()``, ``_set_parameters(parameters)`` and ``_log_joint(X)``;
+    ``_check_target(operator, parameters)`` when the moment the model is judged
+    against depends on the fitted parameters (the mixture's noise).
     """
 
-    def __init__(self, n_components, *, solver="gradient_flow", whiten=True,
-                 solver_options=None, random_state=None):
+    def __init__(self, n_components, *, solver="gradient_flow", whiten=True, refine=True,
+                 max_iter=100, tol=1e-3, solver_options=None, random_state=None):
         self.n_components = n_components
         self.solver = solver
         self.whiten = whiten
+        self.refine = refine
+        self.max_iter = max_iter
+        self.tol = tol
         self.solver_options = solver_options
         self.random_state = random_state
 
@@ -57,47 +93,117 @@ class MomentEstimator(BaseEstimator):
             raise ValueError(
                 f"n_components={n_components} exceeds {reason}. Lower n_components.")
         check_bool("whiten", self.whiten)
+        check_bool("refine", self.refine)
+        check_int("max_iter", self.max_iter, 1)
+        check_positive("tol", self.tol)
         check_solver_options(self.solver_options, SOLVERS, self.solver, type(self).__name__)
         return n_components
 
     def _decompose(self, operator, n_components):
         """``(weights, factors)`` of the positive components the solver found, as numpy.
 
-        Sets ``trace_`` and ``converged_``. Weights that are not positive
-        cannot be those of a mixture and are left out (an odd-order
-        component ``-a v^3`` is ``a (-v)^3``; the solvers return positive
-        weights for real components).
+        Sets ``trace_``. The solver's own verdict is not warned: what matters
+        to the caller is the model's check after refinement. Weights that are
+        not positive cannot be those of a mixture and are left out (an
+        odd-order component ``-a v^3`` is ``a (-v)^3``; the solvers return
+        positive weights for real components).
         """
         solver = SOLVERS[self.solver](n_components, random_state=self.random_state)
         solver.set_params(**(self.solver_options or {}))
-        solver.fit(operator)
-        self.trace_, self.verdict_ = solver.trace_, solver.verdict_
-        self.converged_ = bool(solver.converged_)
+        solver._fit_quietly(operator)
+        self.trace_ = solver.trace_
         weights = np.asarray(tl.to_numpy(solver.weights_), dtype=float)
         factors = np.asarray(tl.to_numpy(solver.factor_), dtype=float)
         keep = weights > 0
         return weights[keep], factors[:, keep]
 
-    def _report_found(self, n_found, n_components):
-        """Set ``n_sources_found_``; warn when fewer than ``n_components`` were found."""
-        self.n_sources_found_ = int(n_found)
-        if n_found < n_components:
-            message = (
-                f"{type(self).__name__} found {n_found} of n_components={n_components} "
-                f"components (solver={self.solver!r}); the fitted attributes hold only those "
-                f"found. Try more data, another random_state, solver_options "
-                f"(for example a longer max_time), or fewer components.")
-            self.verdict_ = self.verdict_.fewer_than_asked(n_found, message)
-            self.converged_ = self.verdict_.success
-            warnings.warn(message, ConvergenceWarning, stacklevel=user_stacklevel())
+    def _fit_from_moments(self, X, operator, start, n_components):
+        """Complete ``start`` (the moment estimate) to ``n_components``, refine it by EM,
+        set the fitted attributes and judge the model against the data."""
+        rng = check_random_state(self.random_state)
+        self.n_sources_found_ = len(start.weights)
+        missing = n_components - self.n_sources_found_
+        parameters = self._seeded(_seed_rows(X), start, missing, rng) if missing else start
+        self.n_iter_, em_converged, self.log_likelihood_history_ = 0, True, ()
+        if self.refine:
+            def reseed(parameters, indices):
+                kept = np.setdiff1d(np.arange(len(parameters.weights)), indices)
+                return self._seeded(_seed_rows(X), parameters.reordered(kept), len(indices),
+                                    rng)
 
-    def _check_fitted(self):
-        """Raise unless ``fit`` ran and found at least one component to evaluate data against."""
-        check_is_fitted(self)
-        if self.n_sources_found_ == 0:
-            raise ValueError(
-                f"{type(self).__name__} found no component in fit, so X cannot be evaluated; "
-                "refit as its ConvergenceWarning suggests.")
+            result = em_refine(X, parameters, max_iter=self.max_iter, tol=self.tol,
+                               reseed=reseed)
+            parameters, self.n_iter_ = result.parameters, result.n_iter
+            em_converged, self.log_likelihood_history_ = result.converged, result.history
+        parameters = _sorted_by_weight(parameters)
+        self._set_parameters(parameters)
+        self._judge(X, operator, parameters, em_converged, rng)
+
+    def _judge(self, X, operator, parameters, em_converged, rng):
+        """Set ``component_snr_``, ``component_gain_``, ``moment_discrepancy_``,
+        ``verdict_`` and ``converged_``; warn once when anything fell short."""
+        target, scale = normalize(self._check_target(operator, parameters))
+        weights, vectors = self._implied_components(parameters)
+        weights = tl.tensor(weights / scale, **target.context)
+        vectors = tl.tensor(vectors, **target.context)
+        check = check_fit(target, SymmetricModel.for_target(target), weights, vectors, rng,
+                          DEFAULT_FLOOR)
+        self.component_snr_ = signal_to_noise(weights, check)[0]
+        self.component_gain_ = merge_gains(X, parameters)
+        self.moment_discrepancy_ = (check.largest / check.floor if check.floor > 0 else
+                                    (np.inf if check.largest > 0 else 0.0))
+        # A component is weak when neither the third moment nor the likelihood
+        # supports it: the moments cannot tell it from noise, and BIC would rather do
+        # without it (its free parameters times log(n) / 2, in nats).
+        price = 0.5 * self._parameters_per_component() * np.log(X.shape[0])
+        weak = (self.component_snr_ < NOISE_STANDARD_ERRORS) & (self.component_gain_ < price)
+        self.verdict_ = self._verdict(check, em_converged, np.flatnonzero(weak), price)
+        self.converged_ = self.verdict_.success
+        self.verdict_.warn()
+
+    def _seeding_note(self):
+        n = self.n_components - self.n_sources_found_
+        return (f"; the moments found {self.n_sources_found_}, the other {n} were seeded from "
+                "the data" if n else "")
+
+    def _check_target(self, operator, parameters):
+        """The third moment the fitted ``parameters`` are judged against: the decomposed one."""
+        return operator
+
+    def _verdict(self, check, em_converged, weak, price):
+        """The fit's :class:`Verdict`: weak components, misfit, EM that did not settle."""
+        name, n = f"{type(self).__name__}.fit", len(self.component_snr_)
+        problems, advice = [], []
+        if len(weak):
+            problems.append((Shortfall.WEAK_COMPONENTS, (
+                f"kept {len(weak)} of n_components={n} components that the data do not "
+                f"support: components {weak.tolist()} stand within the noise of the third "
+                f"moment (component_snr_ below {NOISE_STANDARD_ERRORS:g}) and add less "
+                f"log-likelihood than the parameters they cost (component_gain_ below "
+                f"{price:.3g} nats, BIC's price){self._seeding_note()}")))
+            advice.append("fit more samples or a smaller n_components")
+        if not check.explained:
+            problems.append((Shortfall.MODEL_MISFIT, (
+                f"finds that the fitted model does not explain the data's third moment, "
+                f"which holds a component of weight {check.largest:.3g} (relative to its norm) "
+                f"beyond the model's, {self.moment_discrepancy_:.3g} times the noise floor "
+                f"(moment_discrepancy_): the data do not follow the model"
+                f"{'' if self.refine else ', or the moment estimate is poor (refine=False)'}")))
+            advice.append(self._misfit_advice() if self.refine else
+                          "refine=True (EM from the moment estimate)")
+        if not em_converged:
+            problems.append((Shortfall.EM_NOT_CONVERGED, (
+                f"stopped the likelihood refinement at max_iter={self.max_iter} before the "
+                f"log-likelihood gained less than tol={self.tol:g} per pass")))
+            advice.append("raise max_iter or tol")
+        summary = (f"{name}: {n} components, each supported by the third moment or by the "
+                   "likelihood, and a model that explains the data's third moment.")
+        status = ("moments_only" if not self.refine else
+                  "converged" if em_converged else "max_iter")
+        return Verdict.from_problems(
+            name, problems, "To improve: " + "; ".join(advice) + "." if advice else "", summary,
+            success=not problems, status=status, check=check, explained=check.explained,
+            n_components=n)
 
     def _check_dask(self, X, reset):
         """A Dask ``X`` checked (whole rows, known chunks, float: integers are cast
@@ -119,7 +225,7 @@ class MomentEstimator(BaseEstimator):
         """``method`` of each row chunk of the Dask array ``X``: a lazy Dask array of
         ``width`` columns (None: one value per row). Chunks are checked as they are
         computed; an error names the chunk's rows."""
-        self._check_fitted()
+        check_is_fitted(self)
         X = self._check_dask(X, reset=False)
         if width is None:
             return X.map_blocks(_of_chunk, method, drop_axis=1, dtype=dtype)
@@ -128,9 +234,15 @@ class MomentEstimator(BaseEstimator):
     def _posterior(self, X):
         """Probability of each component given each sample (rows sum to 1); lazy for Dask."""
         if is_dask_array(X):
-            return self._map_rows(X, self._posterior, self.n_sources_found_)
+            return self._map_rows(X, self._posterior, self.n_components)
         joint = self._log_joint(X)
         return np.exp(joint - logsumexp(joint, axis=1, keepdims=True))
+
+    def _most_probable(self, X):
+        """The most probable component of each sample; lazy for Dask."""
+        if is_dask_array(X):
+            return self._map_rows(X, self._most_probable, dtype=np.intp)
+        return np.argmax(self._log_joint(X), axis=1)
 
     def _log_likelihood(self, X):
         """Log-probability of each sample under the fitted mixture; lazy for Dask."""
@@ -142,3 +254,47 @@ class MomentEstimator(BaseEstimator):
         """The average of :meth:`_log_likelihood`, for Dask computed chunk by chunk."""
         values = self._log_likelihood(X)
         return float(values.mean().compute() if is_dask_array(X) else np.mean(values))
+
+
+def _seed_rows(X):
+    """The rows that seed missing components: all of an in-memory ``X``, the first
+    ``_SEED_ROWS`` of a Dask array."""
+    return X[:_SEED_ROWS].compute() if is_dask_array(X) else X
+
+
+def _sorted_by_weight(parameters):
+    """``parameters`` with the components in order of weight, descending (stable)."""
+    order = np.argsort(-parameters.weights, kind="stable")
+    return parameters.reordered(order)
+
+
+def nearest_squared_distance(rows, squared_norms, centres):
+    """Squared Euclidean distance of each row (dense or sparse) to its nearest centre;
+    ``squared_norms`` are the rows' own. With no centre, every distance is 1."""
+    if len(centres) == 0:
+        return np.ones(rows.shape[0])
+    cross = np.asarray(rows @ centres.T)
+    distances = squared_norms[:, None] - 2.0 * cross + np.einsum("ij,ij->i", centres, centres)
+    return np.maximum(distances.min(axis=1), 0.0)
+
+
+def drawn_by_distance(distances, rng):
+    """A row index drawn with probability proportional to ``distances`` (k-means++); uniform
+    when every row already sits on a centre."""
+    total = distances.sum()
+    if not total > 0:
+        return int(rng.randint(len(distances)))
+    return int(rng.choice(len(distances), p=distances / total))
+
+
+def projected_components(weights, means, projection):
+    """``(weights, unit vectors)`` of ``sum_i w_i (P^T mu_i)^(x)3``: the third moment of the
+    components ``mu_i`` in the operator's coordinates (``P`` None: the identity).
+
+    Returns ``(w_i |P^T mu_i|^3, columns P^T mu_i / |P^T mu_i|)``; a component
+    the projection sends to zero has weight 0 and the first basis vector."""
+    projected = means if projection is None else means @ projection
+    norms = np.linalg.norm(projected, axis=1)
+    vectors = np.where(norms[:, None] > 0, projected / np.where(norms > 0, norms, 1.0)[:, None],
+                       np.eye(1, projected.shape[1]))
+    return weights * norms**3, vectors.T

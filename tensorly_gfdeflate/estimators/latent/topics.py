@@ -12,11 +12,18 @@ from functools import partial
 
 import numpy as np
 import scipy.sparse as sp
-from sklearn.utils.validation import validate_data
+from sklearn.base import ClassNamePrefixFeaturesOutMixin, TransformerMixin
+from sklearn.utils.validation import check_is_fitted, validate_data
 
-from ..._checks import is_dask_array, user_stacklevel
+from ..._checks import check_positive, is_dask_array, user_stacklevel
 from ...targets.dask_moments import chunk_sums
-from ._base import MomentEstimator
+from ._base import (
+    MomentEstimator,
+    drawn_by_distance,
+    nearest_squared_distance,
+    projected_components,
+)
+from .em import TopicParameters, topic_log_joint
 from .whitening import (
     TopicMoments,
     check_rank,
@@ -31,10 +38,10 @@ from .whitening import (
 
 __all__ = ["SingleTopicModel"]
 
-# Word probabilities are floored here in likelihoods: a word that the fitted
-# topics give probability 0 (a clipped negative estimate) would otherwise
-# make a document impossible under every topic.
-_PROBABILITY_FLOOR = 1e-12
+# The moment topics are mixed with the uniform distribution at this weight before
+# EM (or as the result, with refine=False): a word they give probability 0 (a
+# clipped negative estimate) would make every document using it impossible.
+_START_SMOOTHING = 1e-3
 # The unbiased third moment needs three distinct word positions.
 _MIN_DOCUMENT_LENGTH = 3
 # A pass over a Dask array builds the dense n_words^2 second moment: 128 MB at most.
@@ -42,7 +49,10 @@ MAX_DASK_WORDS = 4096
 
 
 # What is wrong with counts: (the problem, the requirement, advice).
-_NEGATIVE = ("has negative entries", "X must hold non-negative word counts", "")
+# "Negative values in data" is scikit-learn's wording (check_non_negative), which its
+# estimator checks look for.
+_NEGATIVE = ("has negative entries (Negative values in data)",
+             "X must hold non-negative word counts", "")
 _FRACTIONAL = ("has fractional entries", "X must hold integer word counts (documents x words)",
                " Pass raw counts, not frequencies or tf-idf weights.")
 
@@ -91,7 +101,7 @@ def _long_of(X):
     return long_documents(X)[0]
 
 
-class SingleTopicModel(MomentEstimator):
+class SingleTopicModel(ClassNamePrefixFeaturesOutMixin, TransformerMixin, MomentEstimator):
     """Single-topic model (one topic per document) by decomposition of the third moment.
 
     ``fit`` forms the unbiased second moment ``M2`` of the word counts as an
@@ -119,51 +129,85 @@ class SingleTopicModel(MomentEstimator):
         the topics, so that the components keep their geometry (non-orthogonal,
         the topics ``U_k^T mu_i`` with weights ``w_i``): the raw third moment,
         in ``k`` coordinates.
+    refine : bool, default=True
+        Refine the moment estimate by EM (expectation-maximization for the
+        mixture of multinomials) on ``X``: the moments give a start without
+        random restarts, EM removes their bias on data that do not follow
+        the model exactly. False: the moment estimate, smoothed.
+    max_iter : int >= 1, default=100
+        EM passes at most (each one pass over ``X``).
+    tol : float > 0, default=1e-3
+        EM stops when the mean log-likelihood per document gains less.
+    topic_word_prior : float > 0, default=0.1
+        Pseudo-count added to every word of every topic in EM's M-step (the
+        MAP estimate under a symmetric Dirichlet prior of ``1 + prior``):
+        topic-word probabilities are never 0, so a held-out document with a
+        word a topic never saw keeps a finite likelihood.
     solver_options : dict or None, default=None
         Parameters of the solver, except ``rank`` and ``random_state``.
     random_state : None, int or numpy.random.RandomState
-        Seed of the eigensolver's start and of the solver; numpy's global
-        random state is never used.
+        Seed of the eigensolver's start, of the solver and of the seeding of
+        topics the moments did not find; numpy's global random state is
+        never used.
 
     Attributes
     ----------
-    topic_word_ : ndarray of shape (n_found, n_words)
-        Word distribution of each topic found: non-negative rows summing to 1
-        (negative estimates, which sampling noise produces for rare words, are
-        clipped to 0 before normalizing). Sorted by weight, descending.
-    topic_weights_ : ndarray of shape (n_found,)
-        Probability of each topic, normalized to sum to 1 over those found.
+    topic_word_ : ndarray of shape (n_components, n_words)
+        Word distribution of each topic: positive rows summing to 1. Sorted by
+        weight, descending.
+    topic_weights_ : ndarray of shape (n_components,)
+        Probability of each topic.
     n_sources_found_ : int
-        Number ``n_found`` of topics the solver found; below ``n_components`` comes with
-        a ConvergenceWarning, and missing topics are never filled in.
+        Topics the moment decomposition found (the solver leaves out what it
+        cannot tell from noise); the other ``n_components - n_sources_found_``
+        were seeded from the documents (k-means++ on word frequencies) before EM.
+    component_snr_ : ndarray of shape (n_components,)
+        Each topic's weight in the third moment (projected) over the noise of
+        the moment along it: below 3 the data do not support the topic, and
+        ``fit`` warns.
+    moment_discrepancy_ : float
+        The largest weight the data's projected third moment holds beyond the
+        one the fitted topics imply, over its noise floor (3 standard errors):
+        above 1 the data do not follow the single-topic model, and ``fit`` warns.
     converged_ : bool
-        ``verdict_.success``, as on every estimator: the solver's result passed
-        its check and all topics were found.
+        ``verdict_.success``, as on every estimator: every topic supported,
+        the model consistent with the third moment, EM settled.
     verdict_ : Verdict
-        The fit's :class:`~tensorly_gfdeflate.check.verdict.Verdict`: the
-        solver's, made a failure (shortfall ``FEWER_THAN_RANK``) when fewer
-        topics than ``n_components`` were found.
+        The fit's :class:`~tensorly_gfdeflate.check.verdict.Verdict`; its
+        shortfalls are ``WEAK_COMPONENTS``, ``MODEL_MISFIT`` and
+        ``EM_NOT_CONVERGED``.
+    n_iter_ : int
+        EM passes (0 with ``refine=False``).
+    log_likelihood_history_ : tuple of float
+        Mean log-likelihood per document at each EM pass.
     trace_ : FlowTrace or PowerTrace
-        The solver's trace.
+        The solver's trace (of the moment decomposition).
     projection_ : ndarray of shape (n_words, n_components)
         The whitening ``W`` or the orthonormal basis ``U_k``.
     n_documents_dropped_ : int
-        Documents of fewer than 3 words left out of ``fit``.
+        Documents of fewer than 3 words left out of the moment estimate (EM reads them).
     n_features_in_ : int
         Number of words in the vocabulary.
+    feature_names_in_ : ndarray of shape (n_words,)
+        Names of the words, when ``X`` is a DataFrame with string column names.
 
     Notes
     -----
     Documents of different lengths each contribute their unbiased estimate
     (normalized by ``L (L-1)`` and ``L (L-1) (L-2)``), averaged with equal
     weight. Documents of fewer than 3 words carry no third-order
-    information: ``fit`` drops them with a warning that says how many.
+    information: the moment estimate leaves them out with a warning that says how many;
+    EM reads them.
 
     With ``whiten=True`` the topics are ``mu_i = lambda_i (W^T)^+ v_i`` and
     the weights ``lambda_i^(-2)``; with ``whiten=False``,
     ``mu_i = U_k v_i / sum(U_k v_i)`` and ``w_i = lambda_i sum(U_k v_i)^3``.
     A component whose weight comes out non-positive is not a topic and is not
     counted as found.
+
+    :meth:`score` is the mean log-likelihood per document (as
+    :meth:`sklearn.mixture.GaussianMixture.score`); :meth:`perplexity` is per
+    word (as :meth:`sklearn.decomposition.LatentDirichletAllocation.perplexity`).
 
     Examples
     --------
@@ -179,7 +223,17 @@ class SingleTopicModel(MomentEstimator):
     >>> np.round(model.topic_word_, 1)
     array([[0.6, 0.3, 0.1, 0. ],
            [0. , 0.1, 0.3, 0.6]])
+    >>> model.predict(np.array([[5, 3, 1, 1], [0, 1, 3, 6]]))
+    array([0, 1])
     """
+
+    def __init__(self, n_components, *, solver="gradient_flow", whiten=True, refine=True,
+                 max_iter=100, tol=1e-3, topic_word_prior=0.1, solver_options=None,
+                 random_state=None):
+        super().__init__(n_components, solver=solver, whiten=whiten, refine=refine,
+                         max_iter=max_iter, tol=tol, solver_options=solver_options,
+                         random_state=random_state)
+        self.topic_word_prior = topic_word_prior
 
     def fit(self, X, y=None):
         """Estimate the topics and their weights from the word counts ``X``.
@@ -206,26 +260,29 @@ class SingleTopicModel(MomentEstimator):
             X = validate_data(self, X, accept_sparse="csr", dtype=np.float64)
         n_components = self._check_params(
             X.shape[1], f"the {X.shape[1]} words of X: M2 has rank at most {X.shape[1]}")
+        check_positive("topic_word_prior", self.topic_word_prior)
         if is_dask_array(X):
             second, third_of = self._read_dask(X)
         else:
             check_counts(X)
-            X, dropped = long_documents(X)
-            self._report_dropped(dropped, dropped + X.shape[0])
-            second = topic_second_moment(X)
-            third_of = partial(TopicMoments, X)
+            # The moments need three words per document; EM reads every document.
+            long, dropped = long_documents(X)
+            self._report_dropped(dropped, X.shape[0])
+            second = topic_second_moment(long)
+            third_of = partial(TopicMoments, long)
         values, vectors = top_eigenpairs(second, n_components, self.random_state)
         check_rank(values)
         self.projection_ = (whitening_from_eigenpairs(values, vectors) if self.whiten
                             else vectors)
-        weights, factors = self._decompose(third_of(self.projection_), n_components)
+        operator = third_of(self.projection_)
+        weights, factors = self._decompose(operator, n_components)
         if self.whiten:
             topic_weights, topics = unwhiten(weights, factors, self.projection_)
         else:
             topics = (self.projection_ @ factors).T
             sums = topics.sum(axis=1)
             topic_weights, topics = weights * sums**3, topics / sums[:, None]
-        self._set_topics(topic_weights, topics, n_components)
+        self._fit_from_moments(X, operator, self._start(topic_weights, topics), n_components)
         return self
 
     def _read_dask(self, X):
@@ -258,29 +315,73 @@ class SingleTopicModel(MomentEstimator):
         if dropped:
             warnings.warn(
                 f"{dropped} of {total} documents in X have fewer than "
-                f"{_MIN_DOCUMENT_LENGTH} words and were left out of fit.",
+                f"{_MIN_DOCUMENT_LENGTH} words and were left out of the moment estimate "
+                "(EM reads them).",
                 UserWarning, stacklevel=user_stacklevel())
 
-    def _set_topics(self, weights, topics, n_components):
-        """Keep the valid topics, normalized and sorted by weight; report how many."""
-        # A real topic has positive weight and positive total mass; noise fitted
-        # as a component can have either negative.
+    def _start(self, weights, topics):
+        """The moment estimate as EM's start: the valid topics, smoothed.
+
+        A real topic has positive weight and positive total mass; noise fitted
+        as a component can have either negative. Negative word probabilities
+        (sampling noise on rare words) are clipped, and every topic is mixed
+        with the uniform distribution at ``_START_SMOOTHING`` so that no word
+        has probability 0 (a document using it would be impossible).
+        """
         valid = (weights > 0) & (topics.sum(axis=1) > 0)
         topics = np.clip(topics[valid], 0.0, None)
-        weights = weights[valid]
-        order = np.argsort(-weights, kind="stable")
-        self.topic_word_ = topics[order] / topics[order].sum(axis=1, keepdims=True)
-        self.topic_weights_ = weights[order] / weights.sum()
-        self._report_found(len(weights), n_components)
+        topics = topics / topics.sum(axis=1, keepdims=True)
+        topics = (1.0 - _START_SMOOTHING) * topics + _START_SMOOTHING / topics.shape[1]
+        return TopicParameters(weights=weights[valid] / weights[valid].sum(), topics=topics,
+                               prior=float(self.topic_word_prior))
+
+    def _seeded(self, X, parameters, count, rng):
+        """``parameters`` and ``count`` more topics seeded from the documents of ``X``.
+
+        k-means++ on word frequencies: each seed is a document drawn with
+        probability proportional to its squared distance to the nearest topic
+        so far, and its topic is that document's frequencies mixed half and
+        half with the corpus's. All topics start with equal weight.
+        """
+        lengths = np.asarray(X.sum(axis=1)).ravel()
+        frequencies = sp.csr_matrix(X).multiply(1.0 / np.maximum(lengths, 1.0)[:, None]).tocsr()
+        corpus = np.asarray(X.sum(axis=0)).ravel() + self.topic_word_prior
+        corpus = corpus / corpus.sum()
+        topics = list(parameters.topics)
+        squared = np.asarray(frequencies.multiply(frequencies).sum(axis=1)).ravel()
+        for _ in range(count):
+            distances = nearest_squared_distance(frequencies, squared, np.array(topics))
+            chosen = drawn_by_distance(distances, rng)
+            document = frequencies[chosen].toarray().ravel()
+            topics.append(0.5 * document + 0.5 * corpus)
+        k = len(topics)
+        return TopicParameters(weights=np.full(k, 1.0 / k), topics=np.array(topics),
+                               prior=parameters.prior)
+
+    def _implied_components(self, parameters):
+        """Weights and unit directions of ``sum_i w_i (P^T mu_i)^(x)3``, the projected third
+        moment the topics imply."""
+        return projected_components(parameters.weights, parameters.topics, self.projection_)
+
+    def _misfit_advice(self):
+        return ("documents that mix topics do not follow the single-topic model: "
+                "sklearn.decomposition.LatentDirichletAllocation models them")
+
+    def _parameters_per_component(self):
+        """A topic's free parameters: its word probabilities (summing to 1) and weight."""
+        return self.n_features_in_
+
+    def _set_parameters(self, parameters):
+        self.topic_word_ = parameters.topics
+        self.topic_weights_ = parameters.weights
 
     def _log_joint(self, X):
         """``log w_i + sum_j c_j log mu_ij`` per document and topic: the word sequence's
         log-probability under each topic."""
-        self._check_fitted()
+        check_is_fitted(self)
         X = validate_data(self, X, accept_sparse="csr", dtype=np.float64, reset=False)
         check_counts(X)
-        log_topics = np.log(np.maximum(self.topic_word_, _PROBABILITY_FLOOR))
-        return np.asarray(X @ log_topics.T) + np.log(self.topic_weights_)
+        return topic_log_joint(X, self.topic_weights_, self.topic_word_)
 
     def transform(self, X):
         """Posterior probability of each topic for each document.
@@ -292,19 +393,51 @@ class SingleTopicModel(MomentEstimator):
 
         Returns
         -------
-        ndarray of shape (n_documents, n_found)
+        ndarray of shape (n_documents, n_components)
             Rows sum to 1. For a Dask ``X``, a lazy Dask array with ``X``'s row
             chunks (each chunk's counts are checked when it is computed; an
             error names its rows).
         """
         return self._posterior(X)
 
-    def score(self, X, y=None):
-        """Average log-likelihood per document of its word sequence under the fitted model.
+    def predict_proba(self, X):
+        """Posterior probability of each topic for each document: :meth:`transform`."""
+        return self._posterior(X)
+
+    def predict(self, X):
+        """The most probable topic of each document (an index into ``topic_word_``).
+
+        Parameters
+        ----------
+        X : array-like or scipy.sparse matrix of shape (n_documents, n_words), or a dask.array.Array
+
+        Returns
+        -------
+        ndarray of shape (n_documents,)
+        """
+        return self._most_probable(X)
+
+    def score_samples(self, X):
+        """Log-likelihood of each document's word sequence under the fitted model.
 
         ``log sum_i w_i prod_j mu_ij^(c_j)``: the probability of the words in
-        their order (the multinomial coefficient, which does not depend on the
-        model, is left out). Word probabilities are floored at 1e-12.
+        their order (the multinomial coefficient, which does not depend on
+        the model, is left out).
+
+        Parameters
+        ----------
+        X : array-like or scipy.sparse matrix of shape (n_documents, n_words), or a dask.array.Array
+
+        Returns
+        -------
+        ndarray of shape (n_documents,)
+            Lazy for a Dask ``X``.
+        """
+        return self._log_likelihood(X)
+
+    def score(self, X, y=None):
+        """Mean log-likelihood per document (:meth:`score_samples` averaged), as
+        :meth:`sklearn.mixture.GaussianMixture.score`; per word, see :meth:`perplexity`.
 
         Parameters
         ----------
@@ -319,3 +452,33 @@ class SingleTopicModel(MomentEstimator):
         float
         """
         return self._mean_log_likelihood(X)
+
+    def perplexity(self, X):
+        """``exp(-log-likelihood per word)`` of ``X``, as
+        :meth:`sklearn.decomposition.LatentDirichletAllocation.perplexity`.
+
+        Parameters
+        ----------
+        X : array-like or scipy.sparse matrix of shape (n_documents, n_words), or a dask.array.Array
+
+        Returns
+        -------
+        float
+        """
+        total = self._log_likelihood(X).sum()
+        words = X.sum()
+        if is_dask_array(X):
+            total, words = total.compute(), words.compute()
+        return float(np.exp(-float(total) / max(float(words), 1.0)))
+
+    @property
+    def _n_features_out(self):
+        """Number of output features (topics), for ``get_feature_names_out``."""
+        return self.topic_word_.shape[0]
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.sparse = True
+        tags.input_tags.positive_only = True
+        tags.transformer_tags.preserves_dtype = ["float64"]
+        return tags

@@ -10,6 +10,7 @@ the functions turn ``M2`` into a whitening and the decomposition back into
 the model's ``(w_i, mu_i)``.
 """
 
+import copy
 import dataclasses
 
 import numpy as np
@@ -505,9 +506,26 @@ class MixtureMoments(SymmetricOperator):
         self.correction = SphericalCorrection(projected_mean, variance,
                                               projection.T @ projection)
         self._noise_spread = np.mean(noise_scores**2, axis=1)
+        self._projection, self._standard_error_of = projection, self
         self.order, self.dim = 3, moments.dim
         self.norm_is_estimate = self.moments.norm_is_estimate
         self._context = self.moments.context
+
+    def recorrected(self, noise_means):
+        """The same sample moment minus ``sym(P^T u, G)`` with ``u = noise_means``: the third
+        moment with the noise of a fitted mixture taken out.
+
+        For components of variances ``sigma_i^2``, ``u = sum_i w_i sigma_i^2 mu_i``
+        (``sigma^2 m`` for a common variance). The standard errors stay those
+        of this operator's estimate: the fitted noise is held fixed, as the
+        projection is.
+        """
+        operator = copy.copy(self)
+        operator.__dict__.pop("_norm_parts_cache", None)
+        projected = tl.dot(tl.tensor(self._projection.T), tl.tensor(noise_means))
+        operator.correction = SphericalCorrection(projected, 1.0, self.correction.gram)
+        operator._standard_error_of = self
+        return operator
 
     def _rows(self):
         """The rows of ``X P`` the standard errors come from: all, or one chunk of a Dask array."""
@@ -521,6 +539,8 @@ class MixtureMoments(SymmetricOperator):
 
     def standard_error(self, V):
         """Standard error of ``T(v^3)`` per column, from each sample's first-order influence."""
+        if self._standard_error_of is not self:
+            return self._standard_error_of.standard_error(V)
         Y, correction = self._rows(), self.correction
         projected = tl.dot(Y, V)
         quadratic = tl.sum(V * tl.dot(correction.gram, V), axis=0)
