@@ -13,7 +13,9 @@ import tensorly as tl
 from tensorly_gfdeflate import (
     SampleMoments,
     gradient_flow_cp,
+    gradient_flow_parafac,
     power_deflation_cp,
+    random_cp,
     random_symmetric_cp,
 )
 from tensorly_gfdeflate.check.measures import components_recovered, relative_error
@@ -119,6 +121,22 @@ def test_flow_on_torch_matches_numpy_for_the_same_seed(torch_backend):
     np.testing.assert_allclose(tl.to_numpy(cp.weights), expected.weights, rtol=1e-6)
     np.testing.assert_allclose(
         np.abs(tl.to_numpy(cp.factors[0])), np.abs(expected.factors[0]), atol=1e-6)
+
+
+@pytest.mark.parametrize("masked", [False, True])
+def test_general_flow_on_torch_is_exact_and_matches_numpy(torch_backend, masked):
+    # The general flow's fast step, its exact polish and its masked least squares
+    # on torch tensors: the same fit as numpy, to rounding.
+    with tl.backend_context("numpy"):
+        array = tl.cp_to_tensor(random_cp((8, 9, 10), 3, random_state=0))
+        mask = np.random.RandomState(1).random_sample(array.shape) < 0.5 if masked else None
+        expected = gradient_flow_parafac(array, mask=mask, random_state=0)
+    tensor = torch.tensor(array)
+    cp = gradient_flow_parafac(tensor, mask=None if mask is None else torch.tensor(mask),
+                               random_state=0)
+    _assert_torch(cp.weights, torch.float64)
+    assert relative_error(tensor, cp) <= 1e-10
+    np.testing.assert_allclose(tl.to_numpy(cp.weights), expected.weights, rtol=1e-8)
 
 
 @pytest.mark.parametrize("order", [3, 4])

@@ -232,7 +232,10 @@ def test_weight_no_slot_can_grow_on_does_not_keep_the_flow_running():
     weights = np.linspace(2.0, 1.0, 4) / 5.0
     X, _ = sample_spherical_mixture(100000, means, weights, random_state=5)
     model = SphericalGaussianMixture(4, whiten=False, random_state=0).fit(X)
-    assert model.trace_.stop_reason == "stalled" and model.trace_.n_steps < 1000
+    # Stalled, or (since issue 21) ended at once by the seeded polish, which fits that
+    # weight with the components: either way well before max_time.
+    assert model.trace_.stop_reason in ("stalled", "rank_reached")
+    assert model.trace_.n_steps < 1000
     assert model.converged_ and model.n_sources_found_ == 4
 
 

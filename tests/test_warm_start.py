@@ -31,7 +31,7 @@ GENERAL_TENSOR = tl.cp_to_tensor(random_cp((8, 9, 10), 2, weights=[1.0, 0.5], ra
 # Horizons past the first discovery: a flow cut short earlier leaves its refinement slow.
 @pytest.mark.parametrize("make, tensor, horizon, step", [
     (GradientFlowCP, TENSOR, 30.0, 0.31),
-    (GradientFlowParafac, GENERAL_TENSOR, 240.0, 0.6),
+    (GradientFlowParafac, GENERAL_TENSOR, 60.0, 0.6),
 ], ids=["symmetric", "general"])
 def test_two_warm_fits_of_horizon_t_equal_one_fit_of_2t(make, tensor, horizon, step):
     once = fit_quietly(make(max_time=horizon, random_state=3), tensor)

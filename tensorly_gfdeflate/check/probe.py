@@ -35,7 +35,7 @@ from .readout import ALIGNMENT_TOL, canonical_signs, group_aligned
 __all__ = ["regularization_above_noise", "probe_residual", "ResidualProbe", "noise_ratio", "shape_noise_ratio",
            "observed_noise_ratio",
            "noise_levels", "fitted_noise_factor", "noise_floors", "sizes_noise",
-           "check_fit", "signal_to_noise",
+           "check_fit", "signal_to_noise", "below_every_floor",
            "FitCheck", "NOISE_STANDARD_ERRORS", "NOISE_MARGIN", "DEFAULT_FLOOR"]
 
 # Random starts (at least) when looking for a residual direction worth fitting.
@@ -339,6 +339,8 @@ def check_fit(target, model, weights, vectors, rng, min_floor, noise_aware=True)
     """
     fitted = tl.shape(weights)[0]
     residual = target.minus(weights, vectors) if fitted else target
+    if fitted and below_every_floor(target, residual, weights, min_floor):
+        return _bounded_check(target, model, residual, vectors, fitted, min_floor, noise_aware)
     starts = vectors if fitted else None
     probe = probe_residual(residual, model, starts, rng)
     floors = np.full(len(probe.values), float(min_floor))
@@ -353,3 +355,43 @@ def check_fit(target, model, weights, vectors, rng, min_floor, noise_aware=True)
     worst = above[np.argmax(np.abs(probe.values[above]))]
     return FitCheck(False, float(abs(probe.values[worst])), float(floors[worst]), len(above),
                     component_noise)
+
+
+# Rounding of a residual's squared norm computed by expansion, in units of eps times the
+# square of |T| + sum |w_k| (what the expansion's terms are bounded by), with a margin.
+_EXPANSION_ROUNDING_IN_EPS = 64.0
+
+
+def below_every_floor(target, residual, weights, floor):
+    """Whether no direction of ``residual`` can hold a weight above ``floor``: a proof, no probe.
+
+    Every value a probe reports is ``R(v^l)`` for unit vectors (or, on
+    observed entries, ``R(v) / |v|`` in their inner product), at most ``|R|``
+    by Cauchy-Schwarz; and every floor is at least the solver's own
+    ``floor``. So a residual whose norm, rounding included, is at most
+    ``floor`` passes the check exactly as the probe would, without its power
+    iterations (most of a check's cost on an exact fit). Sample statistics,
+    whose norm is an estimate, are always probed.
+    """
+    if target.is_sampled or target.norm_is_estimate:
+        return False
+    scale = 1.0 + float(np.sum(np.abs(tl.to_numpy(weights))))
+    eps = float(tl.eps(target.context["dtype"]))
+    rounding = _EXPANSION_ROUNDING_IN_EPS * eps * scale**2 * target.norm_sq
+    return max(residual.norm_sq, 0.0) + rounding <= floor**2
+
+
+def _bounded_check(target, model, residual, vectors, fitted, min_floor, noise_aware):
+    """The :class:`FitCheck` of a residual :func:`below_every_floor`: explained, noise sized as usual.
+
+    With no probe, a dense residual's noise level is that of the whole
+    residual (what the probe's structure rounds fall back to when nothing
+    stands out, as nothing can here).
+    """
+    component_noise, floor = np.zeros(tl.shape(vectors)[1]), float(min_floor)
+    if noise_aware:
+        nothing = ResidualProbe(vectors[:, :0], np.zeros(0), np.zeros(0))
+        levels, factor = noise_levels(target, model, residual, nothing, vectors)
+        component_noise = levels * fitted_noise_factor(target, model, fitted)
+        floor = max(floor, float(factor * np.max(levels, initial=0.0)))
+    return FitCheck(True, 0.0, floor, 0, component_noise)

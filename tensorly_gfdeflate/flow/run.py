@@ -24,8 +24,8 @@ import numpy as np
 import tensorly as tl
 
 from .._checks import check_random_state
-from ..check.probe import noise_floors, probe_residual, signal_to_noise
-from ..check.readout import read_out, to_cp_tensor
+from ..check.probe import below_every_floor, noise_floors, probe_residual, signal_to_noise
+from ..check.readout import canonical_signs, read_out, to_cp_tensor
 from ..targets.symmetric import normalize
 from .held_out import (extend_fit, held_out_path, needs_held_out, polish, unobserved_slices,
                        weak_components)
@@ -38,6 +38,12 @@ from .trace import FlowEvent, FlowTrace, SlotLineage, discovery_times
 
 __all__ = ["FlowRun", "StopReason", "StopState", "start_run", "continue_run"]
 
+# The adaptive step's largest value, in default steps: steps on the plateaus stay short
+# against an epoch (20 time units), so boundaries and checks keep their timing.
+MAX_STEP_GROWTH = 4.0
+# A seeded polish that does not explain the tensor is still taken (and the flow goes on)
+# when it leaves at most this share of the debiased model's squared residual.
+_PARTIAL_POLISH_GAIN = 0.5
 # The relative loss decrease over an epoch under which the flow looks for what is left.
 _PLATEAU_DROP = 1e-2
 # Vanilla "nothing moves": loss decrease below this over an epoch, and no slot grew 2x.
@@ -75,6 +81,9 @@ class StopState:
     ``refit_wait``: such checks before the refined read-out is tried
     (grows after each failed try on a partly observed target).
     ``most_fitted``: the most distinct components held at any check.
+    ``polish_wait`` and ``polish_skipped``: growable settled checks to let pass
+    before the next seeded polish, and how many have (each failed polish
+    doubles the wait).
     """
 
     stuck_checks: int = 0
@@ -82,6 +91,8 @@ class StopState:
     same_count: int = 0
     refit_wait: int = STUCK_CHECKS + 1
     most_fitted: int = 0
+    polish_wait: int = 0
+    polish_skipped: int = 0
 
     def saw(self, fitted):
         """A check counted ``fitted`` distinct components."""
@@ -103,6 +114,17 @@ class StopState:
     def refit_due(self, rank):
         """Whether the refined read-out is tried now: enough checks with the same count (and the rank)."""
         return self.same_count >= self.refit_wait and (rank is None or self.counted == rank)
+
+    def polish_due(self):
+        """Whether the seeded polish is tried at this growable settled check."""
+        return self.polish_skipped >= self.polish_wait
+
+    def polish_counted(self):
+        return replace(self, polish_skipped=0 if self.polish_due() else self.polish_skipped + 1)
+
+    def polish_failed(self):
+        """A failed seeded polish: twice as many checks (at least one) before the next."""
+        return replace(self, polish_wait=max(1, 2 * self.polish_wait), polish_skipped=0)
 
     def refit_tried(self):
         return replace(self, same_count=0)
@@ -145,6 +167,7 @@ def continue_run(run, settings, callback):
     ``settings`` are this call's (validated); the run keeps the other
     settings it started with.
     """
+    run.debias = settings.debias
     run.advance(settings.max_time, callback=callback, verbose=settings.verbose)
     cp, trace = run.result(settings.debias)
     return run, cp, trace
@@ -170,15 +193,22 @@ class FlowRun:
         s, context = settings, target.context
         W = model.slots(model.random(s.width, rng, context), s.init_scale)
         self.check_seed = int(rng.randint(2**31 - 1))
+        # The default step adapts to the flow (up to MAX_STEP_GROWTH times the default);
+        # a step the caller chose is kept (halved only on a rise of the loss).
         self.integrator = Integrator(target, model, W, tl.tensor(slot_signs, **context),
-                                     s.regularization, s.step_size, warn=s.explicit_step)
+                                     s.regularization, s.step_size, warn=s.explicit_step,
+                                     adaptive=not s.explicit_step,
+                                     max_step=MAX_STEP_GROWTH * s.step_size)
         self.sign_history = [(0, slot_signs)]
         self.lineage = SlotLineage(s.width)
         self.epoch = 0
         self.epoch_length = s.epoch_time
         self.boundary = s.epoch_time
         self._start_epoch()
-        self.stop_reason = None
+        self.stop_reason, self.horizon = None, 0.0
+        # Without the debiasing re-fit (debias=False) the slots keep the regularized
+        # flow's point: no seeded polish moves them to the exact fit.
+        self.debias = True
         self.state = StopState()
 
     def retarget(self, operator):
@@ -211,7 +241,11 @@ class FlowRun:
 
     def advance(self, duration, callback=None, verbose=False):
         """Integrate for up to ``duration`` more time units; returns the :class:`StopReason`."""
-        horizon = self.integrator.time + duration
+        # Horizons add up in flow time (a run stopped at its horizon continues from that
+        # horizon, not from the step past it), so that advance(t) twice is advance(2 t)
+        # whatever the steps.
+        start = self.horizon if self.stop_reason == StopReason.MAX_TIME else self.integrator.time
+        horizon = self.horizon = start + duration
         while True:
             reason = self._stop_reason(horizon, verbose)
             if reason is not None:
@@ -262,8 +296,33 @@ class FlowRun:
         if not self._is_settled(drop):
             return None
         if s.rank is not None and s.rank > self._count_fitted():
-            return None
+            return self._seeded_polish_reason()
         return self._explained_reason()[0]
+
+    def _seeded_polish_reason(self):
+        """Before ``rank`` components are fitted: the seeded polish alone (merge variant).
+
+        The other stop rules wait for the rank; the seeded polish may finish
+        the fit now, where the flow would grow the missing components one
+        re-draw at a time.
+        """
+        if not self._polishes_seeds() or not self.state.polish_due():
+            if self._polishes_seeds():
+                self.state = self.state.polish_counted()
+            return None
+        model = self._debiased_model()
+        if model is None:
+            return None
+        residual = self.target.minus(*model)
+        probe = probe_residual(residual, self.model, self.integrator.point.directions, self.rng)
+        floors = np.full(len(probe.values), self.settings.fit_threshold)
+        if self.settings.noise_aware:
+            floors = np.maximum(noise_floors(self.target, self.model, residual, probe), floors)
+        above = np.flatnonzero(np.abs(probe.values) > floors)
+        seeds = (probe.directions[:, above.tolist()], probe.values[above])
+        if self._seeded_polish(model, seeds):
+            return self._polished_reason()
+        return None
 
     def _boundary_reason(self, drop):
         """At an epoch boundary: ``(stop reason or None, seeds for the re-drawn slots or None)``."""
@@ -310,19 +369,29 @@ class FlowRun:
         fitted = self._count_fitted()
         model = self._debiased_model()
         residual = self.target if model is None else self.target.minus(*model)
+        if model is not None and below_every_floor(self.target, residual, model[0],
+                                                   s.fit_threshold):
+            # Nothing can stand above the floor: no probe, no seeds (the run stops here).
+            seeds = (point.directions[:, :0], np.zeros(0))
+            return self._stuck_or_done(fitted, model, seeds, above=False)
         probe = probe_residual(residual, self.model, point.directions, self.rng)
         floors = np.full(len(probe.values), s.fit_threshold)
         if s.noise_aware:
             floors = np.maximum(noise_floors(self.target, self.model, residual, probe), floors)
         above = np.abs(probe.values) > floors
         seeds = (probe.directions[:, np.flatnonzero(above).tolist()], probe.values[above])
-        if np.any(above):
-            return self._stuck_reason(seeds[0], fitted, model), seeds
-        if s.rank is not None and s.rank <= fitted:
+        return self._stuck_or_done(fitted, model, seeds, above=bool(np.any(above)))
+
+    def _stuck_or_done(self, fitted, model, seeds, above):
+        """The stop reason once the probe said whether anything stands ``above`` the floors."""
+        rank = self.settings.rank
+        if above:
+            return self._stuck_reason(seeds, fitted, model), seeds
+        if rank is not None and rank <= fitted:
             return StopReason.RANK_REACHED, seeds
         return StopReason.NOTHING_TO_FIT, seeds
 
-    def _stuck_reason(self, directions, fitted, model):
+    def _stuck_reason(self, seeds, fitted, model):
         """``STALLED`` when, at ``STUCK_CHECKS`` settled checks in a row, no slot could grow on what is left.
 
         What is left is measured with least-squares weights; the flow sees its
@@ -335,12 +404,113 @@ class FlowRun:
         flow going.
         """
         point = self.integrator.point
-        seen = self.target.minus(point.mass, point.directions).evaluate(directions)
+        seen = self.target.minus(point.mass, point.directions).evaluate(seeds[0])
         growable = bool(np.any(2.0 * np.abs(tl.to_numpy(seen)) > self.settings.regularization))
         self.state = self.state.growth_checked(growable)
         if self.state.stalled:
             return StopReason.STALLED
-        return self._refined_fit_reason(fitted, model) if growable else None
+        if not growable:
+            return None
+        if self._seeded_polish(model, seeds):
+            return self._polished_reason()
+        return self._refined_fit_reason(fitted, model)
+
+    def _polished_reason(self):
+        """After a seeded polish that explains the tensor: the rank is reached, or nothing is left."""
+        rank = self.settings.rank
+        if rank is not None and rank <= self._count_fitted():
+            return StopReason.RANK_REACHED
+        return StopReason.NOTHING_TO_FIT
+
+    def _seeded_polish(self, model, seeds):
+        """Merge variant: whether the fitted components and the probe's directions, polished
+        together, explain the tensor; if so the slots take them (a ``"polish"`` event).
+
+        The probe of a settled fit finds the components still missing, and the
+        exact polish (:func:`~tensorly_gfdeflate.flow.integration.polish`) fits
+        them with the others in a few sweeps, where the flow would re-draw slots
+        on them and wait an epoch or more for each to grow. The check decides,
+        as for every result; a failed try doubles the settled checks before
+        the next. The paper variant never jumps (its discovery times are what
+        it measures), nor does a partly observed target (:meth:`_polishes_seeds`).
+        """
+        if not self._polishes_seeds() or model is None or not len(seeds[1]):
+            return False
+        due, self.state = self.state.polish_due(), self.state.polish_counted()
+        free = self._free_slots()
+        if not due or not free:
+            return False
+        context, selection = self.target.context, self.selection()
+        count = min(len(seeds[1]), len(free))
+        weights = tl.concatenate([model[0], tl.tensor(seeds[1][:count], **context)])
+        vectors = tl.concatenate([model[1], seeds[0][:, :count]], axis=1)
+        weights, vectors, _ = selection.refine(weights, vectors)
+        if selection.explains(weights, vectors) and self._take(weights, vectors, free):
+            return True
+        self.state = self.state.polish_failed()
+        if self._halves_residual(model, weights, vectors):
+            # Part of what is missing, found at once: the slots take it and the flow
+            # goes on from there (its next settled check probes for the rest).
+            self._take(weights, vectors, free)
+        return False
+
+    def _halves_residual(self, model, weights, vectors):
+        """Whether the polished fit leaves at most ``_PARTIAL_POLISH_GAIN`` of the model's squared residual."""
+        before = self.target.minus(*model).norm_sq
+        return self.target.minus(weights, vectors).norm_sq <= _PARTIAL_POLISH_GAIN * before
+
+    def _polishes_seeds(self):
+        """The seeded polish runs in the merge variant on fully observed targets, debiased, only.
+
+        On observed entries the probe's least-squares directions also fit a
+        few entries each, and polished with the fitted components they can
+        fit the entries with a longer, degenerate decomposition (measured:
+        four components, two large, for a rank-3 tensor at 50% observed).
+        """
+        return self.settings.variant == "merge" and not self.partly_observed and self.debias
+
+    def _free_slots(self):
+        """Slots in no group of the last read-out, smallest first: where new components go."""
+        used = {slot for group in self._model_groups for slot in group}
+        norms = tl.to_numpy(self.integrator.point.norms)
+        return [int(j) for j in np.argsort(norms, kind="stable") if int(j) not in used]
+
+    def _take(self, weights, vectors, free):
+        """Put the polished components into slots: the read-out's leaders, then ``free`` ones.
+
+        The other members of the read-out's groups start afresh at
+        ``init_scale``. Returns False (and changes nothing) where a slot's
+        fixed sign cannot carry its component's weight.
+        """
+        weights, vectors = canonical_signs(self.model, weights, vectors)
+        leaders = [group[0] for group in self._model_groups]
+        slots = leaders + free[:tl.shape(weights)[0] - len(leaders)]
+        needed = np.where(tl.to_numpy(weights) < 0, -1.0, 1.0)
+        signs = self.slot_signs.copy()
+        if not self.adaptive_signs and np.any(signs[slots] != needed):
+            return False
+        signs[slots] = needed
+        integrator, snapshot = self.integrator, len(self.integrator.times) - 1
+        emptied = [j for group in self._model_groups for j in group[1:]]
+        W = integrator.W
+        if emptied:
+            W = redraw(self.model, W, emptied, self.settings.init_scale, self.rng)
+        placed = self.model.slots(vectors, tl.sqrt(tl.abs(weights)))
+        columns = np.zeros((len(slots), tl.shape(W)[1]))
+        columns[np.arange(len(slots)), slots] = 1.0
+        keep = np.ones(tl.shape(W)[1])
+        keep[slots] = 0.0
+        W = (W * tl.tensor(keep, **self.target.context)
+             + tl.dot(placed, tl.tensor(columns, **self.target.context)))
+        seeded = slots[len(leaders):]
+        self.lineage.redraw(seeded + emptied, snapshot)
+        integrator.events.append(FlowEvent(integrator.time, "polish", tuple(seeded)))
+        if np.any(signs != self.slot_signs):
+            self.slot_signs = signs
+            integrator.set_signs(tl.tensor(signs, **self.target.context))
+            self.sign_history.append((snapshot, signs))
+        integrator.replace(W)
+        return True
 
     def _refined_fit_reason(self, fitted, model):
         """With the same number of components for ``refit_wait`` settled checks, whether the
@@ -383,7 +553,7 @@ class FlowRun:
         slot can fit (it is an artefact): the checks look at this model's
         residual instead.
         """
-        weights, vectors, _ = read_out(
+        weights, vectors, self._model_groups = read_out(
             self.target, self.model, self.integrator.W, self.integrator.signs, None,
             self.settings.drop_threshold, True)
         return None if weights is None else (weights, vectors)

@@ -12,8 +12,11 @@ class FlowEvent:
     """Something the flow did besides an Euler step.
 
     ``kind`` is ``"redraw"`` (``slots`` re-drawn at the initial scale),
-    ``"merge"`` (``slots[1:]`` merged into ``slots[0]``) or ``"step_reduced"``
-    (the step size was halved after a diverging step; ``slots`` is empty).
+    ``"merge"`` (``slots[1:]`` merged into ``slots[0]``), ``"step_reduced"``
+    (a step that raised the loss was undone and the step size halved;
+    ``slots`` is empty) or ``"polish"`` (the seeded polish fitted the
+    components the probe found, with the fitted ones; ``slots`` took the new
+    ones).
     """
 
     time: float
@@ -55,12 +58,13 @@ class FlowTrace:
         ``"tolerance"``, ``"nothing_to_fit"``, ``"rank_reached"``, ``"stalled"``,
         ``"callback"`` or ``"max_time"``.
     step_size : float
-        The step size in use at the end (smaller than the initial one after a
-        divergence back-off).
+        The step size in use at the end (the default one adapts to the flow;
+        a given one is smaller than at the start only after a divergence
+        back-off).
     scale : float
         Frobenius norm of the target (the unit of masses and losses).
     refine_steps : int
-        Euler steps of the refinement stage after read-out.
+        Polish sweeps and Euler steps of the refinement stage after read-out.
     final_error : float
         Relative reconstruction error of the returned decomposition.
     explained : bool

@@ -21,6 +21,7 @@ import tensorly as tl
 from tensorly.cp_tensor import CPTensor
 
 from .symmetric import (
+    _TINY,
     FlowPoint,
     column_change,
     normalize_columns,
@@ -29,7 +30,15 @@ from .symmetric import (
     settled_tolerance,
     split_columns,
 )
-from ..targets.general import DenseTensor, _gram_product, _product, split_blocks, stack_blocks
+from ..targets.base import concatenate_rows
+from ..targets.general import (
+    DenseTensor,
+    _gram_product,
+    _product,
+    _products_except,
+    split_blocks,
+    stack_blocks,
+)
 
 __all__ = ["GeneralModel", "general_flow_point", "alternating_power_iterate"]
 
@@ -41,12 +50,47 @@ def general_flow_point(target, W, regularization):
     ``p``, so the same two lines serve: the residual ``R = T* - T(W)``, one
     stacked contraction ``R(w_j1, .., I, .., w_jN)`` per mode, and the gradient
     ``-R(..) + lambda w_jk`` with ``R = T* - T(W)`` (:ref:`theory-general`).
+    A fully observed target takes :func:`_full_flow_point`, which never forms
+    the residual.
     """
+    if target.observed_fraction == 1.0:
+        return _full_flow_point(target, W, regularization)
     residual = target.minus(tl.ones(tl.shape(W)[1], **tl.context(W)), W)
     gradient = regularization * W - residual.contract(W)
     residual_sq = residual.norm_sq
     norms, directions = GeneralModel(target.shape).split(W)
     loss = 0.5 * residual_sq + 0.5 * regularization * float(tl.sum(W * W))
+    return FlowPoint(norms=norms, directions=directions, mass=norms**2, gradient=gradient,
+                     loss=loss, residual=reported_residual(residual_sq, target.norm_sq, W))
+
+
+def _full_flow_point(target, W, regularization):
+    """:func:`general_flow_point` on a fully observed target, through the slots' Gram matrices.
+
+    With mode blocks ``A_k``, ``G_k = A_k^T A_k`` and ``H_k = prod_{l != k} G_l``
+    (elementwise), the model's part of the gradient is ``A_k H_k`` and
+    ``|T(W)|^2 = sum(G_k H_k)``, so a step costs the target's contractions
+    ``T*(.., I, ..)`` and ``m x m`` work, never a tensor-sized residual; the
+    squared residual ``|T*|^2 - 2 <T*, T(W)> + |T(W)|^2`` rounds to noise only
+    near ``sqrt(eps)``, where :func:`reported_residual` floors it anyway. Every
+    operation is the arrays' own (no backend dispatch per operation).
+    """
+    blocks = split_blocks(W, target.shape)
+    images = target.contract_blocks(blocks)
+    grams = [block.T @ block for block in blocks]
+    others = _products_except(grams, range(len(blocks)), 1.0)
+    gradient = concatenate_rows([block @ other - image
+                                 for block, other, image in zip(blocks, others, images)])
+    if regularization:
+        gradient = gradient + regularization * W
+    model_sq = float((grams[0] * others[0]).sum())
+    cross = float((blocks[0] * images[0]).sum())
+    residual_sq = target.norm_sq - 2.0 * cross + model_sq
+    lengths = [gram.diagonal() ** 0.5 for gram in grams]
+    norms = _product(lengths) ** 0.5
+    directions = concatenate_rows([block / length.clip(_TINY)
+                                   for block, length in zip(blocks, lengths)])
+    loss = 0.5 * residual_sq + 0.5 * regularization * float((W * W).sum())
     return FlowPoint(norms=norms, directions=directions, mass=norms**2, gradient=gradient,
                      loss=loss, residual=reported_residual(residual_sq, target.norm_sq, W))
 
@@ -75,16 +119,35 @@ def alternating_power_iterate(operator, V, n_iter_max, tol):
     for iteration in range(1, n_iter_max + 1):
         change = 0.0
         for k in range(len(shape)):
-            stacked = stack_blocks(blocks)
-            image = operator.contract_mode(stacked, k)
             if operator.observed_fraction < 1.0:
-                image = _least_squares_image(image, operator.mode_overlap(stacked, k))
+                image = _observed_least_squares_image(operator, blocks, k)
+            else:
+                image = operator.contract_mode(stack_blocks(blocks), k)
             image = normalize_columns(image, blocks[k])
-            change = max(change, float(tl.max(column_change(image, blocks[k]))))
+            change = max(change, float(column_change(image, blocks[k]).max()))
             blocks[k] = image
         if change < tol:
             break
     return stack_blocks(blocks), iteration
+
+
+def _observed_least_squares_image(operator, blocks, k):
+    """``T(.., I, ..) / mode_overlap`` of a partly observed operator, from one pass over its entries.
+
+    Both sums run over the products ``z`` of the other modes' rows at each
+    observed entry (``T_e z`` and ``z^2``, scattered to the mode-``k``
+    index), so the rows are gathered once for both; the ``1 / p`` of the
+    operator's inner product cancels in the ratio.
+    """
+    pattern, values = operator.observation_pattern, operator.observed_values()
+    n = operator.shape[k]
+    image = sizes = 0.0
+    for rows in pattern.slices(blocks[0].shape[1]):
+        gathered = pattern.gather(blocks, rows)
+        z = _product([part for l, part in enumerate(gathered) if l != k])
+        image = image + pattern.scatter(k, rows, values[rows].reshape(-1, 1) * z, n)
+        sizes = sizes + pattern.scatter(k, rows, z * z, n)
+    return _least_squares_image(image, sizes)
 
 
 def _least_squares_image(image, sizes):
@@ -175,6 +238,10 @@ class GeneralModel:
     def power_iterate(self, operator, V, n_iter_max, tol):
         return alternating_power_iterate(operator, V, n_iter_max, tol)
 
+    def polish_sweep(self, target, weights, vectors):
+        """One sweep of :func:`als_polish`: ``(weights, vectors)``."""
+        return als_polish(target, weights, vectors, 1)
+
     def degrees_of_freedom(self):
         """``(tensor, component)``: the entries of a tensor of this shape, and the parameters
         of one component (a unit vector per mode and a weight)."""
@@ -198,3 +265,67 @@ class GeneralModel:
 
     def to_cp(self, weights, vectors):
         return CPTensor((weights, split_blocks(vectors, self.shape)))
+
+
+# --- the exact polish ------------------------------------------------------------------------
+
+def als_polish(target, weights, vectors, sweeps):
+    """``sweeps`` sweeps of alternating least squares from unit ``vectors`` with ``weights``.
+
+    Each mode's factor in turn is the exact least-squares one with the others
+    fixed (the loss never rises), so once the flow has found the structure a
+    few sweeps reach the rounding floor of an exactly low-rank target, where
+    the plain gradient flow needs hundreds of steps. On a partly observed
+    target each row of a factor solves its own small system over the
+    entries it meets (:func:`_observed_update`); a row that meets none keeps
+    its previous value. Returns ``(weights, vectors)`` with unit mode vectors.
+    """
+    blocks = split_blocks(vectors, target.shape)
+    blocks[0] = blocks[0] * weights.reshape(1, -1)
+    full = target.observed_fraction == 1.0
+    for _ in range(sweeps):
+        for k in range(len(blocks)):
+            update = _full_update if full else _observed_update
+            blocks[k] = update(target, blocks, k)
+    lengths = [(block * block).sum(axis=0) ** 0.5 for block in blocks]
+    fallback = split_blocks(vectors, target.shape)
+    directions = [normalize_columns(block, old) for block, old in zip(blocks, fallback)]
+    return _product(lengths), stack_blocks(directions)
+
+
+def _ridge(gram):
+    """A ridge at rounding scale: keeps the small systems solvable when two columns coincide."""
+    return 1e-13 * float(gram.diagonal().sum()) + 1e-300
+
+
+def _full_update(target, blocks, k):
+    """Mode ``k``'s least-squares factor: ``T(.., I, ..) (prod_{l != k} A_l^T A_l)^-1``."""
+    image = target.contract_blocks(blocks, [k])[0]
+    others = _product([block.T @ block for l, block in enumerate(blocks) if l != k])
+    eye = tl.eye(others.shape[0], **tl.context(others))
+    return tl.transpose(tl.solve(others + _ridge(others) * eye, tl.transpose(image)))
+
+
+def _observed_update(target, blocks, k):
+    """Mode ``k``'s least-squares factor on the observed entries, one ``m x m`` system per row.
+
+    Row ``i`` solves ``(sum_e z_e z_e^T) a = sum_e T_e z_e`` over the observed
+    entries ``e`` with index ``i`` in mode ``k``, ``z_e`` the product of the
+    other factors' rows at ``e``; the sums are scatter-added block by block.
+    """
+    pattern, values = target.observation_pattern, target.observed_values()
+    n, m = blocks[k].shape
+    grams, images = 0.0, 0.0
+    for rows in pattern.slices(m):
+        gathered = pattern.gather(blocks, rows)
+        z = _product([part for l, part in enumerate(gathered) if l != k])
+        outer = (z[:, :, None] * z[:, None, :]).reshape(-1, m * m)
+        grams = grams + pattern.scatter(k, rows, outer, n)
+        images = images + pattern.scatter(k, rows, values[rows].reshape(-1, 1) * z, n)
+    grams = grams.reshape(n, m, m)
+    scale = grams.diagonal(0, 1, 2).sum(axis=1)
+    met = (scale > 0).reshape(n, 1)
+    eye = tl.eye(m, **tl.context(grams)).reshape(1, m, m)
+    ridge = (1e-13 * scale + 1e-300).reshape(n, 1, 1)
+    solved = tl.solve(grams + ridge * eye, images.reshape(n, m, 1)).reshape(n, m)
+    return tl.where(met, solved, blocks[k])

@@ -19,6 +19,7 @@ import numpy as np
 import tensorly as tl
 from tensorly.cp_tensor import CPTensor
 
+from ..targets.base import int_power, machine_eps
 from ..targets.symmetric import DenseOperator
 
 __all__ = ["FlowPoint", "flow_point", "split_columns", "power_iterate", "random_unit_vectors",
@@ -40,7 +41,7 @@ def reported_residual(residual_sq, norm_sq, W):
     dtype (3e-4 in float32) it is rounding noise, and a negative one clipped to
     0 would meet any tolerance; it is reported no lower than a floor instead.
     """
-    resolution = _RESOLUTION_IN_SQRT_EPS * np.sqrt(float(tl.eps(tl.context(W)["dtype"])))
+    resolution = _RESOLUTION_IN_SQRT_EPS * np.sqrt(machine_eps(W.dtype))
     return float(max(np.sqrt(max(residual_sq, 0.0) / norm_sq), resolution))
 
 
@@ -53,8 +54,8 @@ def random_unit_vectors(dim, count, rng, context=None):
 
 def split_columns(W):
     """Column norms ``n`` and unit directions ``B = W / n`` of ``W``."""
-    norms = tl.sqrt(tl.sum(W * W, axis=0))
-    return norms, W / tl.clip(norms, _TINY)
+    norms = (W * W).sum(axis=0) ** 0.5
+    return norms, W / norms.clip(_TINY)
 
 
 @dataclass
@@ -80,27 +81,26 @@ def flow_point(target, W, signs, regularization):
     order = target.order
     norms, directions = split_columns(W)
     mass = signs * norms**2
-    gram = tl.dot(tl.transpose(directions), directions)
-    gram_pow = gram ** (order - 1)
+    gram = directions.T @ directions
+    gram_pow = int_power(gram, order - 1)
     # <T(W), b_j^l> = sum_k mass_k G_kj^l and <T*, b_j^l> come from m x m and
-    # length-m arithmetic, so the d x m work is the two contractions alone.
-    model_values = tl.dot(mass, gram_pow * gram)
+    # length-m arithmetic, so the d x m work is the two contractions alone. Every
+    # operation is the arrays' own: no backend dispatch per operation.
+    model_values = mass @ (gram_pow * gram)
     target_contraction = target.contract(directions)
-    target_values = tl.sum(directions * target_contraction, axis=0)
+    target_values = (directions * target_contraction).sum(axis=0)
     residual_value = model_values - target_values
-    residual_contraction = (
-        tl.dot(directions, tl.reshape(mass, (-1, 1)) * gram_pow) - target_contraction
-    )
+    residual_contraction = directions @ (mass.reshape(-1, 1) * gram_pow) - target_contraction
     # grad_j = s_j n_j [(2 - l) R(b_j^l) b_j + l R(b_j^{l-1}, I)] + lambda w_j, with
     # n_j b_j = w_j: one scaling of W and one of the residual contraction.
     gradient = W * ((2 - order) * signs * residual_value + regularization) + (
         residual_contraction * (order * signs * norms)
     )
 
-    model_sq = tl.sum(mass * model_values)
-    cross = tl.sum(mass * target_values)
+    model_sq = (mass * model_values).sum()
+    cross = (mass * target_values).sum()
     residual_sq = float(model_sq) - 2.0 * float(cross) + target.norm_sq
-    loss = 0.5 * residual_sq + 0.5 * regularization * float(tl.sum(norms**2))
+    loss = 0.5 * residual_sq + 0.5 * regularization * float((norms * norms).sum())
     return FlowPoint(
         norms=norms,
         directions=directions,
@@ -113,20 +113,24 @@ def flow_point(target, W, signs, regularization):
 
 def settled_tolerance(tol, V):
     """``tol``, but no lower than a few machine epsilons of ``V``'s dtype (what float32 can settle to)."""
-    return max(tol, SETTLED_IN_EPS * float(tl.eps(tl.context(V)["dtype"])))
+    return max(tol, SETTLED_IN_EPS * machine_eps(V.dtype))
 
 
 def column_change(new, old):
     """How far each column moved, up to sign: ``min |new - old|, |new + old|``."""
-    return tl.minimum(tl.sqrt(tl.sum((new - old) ** 2, axis=0)),
-                      tl.sqrt(tl.sum((new + old) ** 2, axis=0)))
+    apart = ((new - old) ** 2).sum(axis=0) ** 0.5
+    flipped = ((new + old) ** 2).sum(axis=0) ** 0.5
+    # The smaller of the two, in the arrays' own operators (no dispatch per iteration).
+    return 0.5 * (apart + flipped - abs(apart - flipped))
 
 
 def normalize_columns(image, fallback):
     """Unit columns of ``image``; a column that vanished keeps its ``fallback`` column."""
-    lengths = tl.sqrt(tl.sum(image * image, axis=0))
-    # Dividing the vanished columns by 1, not by a clipped 1e-300 (which is 0 in float32).
-    return tl.where(lengths > 0, image / (lengths + (lengths == 0)), fallback)
+    lengths = (image * image).sum(axis=0) ** 0.5
+    vanished = lengths == 0
+    # Dividing the vanished columns (all zero) by 1, not by a clipped 1e-300 (which is 0
+    # in float32), and adding their fallback: exact, and no dispatch per iteration.
+    return image / (lengths + vanished) + fallback * vanished
 
 
 def power_iterate(operator, V, n_iter_max, tol):
@@ -142,9 +146,33 @@ def power_iterate(operator, V, n_iter_max, tol):
         image = normalize_columns(operator.contract(V), V)
         change = column_change(image, V)
         V = image
-        if float(tl.max(change)) < tol:
+        if float(change.max()) < tol:
             break
     return V, iteration
+
+
+def symmetric_polish(target, weights, vectors):
+    """One least-squares-type sweep: every direction at once, then the least-squares weights.
+
+    At a decomposition ``T* = sum_k c_k b_k^l`` the contractions satisfy
+    ``T*(b_j^{l-1}, I) = sum_k c_k <b_k, b_j>^{l-1} b_k``, that is
+    ``C = B (c G^{(l-1)})`` with ``G = B^T B`` (power elementwise): the
+    directions solve that ``m x m`` system for the current ``C`` (for one
+    component this is a power iteration, for several it removes their
+    cross-talk), then the weights solve ``G^(l) c = T*(b^l)``. Not a descent
+    method everywhere: the caller undoes a sweep that raises the loss.
+    """
+    order = target.order
+    context = tl.context(vectors)
+    cross = weights.reshape(-1, 1) * int_power(vectors.T @ vectors, order - 1)
+    eye = tl.eye(cross.shape[0], **context)
+    ridge = 1e-13 * float(abs(cross.diagonal()).sum()) + 1e-300
+    solved = tl.transpose(tl.solve(tl.transpose(cross) + ridge * eye,
+                                   tl.transpose(target.contract(vectors))))
+    directions = normalize_columns(solved, vectors)
+    gram = target.overlap(directions)
+    ridge = 1e-13 * float(gram.diagonal().sum()) + 1e-300
+    return tl.solve(gram + ridge * eye, target.evaluate(directions)), directions
 
 
 def pool_block(directions, mass, groups):
@@ -222,6 +250,10 @@ class SymmetricModel:
 
     def power_iterate(self, operator, V, n_iter_max, tol):
         return power_iterate(operator, V, n_iter_max, tol)
+
+    def polish_sweep(self, target, weights, vectors):
+        """One sweep of :func:`symmetric_polish`: ``(weights, vectors)``."""
+        return symmetric_polish(target, weights, vectors)
 
     def parameters(self, count):
         """Free parameters of ``count`` components: a unit direction and a weight each."""

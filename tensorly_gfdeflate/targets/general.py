@@ -36,6 +36,7 @@ from .._checks import is_cp_tensor
 from .spectral import observed_subspaces
 from .base import (
     TensorOperator,
+    concatenate_rows,
     _as_backend_tensor,
     _check_float_tensor,
     _max_abs,
@@ -80,11 +81,11 @@ def split_blocks(V, shape):
     shape : tuple of int
         The shape ``(n_1, ..., n_N)`` of the tensor the directions belong to.
     """
-    rows = tl.shape(V)[0] if len(tl.shape(V)) == 2 else None
+    rows = V.shape[0] if len(V.shape) == 2 else None
     if rows != sum(shape):
         raise ValueError(
             f"V must have shape (sum(shape), m) = ({sum(shape)}, m) for a tensor of shape "
-            f"{tuple(shape)}, got {tuple(tl.shape(V))}; stack the mode vectors with stack_blocks."
+            f"{tuple(shape)}, got {tuple(V.shape)}; stack the mode vectors with stack_blocks."
         )
     offsets = _offsets(shape)
     return [V[start:stop] for start, stop in zip(offsets[:-1], offsets[1:])]
@@ -92,7 +93,7 @@ def split_blocks(V, shape):
 
 def stack_blocks(blocks):
     """One stacked ``(sum(n_k), m)`` matrix from the mode blocks ``(n_k, m)``."""
-    return tl.concatenate(list(blocks), axis=0)
+    return concatenate_rows(list(blocks))
 
 
 # --- shared kernels --------------------------------------------------------------------------
@@ -123,7 +124,7 @@ def _products_except(factors, modes, initial):
 
 def _gram_product(blocks):
     """``prod_k (B_k^T B_k)`` elementwise: the Frobenius Gram matrix of the rank-one terms."""
-    return _product([tl.dot(tl.transpose(block), block) for block in blocks])
+    return _product([block.T @ block for block in blocks])
 
 
 def _as_weights(weights, count, context):
@@ -143,43 +144,48 @@ def _on_device(array, context):
 
 
 # Dense arrays. A contraction with m columns keeps a partial result of shape
-# (prod(remaining dims), m): the batch last, so every later step is one
-# broadcast product and sum, whatever the mode, with no transposed copies.
+# (m, remaining dims): the batch first, so that each further mode is one batched
+# matrix-vector product (``(m, a, n) @ (m, n, 1)``), the form the symmetric dense
+# operator uses too. Measured on shape (20, 25, 30), m = 16, one thread: all three
+# contractions in 47 us, against 140 us with the batch last and a broadcast product and
+# sum per mode (the GEMM over the tensor alone: 8 us).
 
-def _first_contraction(tensor, block, mode):
-    """``tensor`` contracted along its first or last ``mode`` by one GEMM: ``(rest, m)``."""
-    shape = tuple(tl.shape(tensor))
+def _first_contraction(tensor, rows, mode):
+    """``tensor`` contracted along its first or last ``mode`` by one GEMM: ``(m, rest)``."""
+    shape = tuple(tensor.shape)
     if mode == 0:
-        return tl.dot(tl.transpose(tl.reshape(tensor, (shape[0], -1))), block), shape[1:]
-    return tl.dot(tl.reshape(tensor, (-1, shape[-1])), block), shape[:-1]
+        return rows[0] @ tensor.reshape(shape[0], -1), shape[1:]
+    return rows[-1] @ tensor.reshape(-1, shape[-1]).T, shape[:-1]
 
 
-def _contract_axis(partial, dims, position, block):
-    """Contract axis ``position`` of the batched ``partial`` (``prod(dims) x m``) with ``block``.
+def _contract_leading(partial, dims, row):
+    """Contract the first axis of the batched ``partial`` (``m x prod(dims)``) with ``row`` (``m x n``)."""
+    m = partial.shape[0]
+    return (row[:, None, :] @ partial.reshape(m, dims[0], -1)).reshape(m, -1), dims[1:]
+
+
+def _contract_trailing(partial, dims, rows):
+    """Contract every axis of ``partial`` but the first, last first; ``rows`` match ``dims``.
+
+    Returns the ``(n, m)`` result (a transposed view).
     """
-    m, size = tl.shape(block)[1], dims[position]
-    before, after = math.prod(dims[:position]), math.prod(dims[position + 1:])
-    partial = tl.reshape(partial, (before, size, after, m))
-    contracted = tl.sum(partial * tl.reshape(block, (1, size, 1, m)), axis=1)
-    return tl.reshape(contracted, (before * after, m)), dims[:position] + dims[position + 1:]
-
-
-def _contract_trailing(partial, dims, blocks):
-    """Contract every axis of ``partial`` but the first, last first; ``blocks`` match ``dims``."""
+    m = partial.shape[0]
     for position in reversed(range(1, len(dims))):
-        partial, dims = _contract_axis(partial, dims, position, blocks[position])
-    return partial
+        partial = partial.reshape(m, -1, dims[position]) @ rows[position][:, :, None]
+        dims = dims[:position]
+    return partial.reshape(m, dims[0]).T
 
 
 def _dense_contract_mode(tensor, blocks, k):
-    """``T(v_1, .., I at k, .., v_N)`` for each column: one GEMM, then cheap batched steps."""
+    """``T(v_1, .., I at k, .., v_N)`` for each column: one GEMM, then batched products."""
+    rows = [block.T for block in blocks]
     if k == 0:
-        partial, dims = _first_contraction(tensor, blocks[-1], -1)
-        return _contract_trailing(partial, dims, blocks[:-1])
-    partial, dims = _first_contraction(tensor, blocks[0], 0)
-    for block in blocks[1:k]:
-        partial, dims = _contract_axis(partial, dims, 0, block)
-    return _contract_trailing(partial, dims, blocks[k:])
+        partial, dims = _first_contraction(tensor, rows, -1)
+        return _contract_trailing(partial, dims, rows[:-1])
+    partial, dims = _first_contraction(tensor, rows, 0)
+    for row in rows[1:k]:
+        partial, dims = _contract_leading(partial, dims, row)
+    return _contract_trailing(partial, dims, rows[k:])
 
 
 def _dense_contract_all(tensor, blocks):
@@ -188,12 +194,14 @@ def _dense_contract_all(tensor, blocks):
     Modes ``1..N-1`` share the contraction along mode 0, and each mode then
     passes its own along to the next.
     """
-    outputs = [_dense_contract_mode(tensor, blocks, 0)]
-    partial, dims = _first_contraction(tensor, blocks[0], 0)
+    rows = [block.T for block in blocks]
+    partial, dims = _first_contraction(tensor, rows, -1)
+    outputs = [_contract_trailing(partial, dims, rows[:-1])]
+    partial, dims = _first_contraction(tensor, rows, 0)
     for k in range(1, len(blocks)):
-        outputs.append(_contract_trailing(partial, dims, blocks[k:]))
+        outputs.append(_contract_trailing(partial, dims, rows[k:]))
         if k < len(blocks) - 1:
-            partial, dims = _contract_axis(partial, dims, 0, blocks[k])
+            partial, dims = _contract_leading(partial, dims, rows[k])
     return outputs
 
 
@@ -299,9 +307,9 @@ def _values_norm_parts(values, fraction):
 
 def _cp_contract_modes(weights, factors, blocks, modes):
     """The contractions of the CP tensor ``(weights, factors)``, through the factor Grams only."""
-    grams = [tl.dot(tl.transpose(factor), block) for factor, block in zip(factors, blocks)]
-    parts = _products_except(grams, modes, tl.reshape(weights, (-1, 1)))
-    return [tl.dot(factors[k], part) for k, part in zip(modes, parts)]
+    grams = [factor.T @ block for factor, block in zip(factors, blocks)]
+    parts = _products_except(grams, modes, weights.reshape(-1, 1))
+    return [factors[k] @ part for k, part in zip(modes, parts)]
 
 
 def _cp_evaluate(weights, factors, blocks):
@@ -357,6 +365,10 @@ class GeneralOperator(TensorOperator):
         """Every :meth:`contract_mode` of ``V``, stacked like ``V``: ``(dim, m)``."""
         return stack_blocks(self._contract_modes(split_blocks(V, self.shape),
                                                  list(range(self.order))))
+
+    def contract_blocks(self, blocks, modes=None):
+        """The contractions of the mode blocks ``blocks`` along ``modes`` (default every mode), as a list."""
+        return self._contract_modes(blocks, list(range(self.order)) if modes is None else modes)
 
     def evaluate(self, V):
         """``T_eff(v_1j, ..., v_Nj)`` for each column ``j`` of ``V``: a length-``m`` vector."""
@@ -478,6 +490,8 @@ class DenseTensor(GeneralOperator):
             parts = [_dense_contract_mode(self._values, blocks, modes[0])]
         else:
             parts = _dense_contract_all(self._values, blocks)
+        if self.observed_fraction == 1.0:
+            return parts
         return [part / self.observed_fraction for part in parts]
 
     def _evaluate_blocks(self, blocks):
@@ -488,8 +502,15 @@ class DenseTensor(GeneralOperator):
         return _values_norm_parts(self._values, self.observed_fraction)
 
     def _model(self, weights, V):
+        """The dense CP tensor: the first factor (weighted) times the Khatri-Rao product of
+        the others, one GEMM, in the arrays' own operators (no dispatch per mode)."""
         weights = _as_weights(weights, tl.shape(V)[1], self.context)
-        return tl.cp_to_tensor((weights, split_blocks(V, self.shape)))
+        blocks = split_blocks(V, self.shape)
+        rank = weights.shape[0]
+        rest = blocks[1]
+        for block in blocks[2:]:
+            rest = (rest[:, None, :] * block[None, :, :]).reshape(-1, rank)
+        return ((blocks[0] * weights.reshape(1, -1)) @ rest.T).reshape(self.shape)
 
     def minus(self, weights, V):
         """The explicit dense residual ``T - sum_a weights_a (x)_k v_ka``."""

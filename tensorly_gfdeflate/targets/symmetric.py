@@ -197,16 +197,16 @@ class DenseOperator(SymmetricOperator):
         # contraction, contiguous in memory, so every further mode is one
         # batched GEMV (a broadcast multiply-and-sum over a middle axis would
         # cost as much as the GEMM).
-        m = tl.shape(V)[1]
-        rows = tl.transpose(V)
+        m = V.shape[1]
+        rows = V.T
         power = rows
         for _ in range(self._split - 1):
-            power = tl.reshape(power[:, :, None] * rows[:, None, :], (m, -1))
-        partial = tl.dot(power, self._unfolded)
-        columns = tl.reshape(rows, (m, self.dim, 1))
+            power = (power[:, :, None] * rows[:, None, :]).reshape(m, -1)
+        partial = power @ self._unfolded
+        columns = rows.reshape(m, self.dim, 1)
         for _ in range(self.order - self._split - 1):
-            partial = tl.matmul(tl.reshape(partial, (m, -1, self.dim)), columns)
-        return tl.transpose(tl.reshape(partial, (m, self.dim)))
+            partial = partial.reshape(m, -1, self.dim) @ columns
+        return partial.reshape(m, self.dim).T
 
     def _norm_parts(self):
         magnitude = _power_of_two_below(_max_abs(self.tensor))

@@ -124,22 +124,54 @@ class MomentEstimator(BaseEstimator):
         self.n_sources_found_ = len(start.weights)
         missing = n_components - self.n_sources_found_
         parameters = self._seeded(_seed_rows(X), start, missing, rng) if missing else start
+        # A component is worth BIC's price: its free parameters times log(n) / 2, in nats.
+        price = 0.5 * self._parameters_per_component() * np.log(X.shape[0])
         self.n_iter_, em_converged, self.log_likelihood_history_ = 0, True, ()
         if self.refine:
-            def reseed(parameters, indices):
-                kept = np.setdiff1d(np.arange(len(parameters.weights)), indices)
-                return self._seeded(_seed_rows(X), parameters.reordered(kept), len(indices),
-                                    rng)
-
-            result = em_refine(X, parameters, max_iter=self.max_iter, tol=self.tol,
-                               reseed=reseed)
-            parameters, self.n_iter_ = result.parameters, result.n_iter
-            em_converged, self.log_likelihood_history_ = result.converged, result.history
-        parameters = _sorted_by_weight(parameters)
+            parameters, em_converged, gains = self._refined(X, parameters, price, rng)
+        else:
+            gains = merge_gains(X, parameters)
+        order = np.argsort(-parameters.weights, kind="stable")
+        parameters = parameters.reordered(order)
         self._set_parameters(parameters)
-        self._judge(X, operator, parameters, em_converged, rng)
+        self._judge(operator, parameters, gains[order], price, em_converged, rng)
 
-    def _judge(self, X, operator, parameters, em_converged, rng):
+    def _refined(self, X, parameters, price, rng):
+        """EM from ``parameters``, then split-and-merge moves while they pay.
+
+        EM from a poor start can settle with two components on one cluster and
+        one spread over two (a moment estimate of data far from the origin, on the
+        raw route, did). Such a component is worth less than BIC's price
+        (:func:`merge_gains`): it is re-seeded (k-means++, where the data are
+        least explained by the other components) and EM run again; the move is
+        kept if the log-likelihood rises (Ueda et al., SMEM, 2000), at most
+        ``n_components`` times. Sets ``n_iter_`` (all EM passes) and
+        ``log_likelihood_history_`` (of the kept run); returns the parameters,
+        whether their EM run converged, and their :func:`merge_gains`.
+        """
+        def reseed(parameters, indices):
+            kept = np.setdiff1d(np.arange(len(parameters.weights)), indices)
+            return self._seeded(_seed_rows(X), parameters.reordered(kept), len(indices), rng)
+
+        def run(start):
+            result = em_refine(X, start, max_iter=self.max_iter, tol=self.tol, reseed=reseed)
+            self.n_iter_ += result.n_iter
+            return result
+
+        best = run(parameters)
+        gains = merge_gains(X, best.parameters)
+        for _ in range(len(parameters.weights)):
+            weakest = int(np.argmin(gains))
+            if gains[weakest] >= price:
+                break
+            moved = run(reseed(best.parameters, [weakest]))
+            if moved.log_likelihood <= best.log_likelihood + self.tol:
+                break
+            best, gains = moved, merge_gains(X, moved.parameters)
+        self.log_likelihood_history_ = best.history
+        return best.parameters, best.converged, gains
+
+    def _judge(self, operator, parameters, gains, price, em_converged, rng):
         """Set ``component_snr_``, ``component_gain_``, ``moment_discrepancy_``,
         ``verdict_`` and ``converged_``; warn once when anything fell short."""
         target, scale = normalize(self._check_target(operator, parameters))
@@ -149,13 +181,12 @@ class MomentEstimator(BaseEstimator):
         check = check_fit(target, SymmetricModel.for_target(target), weights, vectors, rng,
                           DEFAULT_FLOOR)
         self.component_snr_ = signal_to_noise(weights, check)[0]
-        self.component_gain_ = merge_gains(X, parameters)
+        self.component_gain_ = gains
         self.moment_discrepancy_ = (check.largest / check.floor if check.floor > 0 else
                                     (np.inf if check.largest > 0 else 0.0))
         # A component is weak when neither the third moment nor the likelihood
         # supports it: the moments cannot tell it from noise, and BIC would rather do
-        # without it (its free parameters times log(n) / 2, in nats).
-        price = 0.5 * self._parameters_per_component() * np.log(X.shape[0])
+        # without it.
         weak = (self.component_snr_ < NOISE_STANDARD_ERRORS) & (self.component_gain_ < price)
         self.verdict_ = self._verdict(check, em_converged, np.flatnonzero(weak), price)
         self.converged_ = self.verdict_.success
@@ -260,12 +291,6 @@ def _seed_rows(X):
     """The rows that seed missing components: all of an in-memory ``X``, the first
     ``_SEED_ROWS`` of a Dask array."""
     return X[:_SEED_ROWS].compute() if is_dask_array(X) else X
-
-
-def _sorted_by_weight(parameters):
-    """``parameters`` with the components in order of weight, descending (stable)."""
-    order = np.argsort(-parameters.weights, kind="stable")
-    return parameters.reordered(order)
 
 
 def nearest_squared_distance(rows, squared_norms, centres):

@@ -123,7 +123,7 @@ class SphericalGaussianMixture(DensityMixin, MomentEstimator):
         shortfalls are ``WEAK_COMPONENTS``, ``MODEL_MISFIT`` and
         ``EM_NOT_CONVERGED``.
     n_iter_ : int
-        EM passes (0 with ``refine=False``).
+        EM passes, split-and-merge moves included (0 with ``refine=False``).
     log_likelihood_history_ : tuple of float
         Mean log-likelihood per sample at each EM pass.
     trace_ : FlowTrace or PowerTrace
