@@ -125,7 +125,8 @@ def build_parser():
                          "general when it is not)")
     compare.add_argument("--mask", metavar="FILE.npy",
                          help="with --tensor: boolean array of its shape, True where observed "
-                         "(the general methods complete the rest)")
+                         "(the general methods complete the rest; the tensor's finite values "
+                         "where it is False are held out and scored)")
     compare.add_argument("--kind", choices=("auto", "symmetric", "general"), default="auto",
                          help="which methods run: those for symmetric or for general tensors "
                          "(default auto: symmetric for a symmetric tensor)")
@@ -269,7 +270,12 @@ def _file_problem(args):
     if operator.observed_fraction < 1:
         observed = (f", observed {operator.n_observed} of {math.prod(operator.shape)} entries "
                     f"({operator.observed_fraction:.0%})")
-    return operator, None, None, f"{args.tensor}: shape {shape}, general{observed}"
+    description = f"{args.tensor}: shape {shape}, general{observed}"
+    if mask is not None:
+        # The array and its mask, not the operator: the array's own values where the mask
+        # is False are the held-out entries that compare scores.
+        return array, mask, None, description
+    return operator, None, None, description
 
 
 def _json_value(value):
@@ -437,7 +443,8 @@ def _run_compare(args):
     notes = []
     if any(record.heldout_error is not None for record in result):
         notes.append("rel. error: on the observed entries. held-out: relative error on the "
-                     "entries that were not observed, against the truth.")
+                     "entries that were not observed, against the truth (or, with --tensor "
+                     "and --mask, the tensor's own finite values where the mask is False).")
     if truth is not None:
         cosine = "|<u, v>|" if result.kind == "symmetric" else "prod_k |<u_k, v_k>|"
         notes.append(f"recovered: true components with {cosine} >= 0.99 and weight within 5%. "

@@ -85,9 +85,11 @@ class ComparisonRecord:
         methods, which do not check. When False the method has also warned.
     heldout_error : float or None
         ``|P(T_hat - T*)| / |P(T*)|`` over the entries that were not observed,
-        ``T*`` the truth: how well the method completed the tensor. None when
-        every entry was observed, without a truth, or for a tensor of more
-        than 1e7 entries (it is measured on the dense truth).
+        ``T*`` the truth, or without a truth a dense tensor's own finite
+        values where the mask is False (the held-out entries): how well the
+        method completed the tensor. None when every entry was observed,
+        when there is nothing to score them against, or for a tensor of more
+        than 1e7 entries.
     decomposition : CPTensor
         What the method returned (not shown in tables).
     trace : FlowTrace, PowerTrace or None
@@ -485,11 +487,25 @@ def _check_truth(truth, problem):
     return CPTensor((truth_operator.weights, list(truth_operator.factors)))
 
 
-def _heldout_target(truth, problem):
-    """The dense truth on the entries that were not observed, or None where not measured."""
-    if truth is None or problem.observed is None:
+def _heldout_target(truth, problem, tensor):
+    """What the unobserved entries are scored against, or None where not measured.
+
+    The dense truth there; without a truth, a dense ``tensor``'s own finite
+    values where the mask is False (a tensor given whole, with the entries to
+    fit marked: its other entries are held out).
+    """
+    if problem.observed is None:
         return None
-    return as_general_operator(tl.cp_to_tensor(truth), mask=~problem.observed, name="truth")
+    if truth is not None:
+        return as_general_operator(tl.cp_to_tensor(truth), mask=~problem.observed, name="truth")
+    if not (tl.is_tensor(tensor) or isinstance(tensor, np.ndarray)):
+        return None
+    values = np.asarray(tl.to_numpy(tensor), dtype=float)
+    held = ~problem.observed & np.isfinite(values)
+    if not held.any():
+        return None
+    return as_general_operator(tl.tensor(np.where(held, values, 0.0), **tl.context(tensor)),
+                               mask=held, name="tensor")
 
 
 def compare(tensor, methods=None, *, kind="auto", mask=None, rank=None, truth=None, n_runs=1,
@@ -524,7 +540,9 @@ def compare(tensor, methods=None, *, kind="auto", mask=None, rank=None, truth=No
         without a truth only ``"gradient_flow"`` may run (automatic rank).
     truth : CPTensor, optional
         The known decomposition; adds ``recovered`` and ``order_tau``, and
-        ``heldout_error`` when entries are missing.
+        ``heldout_error`` when entries are missing. Without it, a dense
+        ``tensor`` with a ``mask`` is scored on its own finite values where
+        the mask is False (``heldout_error``).
     n_runs : int >= 1, default=1
         Runs per method, each with a fresh seed drawn from ``random_state``.
     random_state : None, int or numpy.random.RandomState
@@ -584,7 +602,7 @@ def compare(tensor, methods=None, *, kind="auto", mask=None, rank=None, truth=No
     if progress is not None and not callable(progress):
         raise TypeError(f"progress must be callable or None, got {type(progress).__name__}.")
     rng = check_random_state(random_state)
-    heldout = _heldout_target(truth, problem)
+    heldout = _heldout_target(truth, problem, tensor)
 
     result = Comparison(true_rank=None if truth is None else tl.shape(truth[0])[0],
                         kind=problem.kind)

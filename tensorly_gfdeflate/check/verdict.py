@@ -34,6 +34,12 @@ class Shortfall(str, Enum):
     UNEXPLAINED = "unexplained"
     #: Power method: deflated components that are not orthogonal, without an exact fit.
     NOT_ORTHOGONAL = "not_orthogonal"
+    #: Components kept for the given rank that the data cannot tell from noise.
+    UNSUPPORTED = "unsupported"
+    #: Slices with fewer observed entries than components: their factor rows are not determined.
+    UNOBSERVED = "unobserved"
+    #: The held-out error was still falling at the largest rank the path tried.
+    HELD_OUT_LIMIT = "held_out_limit"
     #: Power method: the tensor was explained before ``rank`` extractions; the rest fill it.
     RANK_FILLED = "rank_filled"
     #: Power method: power iterations stopped at ``n_iter_max`` before they settled.
@@ -78,6 +84,14 @@ class Verdict:
         The floor it was compared with, relative to the target's norm.
     n_components : int
         Components returned with a nonzero weight.
+    weak_components : tuple of int
+        Positions (in the returned order, largest weight first) of the
+        components the data cannot tell from noise: weight below twice the
+        noise level along them (general CP flow).
+    unobserved_slices : tuple of (int, tuple of int)
+        ``(mode, indices)`` for each mode with slices holding fewer observed
+        entries than components (none at all included): the factor rows of
+        those indices are not determined by the data (general CP flow).
     """
 
     success: bool
@@ -88,10 +102,12 @@ class Verdict:
     unexplained_weight: float
     noise_floor: float
     n_components: int
+    weak_components: tuple = ()
+    unobserved_slices: tuple = ()
 
     @classmethod
     def from_problems(cls, name, problems, advice, summary, *, success, status, check,
-                      explained, n_components):
+                      explained, n_components, weak_components=(), unobserved_slices=()):
         """The verdict of ``name``'s fit, from ``problems``: ``(Shortfall, clause)`` pairs.
 
         The message is one sentence naming every problem, then ``advice``;
@@ -105,7 +121,9 @@ class Verdict:
         return cls(success=success, status=status, message=message,
                    shortfalls=tuple(shortfall for shortfall, _ in problems),
                    explained=explained, unexplained_weight=check.largest,
-                   noise_floor=check.floor, n_components=n_components)
+                   noise_floor=check.floor, n_components=n_components,
+                   weak_components=tuple(weak_components),
+                   unobserved_slices=tuple(unobserved_slices))
 
     def fewer_than_asked(self, found, message):
         """This verdict for a model that returns ``found`` components, fewer than asked:

@@ -95,13 +95,16 @@ class DecompositionEstimator(BaseEstimator):
         """
         check_is_fitted(self)
         operator = self._as_operator(X)
+        self._check_fitted_shape(operator)
+        return -relative_error(operator, self.decomposition_)
+
+    def _check_fitted_shape(self, operator):
         fitted_shape = tuple(int(tl.shape(f)[0]) for f in self.decomposition_.factors)
         if tuple(operator.shape) != fitted_shape:
             raise ValueError(
                 f"X has shape {tuple(operator.shape)} but the decomposition was fitted on a "
-                f"tensor of shape {fitted_shape}; score a tensor of the fitted shape."
+                f"tensor of shape {fitted_shape}; pass a tensor of the fitted shape."
             )
-        return -relative_error(operator, self.decomposition_)
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

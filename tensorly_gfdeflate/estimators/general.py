@@ -1,7 +1,13 @@
 """:func:`gradient_flow_parafac` as an estimator: TensorLy's ``fit_transform`` and scikit-learn's protocol."""
 
+import numpy as np
+import tensorly as tl
+from sklearn.utils.validation import check_is_fitted
+
+from ..check.measures import relative_error
+from ..check.readout import refit_weights
 from ..solvers.general_flow import fit_parafac_flow
-from ..targets.general import as_general_operator, is_dense_input
+from ..targets.general import as_general_operator, is_dense_input, stack_blocks
 from ._base import FlowEstimator
 
 __all__ = ["GradientFlowParafac"]
@@ -18,8 +24,9 @@ class GradientFlowParafac(FlowEstimator):
     ----------
     rank : int >= 1 or None, default=None
     mask : array of bool (or of 0 and 1), optional
-        True where the entries of the dense tensors passed to ``fit`` and
-        ``score`` are observed.
+        True where the entries of the dense tensor passed to ``fit`` are
+        observed. ``score`` and ``transform`` take their own ``mask`` (the
+        entries to score are the held-out ones, not these).
     width : int >= 1, optional
     regularization : "auto", float >= 0 or None, default=None
     init_scale : float > 0, optional
@@ -44,7 +51,15 @@ class GradientFlowParafac(FlowEstimator):
     trace_ : FlowTrace
     component_snr_ : ndarray of shape (n_components,)
         Each weight over the noise level along its component (inf where the
-        tensor is taken as exact).
+        tensor is taken as exact). ``verdict_.weak_components`` lists those
+        the data cannot tell from noise.
+    unobserved_slices_ : tuple of (int, tuple of int)
+        ``(mode, indices)`` for each mode with slices holding fewer observed
+        entries than components: the factor rows of those indices are not
+        determined by the data (empty when every row is).
+    validation_curve_ : ValidationCurve or None
+        The held-out error of each rank where the automatic rank was chosen
+        by it (``trace_.validation``).
     noise_level_ : float
         The estimated noise level, relative to the tensor's norm.
     n_iter_ : int
@@ -70,7 +85,7 @@ class GradientFlowParafac(FlowEstimator):
     >>> tensor = tl.cp_to_tensor((np.ones(2), factors))
     >>> mask = rng.rand(8, 9, 10) < 0.5
     >>> model = GradientFlowParafac(mask=mask, random_state=0).fit(tensor)
-    >>> model.n_components_, round(model.score(tensor), 4)
+    >>> model.n_components_, round(model.score(tensor, mask=~mask), 4)
     (2, -0.0)
     """
 
@@ -111,3 +126,70 @@ class GradientFlowParafac(FlowEstimator):
 
     def _store_factors(self, cp):
         self.factors_ = list(cp.factors)
+        self.unobserved_slices_ = self.verdict_.unobserved_slices
+        self.validation_curve_ = self.trace_.validation
+
+    def _scored_operator(self, X, mask):
+        """``X`` on the entries to score: ``mask``'s, every entry of a dense ``X``
+        without one, or an ObservedEntries' own (the fit's ``mask`` never applies)."""
+        check_is_fitted(self)
+        if mask is not None and not is_dense_input(X):
+            raise ValueError("mask goes with a dense X; an ObservedEntries X is scored on its "
+                             "own entries: leave mask out.")
+        operator = as_general_operator(X, mask=mask, name="X")
+        self._check_fitted_shape(operator)
+        return operator
+
+    def score(self, X, y=None, mask=None):
+        """Minus the relative error ``|T_hat - X| / |X|`` on the entries given (higher is better).
+
+        Parameters
+        ----------
+        X : dense tensor or ObservedEntries
+            The tensor to compare with, of the fitted shape. A dense ``X`` is
+            scored on every entry, or on ``mask``'s; an ObservedEntries on its
+            entries. The estimator's own ``mask`` (the training entries) is
+            not used: to score a completion, pass the held-out entries.
+        y : None
+            Ignored.
+        mask : array of bool, optional
+            For a dense ``X``: True where scored (e.g. ``~model.mask``, the
+            held-out entries).
+
+        Returns
+        -------
+        float
+        """
+        return -relative_error(self._scored_operator(X, mask), self.decomposition_)
+
+    def transform(self, X, mask=None):
+        """The least-squares weights of ``X`` on the fitted rank-one components.
+
+        The fitted components (``factors_``, unit columns) are kept and only
+        their weights fitted to ``X``: for the tensor the model was fitted on,
+        about ``weights_``; for another tensor of the same shape, its
+        coordinates on the same components.
+
+        Parameters
+        ----------
+        X : dense tensor or ObservedEntries
+            Of the fitted shape; a dense ``X`` on every entry or on ``mask``'s.
+        mask : array of bool, optional
+            For a dense ``X``: True where observed.
+
+        Returns
+        -------
+        ndarray of shape (n_components,)
+        """
+        operator = self._scored_operator(X, mask)
+        vectors = stack_blocks([tl.tensor(factor, **operator.context)
+                                for factor in self.factors_])
+        return np.asarray(tl.to_numpy(refit_weights(operator, vectors)), dtype=float)
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        # A tensor of order >= 3 only: a matrix is refused (see the report of issue 20
+        # for the scikit-learn checks this rules out).
+        tags.input_tags.two_d_array = False
+        tags.input_tags.three_d_array = True
+        return tags

@@ -32,6 +32,14 @@ class RunOutcome:
     parameters: int
     n_observed: int
     residual_text: str
+    weak: tuple = ()
+    validation: object = None
+    unobserved: tuple = ()
+
+    @property
+    def held_out(self):
+        """Whether the rank was chosen by held-out error (the residual check then does not judge it)."""
+        return self.validation is not None
 
 
 def _shortfalls(outcome, check):
@@ -50,18 +58,30 @@ def _shortfalls(outcome, check):
                       f"returned {o.found} components, {o.parameters} free parameters for "
                       f"{o.n_observed} observed entries: so many fit the observed entries "
                       "whatever the others hold, and predict nothing"))
-    if o.rank is None and o.most_fitted >= o.width:
+    if o.rank is not None and o.weak:
+        found.append((Shortfall.UNSUPPORTED,
+                      f"kept {len(o.weak)} of its rank={o.rank} components that the data cannot "
+                      f"tell from noise (positions {list(o.weak)}, largest weight first: weight "
+                      "below twice the noise level along them, see component_snr)"))
+    if o.unobserved:
+        found.append((Shortfall.UNOBSERVED, _unobserved_clause(o)))
+    if o.held_out and o.validation.at_limit:
+        found.append((Shortfall.HELD_OUT_LIMIT,
+                      f"chose rank {o.validation.chosen} by held-out error, the largest rank "
+                      "tried, where the error was still falling"))
+    if o.rank is None and o.most_fitted >= o.width and not o.held_out:
         found.append((Shortfall.WIDTH_EXHAUSTED,
                       f"used every one of its width={o.width} slots, so the automatic rank is "
                       "not to be trusted (the tensor may hold more components, or noise was "
                       "fitted as components)"))
-    # A run cut short at max_time whose result passes the check is a result:
-    # only when the check fails is the horizon worth mentioning.
-    if o.stop_reason == "max_time" and not check.explained:
+    # A run cut at max_time has not converged, whatever its result holds.
+    if o.stop_reason == "max_time":
         found.append((Shortfall.MAX_TIME,
                       f"reached max_time={o.time:g} before its stop rules were met "
                       f"({o.residual_text})"))
-    if not check.explained:
+    # With a held-out rank the target is not low rank plus noise: what the residual
+    # holds is what the folds say more components would not predict.
+    if not check.explained and not o.held_out:
         found.append((Shortfall.UNEXPLAINED,
                       f"leaves a residual holding a component of weight {check.largest:.3g} "
                       f"(relative to |T|) in {check.unexplained} probed direction(s), above the "
@@ -70,8 +90,27 @@ def _shortfalls(outcome, check):
     return found
 
 
+def _unobserved_clause(outcome):
+    listed = "; ".join(
+        f"mode {mode}: {len(indices)} indices {list(indices[:10])}"
+        + (" ..." if len(indices) > 10 else "")
+        for mode, indices in outcome.unobserved)
+    return (f"has slices with fewer observed entries than its {max(outcome.found, 1)} "
+            f"components, whose factor rows the data do not determine ({listed}; see "
+            "verdict.unobserved_slices)")
+
+
 def _advice(outcome, check):
     o = outcome
+    if o.unobserved:
+        return ("Observe entries in the listed slices (at least one per component), or drop "
+                "those indices: the values returned for them are not estimates.")
+    if o.held_out and o.validation.at_limit:
+        return (f"Pass a larger width (the path stops at width={o.width}), or observe more "
+                "entries, to try larger ranks.")
+    if o.rank is not None and o.weak:
+        return (f"Lower rank to drop them, or pass rank=None for the rank of least held-out "
+                "error.")
     if o.underdetermined:
         return (f"Observe more entries: {o.found} components need more than "
                 f"{o.parameters} to be determined by them (or pass a smaller rank).")
@@ -92,11 +131,28 @@ def _advice(outcome, check):
     return "Try another random_state, a larger width or max_time, or variant='merge'."
 
 
+def _summary(outcome):
+    o = outcome
+    if o.held_out:
+        return (f"{o.name} chose {o.validation.chosen} components by held-out error "
+                f"(ranks 1..{len(o.validation.ranks)} tried on {len(o.validation.errors)} "
+                "folds of the observed entries).")
+    return f"{o.name} explained the tensor with {o.found} components (stopped: {o.stop_reason})."
+
+
 def flow_verdict(outcome, check):
-    """The verdict of a flow run whose result the check ``check`` judged."""
+    """The verdict of a flow run whose result the check ``check`` judged.
+
+    A success is a clean one: the check explains the result (or the rank was
+    chosen by held-out error) and nothing else fell short.
+    """
+    problems = _shortfalls(outcome, check)
+    failed = {Shortfall.MAX_TIME, Shortfall.UNSUPPORTED, Shortfall.UNOBSERVED,
+              Shortfall.HELD_OUT_LIMIT}
+    success = ((check.explained or outcome.held_out)
+               and not any(shortfall in failed for shortfall, _ in problems))
     return Verdict.from_problems(
-        outcome.name, _shortfalls(outcome, check), _advice(outcome, check),
-        f"{outcome.name} explained the tensor with {outcome.found} components "
-        f"(stopped: {outcome.stop_reason}).",
-        success=check.explained, status=str(outcome.stop_reason), check=check,
-        explained=check.explained, n_components=outcome.found)
+        outcome.name, problems, _advice(outcome, check), _summary(outcome),
+        success=success, status=str(outcome.stop_reason), check=check,
+        explained=check.explained, n_components=outcome.found,
+        weak_components=outcome.weak, unobserved_slices=outcome.unobserved)

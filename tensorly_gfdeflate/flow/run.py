@@ -27,6 +27,8 @@ from .._checks import check_random_state
 from ..check.probe import below_every_floor, noise_floors, probe_residual, signal_to_noise
 from ..check.readout import canonical_signs, read_out, to_cp_tensor
 from ..targets.symmetric import normalize
+from .held_out import (extend_fit, held_out_path, needs_held_out, polish, unobserved_slices,
+                       weak_components)
 from .epochs import count_fitted, merge_aligned, redraw, seed_slots, slots_still_pooling
 from .integration import Integrator
 from .report import RunOutcome, flow_verdict
@@ -140,19 +142,23 @@ def _relative_drop(before, after):
 
 
 def start_run(operator, model_type, settings, name, default_width, resolve_signs,
-              random_state, default_step=DEFAULT_STEP_SIZE):
+              random_state, default_step=DEFAULT_STEP_SIZE, rank_rules=False):
     """A new :class:`FlowRun` of ``settings`` (a validated FlowSettings) on ``operator``.
 
     ``model_type`` is the model class of the operator's kind;
     ``resolve_signs(width)`` gives the slot signs and whether re-drawn slots
-    may change them.
+    may change them. ``rank_rules``: a given rank is filled and the automatic
+    rank of a partly observed target may be chosen by held-out error (see
+    :class:`FlowRun`).
     """
     rng = check_random_state(random_state)
     target, scale = normalize(operator)
     model = model_type.for_target(target)
     resolved = settings.resolve(name, target, model, default_width, rng, default_step)
     slot_signs, adaptive = resolve_signs(resolved.width)
-    return FlowRun(operator, target, scale, model, resolved, slot_signs, adaptive, rng)
+    run = FlowRun(operator, target, scale, model, resolved, slot_signs, adaptive, rng)
+    run.rank_rules = rank_rules
+    return run
 
 
 def continue_run(run, settings, callback):
@@ -168,7 +174,16 @@ def continue_run(run, settings, callback):
 
 
 class FlowRun:
-    """A gradient-flow run that can be continued (``warm_start``): ``advance(t)`` twice is ``advance(2 t)``."""
+    """A gradient-flow run that can be continued (``warm_start``): ``advance(t)`` twice is ``advance(2 t)``.
+
+    With ``rank_rules`` (general CP) the result honours a given rank (the
+    components the flow did not grow are added, see
+    :func:`~tensorly_gfdeflate.flow.held_out.extend_fit`) and, without a rank,
+    a partly observed target that is not clearly low rank plus noise gets the
+    rank of least held-out error (:func:`~tensorly_gfdeflate.flow.held_out.held_out_path`).
+    """
+
+    rank_rules = False
 
     def __init__(self, operator, target, scale, model, settings, slot_signs, adaptive_signs,
                  rng):
@@ -614,17 +629,60 @@ class FlowRun:
                 weights, vectors, len(groups), s.rank)
             groups = [groups[i] for i in kept]
         check = selection.check(weights, vectors)
+        curve = None
+        if self.rank_rules:
+            weights, vectors, groups, check, curve, more = self._apply_rank_rules(
+                selection, weights, vectors, groups, check)
+            refine_steps += more
         found = int(np.count_nonzero(tl.to_numpy(weights)))
-        verdict = flow_verdict(self._outcome(found, selection), check)
         snr, noise = signal_to_noise(weights, check)
+        weak = weak_components(weights, snr, s.fit_threshold) if self.rank_rules else ()
+        verdict = flow_verdict(self._outcome(found, selection, weak, curve), check)
         cp, permutation = to_cp_tensor(self.model, weights, vectors, self.scale)
         final_error = float(np.sqrt(target.minus(weights, vectors).norm_sq / target.norm_sq))
         trace = self._trace([groups[i] for i in permutation], refine_steps, verdict,
                             final_error)
         trace.component_snr, trace.noise_level = snr[permutation], noise
+        trace.validation = curve
         return cp, trace
 
-    def _outcome(self, found, selection):
+    def _apply_rank_rules(self, selection, weights, vectors, groups, check):
+        """A given rank filled (and polished, partly observed), or the held-out rank where
+        the noise floor's does not apply.
+
+        Returns ``(weights, vectors, groups, check, curve, steps)``; ``curve``
+        is the :class:`~tensorly_gfdeflate.flow.held_out.ValidationCurve`, or
+        None when the rank was given or the noise floor's rule kept.
+        """
+        s, curve = self.settings, None
+        found = 0 if weights is None or not np.any(tl.to_numpy(weights)) else len(groups)
+        rank = s.rank
+        if rank is None:
+            if not needs_held_out(selection, weights, check, found):
+                return weights, vectors, groups, check, None, 0
+            rng = np.random.RandomState(self.check_seed)
+            curve, steps = held_out_path(selection, s.width, rng)
+            rank = curve.chosen
+        else:
+            # Fully observed, the flow's refined fit of that rank stands; partly observed,
+            # ALS on the observed entries settles what the gradient refinement leaves short.
+            if found >= rank and not selection.partly_observed:
+                return weights, vectors, groups, check, None, 0
+            steps = 0
+        # The largest of the flow's components start the fit of that rank; the rest are grown.
+        order = np.argsort(-np.abs(tl.to_numpy(weights)), kind="stable").tolist()
+        weights, vectors, groups = weights[order], vectors[:, order], [groups[i] for i in order]
+        kept = min(found, rank)
+        start = (None, None) if kept == 0 else (weights[:kept], vectors[:, :kept])
+        if kept:
+            start_weights, start_vectors, spent = polish(selection, *start)
+            start, steps = (start_weights, start_vectors), steps + spent
+        weights, vectors, spent = extend_fit(selection, *start, rank,
+                                             np.random.RandomState(self.check_seed + 1))
+        groups = groups[:kept] + [[] for _ in range(rank - kept)]
+        return weights, vectors, groups, selection.check(weights, vectors), curve, steps + spent
+
+    def _outcome(self, found, selection, weak=(), curve=None):
         residual = self.integrator.point.residual
         if self.target.norm_is_estimate:
             residual_text = f"relative residual about {residual:.2g}, against an estimated norm"
@@ -635,7 +693,9 @@ class FlowRun:
             found=found, most_fitted=self.state.most_fitted, stop_reason=self.stop_reason,
             time=self.integrator.time, underdetermined=selection.underdetermined(found),
             parameters=self.model.parameters(found) if found else 0,
-            n_observed=self.target.n_observed, residual_text=residual_text)
+            n_observed=self.target.n_observed, residual_text=residual_text,
+            weak=tuple(weak), validation=curve,
+            unobserved=unobserved_slices(self.target, found) if self.rank_rules else ())
 
     def _signs_per_snapshot(self):
         """``(n_snapshots, width)`` slot signs: adaptive re-draws change them over time."""

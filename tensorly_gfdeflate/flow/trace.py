@@ -89,6 +89,11 @@ class FlowTrace:
     most_fitted : int
         The most distinct components the flow held at any check (more than
         ``rank`` means the tensor has more components than were kept).
+    validation : ValidationCurve or None
+        The held-out error of each rank on each validation fold, where the
+        automatic rank of a partly observed target was chosen by it
+        (:class:`~tensorly_gfdeflate.flow.held_out.ValidationCurve`); None
+        otherwise.
     verdict : Verdict
         The outcome of the fit (:class:`~tensorly_gfdeflate.check.verdict.Verdict`):
         ``success``, ``status`` (the stop reason), ``message`` and the
@@ -115,6 +120,7 @@ class FlowTrace:
     component_snr: np.ndarray = field(default_factory=lambda: np.zeros(0))
     noise_level: float = float("nan")
     verdict: object = None
+    validation: object = None
 
     def __repr__(self):
         # The dataclass repr would print every array (tens of thousands of characters).

@@ -76,8 +76,16 @@ def gradient_flow_parafac(
         :class:`~tensorly_gfdeflate.ObservedEntries` (coordinates and values)
         is never densified either and is the form for large sparse completion.
     rank : int >= 1 or None, default=None
-        Keep the ``rank`` largest components. None: the automatic rank, every
-        component the flow fitted above the noise floor.
+        Return that many components: the best fit of that rank (as TensorLy's
+        ``parafac``). Components the flow did not grow are added on the
+        residual's leading directions and refined with the rest (by ALS on
+        the observed entries of a partly observed tensor); those the data
+        cannot tell from noise are kept, listed in ``verdict.weak_components``
+        and warned about. None: the automatic rank, every component the flow
+        fitted above the noise floor, or, on a partly observed tensor that is
+        not clearly low rank plus noise, the rank of least held-out error on
+        5 folds of the observed entries (``trace.validation``); see
+        :ref:`automatic-rank-rules`.
     mask : array of bool (or of 0 and 1), optional
         For a dense ``tensor``: True where the entry is observed. The loss and
         every check look at the observed entries only; unobserved entries may
@@ -118,7 +126,10 @@ def gradient_flow_parafac(
     -----
     ConvergenceWarning
         Whenever the result falls short, saying what to do (see
-        :func:`~tensorly_gfdeflate.gradient_flow_cp`).
+        :func:`~tensorly_gfdeflate.gradient_flow_cp`); also when components
+        of a given rank are below the noise, when a slice holds fewer observed
+        entries than components (``verdict.unobserved_slices``: those factor
+        rows are not estimates), and after ``max_time``.
 
     Examples
     --------
@@ -161,7 +172,7 @@ def fit_parafac_flow(tensor, run, *, mask=None, rank=None, width=None, regulariz
     if run is None:
         run = start_run(operator, GeneralModel, settings, "gradient_flow_parafac",
                         default_parafac_width, lambda width: (np.ones(width), False),
-                        random_state, default_step=DEFAULT_STEP_SIZE)
+                        random_state, default_step=DEFAULT_STEP_SIZE, rank_rules=True)
     else:
         run.retarget(operator)
     return continue_run(run, settings, callback)
