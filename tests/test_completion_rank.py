@@ -177,23 +177,7 @@ def test_tags_say_a_tensor_not_a_matrix():
     with pytest.warns(estimator_checks.SkipTestWarning, match="requires input"):
         results = estimator_checks.check_estimator(GradientFlowParafac(), on_fail=None)
     assert not [r for r in results if r["status"] == "failed"]
-
-
-@pytest.mark.parametrize("check", [
-    estimator_checks.check_estimator_cloneable,
-    estimator_checks.check_estimator_repr,
-    estimator_checks.check_get_params_invariance,
-    estimator_checks.check_set_params,
-    estimator_checks.check_no_attributes_set_in_init,
-    estimator_checks.check_parameters_default_constructible,
-    estimator_checks.check_do_not_raise_errors_in_init_or_set_params,
-    estimator_checks.check_estimators_unfitted,
-    estimator_checks.check_valid_tag_types,
-], ids=lambda check: check.__name__)
-def test_scikit_learn_protocol_checks_on_the_general_estimator(check):
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
-        check("GradientFlowParafac", GradientFlowParafac())
+    # The checks that need no input data run on it in test_estimators.py.
 
 
 # --- compare --------------------------------------------------------------------------------------

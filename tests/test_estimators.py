@@ -22,6 +22,7 @@ from tensorly_gfdeflate import (
     random_symmetric_cp,
     relative_error,
 )
+from tensorly_gfdeflate.estimators.general import GradientFlowParafac
 from tensorly_gfdeflate.estimators.symmetric import GradientFlowCP, PowerDeflationCP
 
 
@@ -189,8 +190,9 @@ PROTOCOL_CHECKS = [
 
 
 @pytest.mark.parametrize("check", PROTOCOL_CHECKS, ids=lambda check: check.__name__)
-@pytest.mark.parametrize("estimator", [GradientFlowCP(), PowerDeflationCP(2)],
-                         ids=["GradientFlowCP", "PowerDeflationCP"])
+@pytest.mark.parametrize("estimator", [GradientFlowCP(), PowerDeflationCP(2),
+                                       GradientFlowParafac()],
+                         ids=["GradientFlowCP", "PowerDeflationCP", "GradientFlowParafac"])
 def test_scikit_learn_protocol_checks(estimator, check):
     with warnings.catch_warnings():
         warnings.simplefilter("error")

@@ -16,6 +16,8 @@ Every fit runs the same steps (see :ref:`theory-moments` and
    component's signal-to-noise ratio there.
 """
 
+from functools import cache, partial
+
 import numpy as np
 import tensorly as tl
 from scipy.special import logsumexp
@@ -123,12 +125,15 @@ class MomentEstimator(BaseEstimator):
         rng = check_random_state(self.random_state)
         self.n_sources_found_ = len(start.weights)
         missing = n_components - self.n_sources_found_
-        parameters = self._seeded(_seed_rows(X), start, missing, rng) if missing else start
+        # Read (for a Dask array, computed) once per fit, and only if a component is seeded.
+        seed_rows = cache(partial(_seed_rows, X))
+        parameters = self._seeded(seed_rows(), start, missing, rng) if missing else start
         # A component is worth BIC's price: its free parameters times log(n) / 2, in nats.
         price = 0.5 * self._parameters_per_component() * np.log(X.shape[0])
         self.n_iter_, em_converged, self.log_likelihood_history_ = 0, True, ()
         if self.refine:
-            parameters, em_converged, gains = self._refined(X, parameters, price, rng)
+            parameters, em_converged, gains = self._refined(X, seed_rows, parameters, price,
+                                                            rng)
         else:
             gains = merge_gains(X, parameters)
         order = np.argsort(-parameters.weights, kind="stable")
@@ -136,7 +141,7 @@ class MomentEstimator(BaseEstimator):
         self._set_parameters(parameters)
         self._judge(operator, parameters, gains[order], price, em_converged, rng)
 
-    def _refined(self, X, parameters, price, rng):
+    def _refined(self, X, seed_rows, parameters, price, rng):
         """EM from ``parameters``, then split-and-merge moves while they pay.
 
         EM from a poor start can settle with two components on one cluster and
@@ -151,7 +156,7 @@ class MomentEstimator(BaseEstimator):
         """
         def reseed(parameters, indices):
             kept = np.setdiff1d(np.arange(len(parameters.weights)), indices)
-            return self._seeded(_seed_rows(X), parameters.reordered(kept), len(indices), rng)
+            return self._seeded(seed_rows(), parameters.reordered(kept), len(indices), rng)
 
         def run(start):
             result = em_refine(X, start, max_iter=self.max_iter, tol=self.tol, reseed=reseed)

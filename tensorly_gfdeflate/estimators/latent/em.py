@@ -70,12 +70,8 @@ class TopicParameters:
 
     def sufficient_sums(self, X):
         """The E-step on the documents ``X``: sums that add up over disjoint sets of rows."""
-        joint = self.log_joint(X)
-        likelihood = logsumexp(joint, axis=1)
-        responsibilities = np.exp(joint - likelihood[:, None])
-        return {"n": X.shape[0], "log_likelihood": float(likelihood.sum()),
-                "mass": responsibilities.sum(axis=0),
-                "counts": np.asarray((X.T @ responsibilities).T)}
+        sums, responsibilities = _expectation(self, X)
+        return dict(sums, counts=np.asarray((X.T @ responsibilities).T))
 
     def maximized(self, sums):
         """The M-step from :meth:`sufficient_sums` over all documents (MAP with the prior)."""
@@ -131,13 +127,9 @@ class SphericalParameters:
 
     def sufficient_sums(self, X):
         """The E-step on the samples ``X``: sums that add up over disjoint sets of rows."""
-        joint = self.log_joint(X)
-        likelihood = logsumexp(joint, axis=1)
-        responsibilities = np.exp(joint - likelihood[:, None])
-        return {"n": X.shape[0], "log_likelihood": float(likelihood.sum()),
-                "mass": responsibilities.sum(axis=0),
-                "first": responsibilities.T @ X,
-                "square": responsibilities.T @ np.einsum("ij,ij->i", X, X)}
+        sums, responsibilities = _expectation(self, X)
+        return dict(sums, first=responsibilities.T @ X,
+                    square=responsibilities.T @ np.einsum("ij,ij->i", X, X))
 
     def maximized(self, sums):
         """The M-step from :meth:`sufficient_sums` over all samples."""
@@ -230,6 +222,16 @@ def merge_gains(X, parameters):
 def _merged_sums(X, models):
     return {"n": X.shape[0], "log_likelihood": np.array(
         [logsumexp(model.log_joint(X), axis=1).sum() for model in models])}
+
+
+def _expectation(parameters, X):
+    """The E-step both models share: ``(sums, responsibilities)``, the sums (rows, total
+    log-likelihood, mass per component) adding up over disjoint sets of rows."""
+    joint = parameters.log_joint(X)
+    likelihood = logsumexp(joint, axis=1)
+    responsibilities = np.exp(joint - likelihood[:, None])
+    return ({"n": X.shape[0], "log_likelihood": float(likelihood.sum()),
+             "mass": responsibilities.sum(axis=0)}, responsibilities)
 
 
 def _pass(X, summarize):

@@ -468,7 +468,10 @@ class SingleTopicModel(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Moment
         total = self._log_likelihood(X).sum()
         words = X.sum()
         if is_dask_array(X):
-            total, words = total.compute(), words.compute()
+            import dask
+
+            # One pass over the chunks for both sums, not one each.
+            total, words = dask.compute(total, words)
         return float(np.exp(-float(total) / max(float(words), 1.0)))
 
     @property
