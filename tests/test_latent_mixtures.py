@@ -252,3 +252,26 @@ def test_scikit_learn_estimator_checks_pass():
                               on_fail=None)
     assert [r["check_name"] for r in results if r["status"] == "failed"] == []
     assert len(results) > 30
+
+
+def test_an_em_start_stops_at_the_first_check_where_nothing_more_can_grow(mixture):
+    # On scikit-learn's wine table (a training split) the flow fits 2 components, then
+    # finds weight above the floor that no slot can grow on: an EM start stops there,
+    # the flow's own rules wait for a second such check ("stalled"). Same start for EM.
+    from sklearn.datasets import load_wine
+    from sklearn.model_selection import train_test_split
+    from sklearn.preprocessing import StandardScaler
+
+    X, y = load_wine(return_X_y=True)
+    train, test = train_test_split(StandardScaler().fit_transform(X), test_size=0.25,
+                                   stratify=y, random_state=0)
+    start, full = (SphericalGaussianMixture(3, solver_options=options, random_state=0)
+                   .fit(train) for options in (None, {"stop_at_plateau": False}))
+    assert (start.trace_.stop_reason, full.trace_.stop_reason) == ("plateau", "stalled")
+    assert start.trace_.times[-1] < full.trace_.times[-1]
+    assert start.n_sources_found_ == full.n_sources_found_ == 2
+    assert start.score(test) == pytest.approx(full.score(test), rel=1e-6)
+    # Without EM the flow runs by its own rules.
+    fits = (SphericalGaussianMixture(3, refine=False, random_state=0).fit(mixture[0][:2000]),
+            SphericalGaussianMixture(3, refine=False, random_state=0).fit(train))
+    assert all(model.trace_.stop_reason != "plateau" for model in fits)

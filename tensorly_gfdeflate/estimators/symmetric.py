@@ -60,6 +60,7 @@ class GradientFlowCP(_SymmetricCP, FlowEstimator):
     tol : float > 0, default=1e-6
     signs : None, "mixed" or array of +-1 of shape (width,)
     debias : bool, default=True
+    stop_at_plateau : bool, default=False
     random_state : None, int or numpy.random.RandomState
     callback : callable, optional
     verbose : bool, default=False
@@ -139,6 +140,7 @@ class GradientFlowCP(_SymmetricCP, FlowEstimator):
         tol=1e-6,
         signs=None,
         debias=True,
+        stop_at_plateau=False,
         random_state=None,
         callback=None,
         verbose=False,
@@ -157,6 +159,7 @@ class GradientFlowCP(_SymmetricCP, FlowEstimator):
         self.tol = tol
         self.signs = signs
         self.debias = debias
+        self.stop_at_plateau = stop_at_plateau
         self.random_state = random_state
         self.callback = callback
         self.verbose = verbose

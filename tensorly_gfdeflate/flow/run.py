@@ -64,6 +64,7 @@ class StopReason(str, Enum):
     RANK_REACHED = "rank_reached"
     NOTHING_TO_FIT = "nothing_to_fit"
     STALLED = "stalled"
+    PLATEAU = "plateau"
     CALLBACK = "callback"
 
     def __str__(self):
@@ -167,7 +168,7 @@ def continue_run(run, settings, callback):
     ``settings`` are this call's (validated); the run keeps the other
     settings it started with.
     """
-    run.debias = settings.debias
+    run.debias, run.stop_at_plateau = settings.debias, settings.stop_at_plateau
     run.advance(settings.max_time, callback=callback, verbose=settings.verbose)
     cp, trace = run.result(settings.debias)
     return run, cp, trace
@@ -211,6 +212,8 @@ class FlowRun:
         # Without the debiasing re-fit (debias=False) the slots keep the regularized
         # flow's point: no seeded polish moves them to the exact fit.
         self.debias = True
+        # A run that only starts another method stops at its first settled check.
+        self.stop_at_plateau = False
         self.state = StopState()
 
     def retarget(self, operator):
@@ -369,6 +372,8 @@ class FlowRun:
         """
         s, point = self.settings, self.integrator.point
         fitted = self._count_fitted()
+        if self.stop_at_plateau and s.rank is not None and fitted >= s.rank:
+            return StopReason.PLATEAU, (point.directions[:, :0], np.zeros(0))
         model = self._debiased_model()
         residual = self.target if model is None else self.target.minus(*model)
         if model is not None and below_every_floor(self.target, residual, model[0],
@@ -409,6 +414,8 @@ class FlowRun:
         seen = self.target.minus(point.mass, point.directions).evaluate(seeds[0])
         growable = bool(np.any(2.0 * np.abs(tl.to_numpy(seen)) > self.settings.regularization))
         self.state = self.state.growth_checked(growable)
+        if self.stop_at_plateau and not growable:
+            return StopReason.PLATEAU
         if self.state.stalled:
             return StopReason.STALLED
         if not growable:

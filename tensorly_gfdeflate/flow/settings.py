@@ -69,6 +69,7 @@ FLOW_CONSTRAINTS = {
     "max_time": check_positive,
     "tol": check_positive,
     "debias": check_bool,
+    "stop_at_plateau": check_bool,
     "verbose": check_bool,
 }
 
@@ -89,6 +90,7 @@ class FlowSettings:
     max_time: float
     tol: float
     debias: bool = True
+    stop_at_plateau: bool = False
     verbose: bool = False
 
     @classmethod

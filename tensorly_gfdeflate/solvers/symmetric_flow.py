@@ -120,6 +120,7 @@ def gradient_flow_cp(
     tol=1e-6,
     signs=None,
     debias=True,
+    stop_at_plateau=False,
     random_state=None,
     callback=None,
     return_trace=False,
@@ -202,6 +203,14 @@ def gradient_flow_cp(
         Re-fit the weights of the kept directions by least squares and refine
         them by gradient flow with ``lambda = 0`` (removes the ``lambda / 2``
         shrinkage; exactly low-rank targets are then fitted to ``tol``).
+    stop_at_plateau : bool, default=False
+        Stop (``"plateau"``) at the first check where the loss has settled
+        and the flow has nothing more to grow (``rank`` components fitted,
+        or no slot could grow on what is left), whatever the residual still
+        holds: for a fit that only starts another method (the latent models'
+        EM, see :class:`SingleTopicModel`). The returned decomposition is
+        checked as always, so the verdict says whether it explains the
+        tensor.
     random_state : None, int or numpy.random.RandomState
         Seed of the initialization and re-draws; numpy's global random state
         is never used.
@@ -265,7 +274,8 @@ def gradient_flow_cp(
         tensor, None, rank=rank, width=width, variant=variant, regularization=regularization,
         init_scale=init_scale, reinit_threshold=reinit_threshold, epoch_time=epoch_time,
         epoch_growth=epoch_growth, step_size=step_size, max_time=max_time, tol=tol,
-        signs=signs, debias=debias, random_state=random_state, callback=callback,
+        signs=signs, debias=debias, stop_at_plateau=stop_at_plateau,
+        random_state=random_state, callback=callback,
         verbose=verbose)
     trace.verdict.warn()
     return (cp, trace) if return_trace else cp

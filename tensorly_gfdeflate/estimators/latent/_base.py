@@ -48,6 +48,10 @@ from .em import merge_gains
 from .em import refine as em_refine
 
 SOLVERS = {"gradient_flow": GradientFlowCP, "power_deflation": PowerDeflationCP}
+# The flow's defaults when EM follows: its estimate is a start, whose weights EM re-fits,
+# so neither the least-squares re-fit (and its exact polish) nor the search for what the
+# residual still holds beyond the first plateau pays.
+_FLOW_AS_START = {"debias": False, "stop_at_plateau": True}
 # Rows of a Dask array that seed the components the moments did not find.
 _SEED_ROWS = 4096
 
@@ -111,6 +115,8 @@ class MomentEstimator(BaseEstimator):
         positive weights for real components).
         """
         solver = SOLVERS[self.solver](n_components, random_state=self.random_state)
+        if self.refine and self.solver == "gradient_flow":
+            solver.set_params(**_FLOW_AS_START)
         solver.set_params(**(self.solver_options or {}))
         solver._fit_quietly(operator)
         self.trace_ = solver.trace_

@@ -85,7 +85,10 @@ class SphericalGaussianMixture(DensityMixin, MomentEstimator):
         GaussianMixture(spherical) on held-out data, per component 0.0%
         (``benchmarks/real_latent.py``).
     solver_options : dict or None, default=None
-        Parameters of the solver, except ``rank`` and ``random_state``.
+        Parameters of the solver, except ``rank`` and ``random_state``. With
+        ``refine=True`` the gradient flow runs with ``debias=False`` and
+        ``stop_at_plateau=True`` unless given here: its estimate only starts
+        EM, which re-fits every weight (see :ref:`mom-fit`).
     random_state : None, int or numpy.random.RandomState
         Seed of the solver, of the seeding of components the moments did not
         find, and of :meth:`sample`; numpy's global random state is never used.

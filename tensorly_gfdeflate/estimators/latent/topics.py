@@ -144,7 +144,10 @@ class SingleTopicModel(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Moment
         topic-word probabilities are never 0, so a held-out document with a
         word a topic never saw keeps a finite likelihood.
     solver_options : dict or None, default=None
-        Parameters of the solver, except ``rank`` and ``random_state``.
+        Parameters of the solver, except ``rank`` and ``random_state``. With
+        ``refine=True`` the gradient flow runs with ``debias=False`` and
+        ``stop_at_plateau=True`` unless given here: its estimate only starts
+        EM, which re-fits every weight (see :ref:`mom-fit`).
     random_state : None, int or numpy.random.RandomState
         Seed of the eigensolver's start, of the solver and of the seeding of
         topics the moments did not find; numpy's global random state is

@@ -43,8 +43,10 @@ __all__ = [
 ]
 
 # Above this many features the top eigenpairs of M2 come from Lanczos
-# iterations on the implicit matrix instead of a dense d x d eigensolver.
-_DENSE_EIGEN_FEATURES = 1000
+# iterations on the implicit matrix instead of a dense d x d eigensolver. Measured
+# (10 eigenpairs, scikit-learn's docstrings, 1 BLAS thread): even at 200 words
+# (9.6 ms dense, 9.0 ms Lanczos); at 1000 words 167 ms against 15 ms.
+_DENSE_EIGEN_FEATURES = 200
 # An eigenvalue below this fraction of the largest counts as zero when
 # checking that M2 has rank n_components (rounding, not sampling, noise).
 _RANK_TOLERANCE = 1e-10
@@ -287,7 +289,7 @@ def top_eigenpairs(matrix, n_components, random_state=None):
     """The ``n_components`` largest eigenvalues (descending) and eigenvectors of a symmetric matrix.
 
     A dense eigensolver for small matrices; Lanczos iterations
-    (``scipy.sparse.linalg.eigsh``) on the implicit operator above 1000
+    (``scipy.sparse.linalg.eigsh``) on the implicit operator above 200
     rows, started from a vector drawn from ``random_state``.
 
     Parameters
