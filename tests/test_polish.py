@@ -121,6 +121,19 @@ def test_seeded_polish_fits_the_missing_components_at_once():
     assert np.nanmax(trace.discovery_time) == pytest.approx(polished[0].time)
 
 
+def test_a_partial_polish_is_followed_at_once_by_one_for_what_is_left():
+    # The speed benchmark's general case: the first polish fits 3 of the 5 components;
+    # the probe of what is left and a second polish, at the same check, fit the rest.
+    rng = np.random.RandomState(0)
+    factors = [rng.standard_normal((n, 5)) for n in (20, 25, 30)]
+    factors = [factor / np.linalg.norm(factor, axis=0) for factor in factors]
+    tensor = tl.cp_to_tensor((np.linspace(1.0, 0.2, 5), factors))
+    cp, trace = quiet(gradient_flow_parafac, tensor, random_state=0, return_trace=True)
+    times = [event.time for event in trace.events if event.kind == "polish"]
+    assert len(times) >= 2 and set(times) == {trace.times[-1]}
+    assert tl.shape(cp[0])[0] == 5 and relative_error(tensor, cp) <= 1e-10
+
+
 def test_no_seeded_polish_without_debiasing():
     # debias=False keeps the regularized flow's point: no polish moves the slots.
     truth = random_symmetric_cp(100, 8, 4, random_state=0)

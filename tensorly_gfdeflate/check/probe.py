@@ -25,7 +25,7 @@ up for the degrees of freedom the fit took (:func:`fitted_noise_factor`).
 """
 
 import weakref
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import tensorly as tl
@@ -295,6 +295,11 @@ class FitCheck:
         ``noise_aware=False``). The floors judge the residual, against the
         noise the fit left in it; this is all of the target's noise (see
         :func:`fitted_noise_factor`).
+    unexplained_directions : tensor of shape (n, unexplained) or None
+        The probed directions above their floors (columns, as the model's
+        vectors), largest weight first; None when explained.
+    unexplained_weights : ndarray of shape (unexplained,) or None
+        Their weights in the residual, relative to the target's norm.
     """
 
     explained: bool
@@ -302,6 +307,9 @@ class FitCheck:
     floor: float
     unexplained: int
     component_noise: np.ndarray
+    # Not compared: two checks are the same verdict whatever arrays carry their directions.
+    unexplained_directions: object = field(default=None, compare=False)
+    unexplained_weights: np.ndarray = field(default=None, compare=False)
 
 
 def regularization_above_noise(standard_error, spread=1.0):
@@ -352,9 +360,10 @@ def check_fit(target, model, weights, vectors, rng, min_floor, noise_aware=True)
     above = np.flatnonzero(np.abs(probe.values) > floors)
     if not len(above):
         return FitCheck(True, 0.0, float(np.max(floors, initial=min_floor)), 0, component_noise)
-    worst = above[np.argmax(np.abs(probe.values[above]))]
-    return FitCheck(False, float(abs(probe.values[worst])), float(floors[worst]), len(above),
-                    component_noise)
+    above = above[np.argsort(-np.abs(probe.values[above]), kind="stable")]
+    return FitCheck(False, float(abs(probe.values[above[0]])), float(floors[above[0]]),
+                    len(above), component_noise, probe.directions[:, above.tolist()],
+                    probe.values[above])
 
 
 # Rounding of a residual's squared norm computed by expansion, in units of eps times the
