@@ -19,6 +19,7 @@ Every fit runs the same steps (see :ref:`theory-moments` and
 from functools import cache, partial
 
 import numpy as np
+import scipy.sparse as sp
 import tensorly as tl
 from scipy.special import logsumexp
 from sklearn.base import BaseEstimator
@@ -169,6 +170,8 @@ class MomentEstimator(BaseEstimator):
             self.n_iter_ += result.n_iter
             return result
 
+        parameters, passes = self._em_start(X, seed_rows, parameters, rng)
+        self.n_iter_ += passes
         best = run(parameters)
         gains = merge_gains(X, best.parameters)
         for _ in range(len(parameters.weights)):
@@ -181,6 +184,11 @@ class MomentEstimator(BaseEstimator):
             best, gains = moved, merge_gains(X, moved.parameters)
         self.log_likelihood_history_ = best.history
         return best.parameters, best.converged, gains
+
+    def _em_start(self, X, seed_rows, parameters, rng):
+        """The start EM runs from, and the passes over ``X`` it took: the moment estimate
+        (completed to ``n_components``) itself."""
+        return parameters, 0
 
     def _judge(self, operator, parameters, gains, price, em_converged, rng):
         """Set ``component_snr_``, ``component_gain_``, ``moment_discrepancy_``,
@@ -314,13 +322,29 @@ def nearest_squared_distance(rows, squared_norms, centres):
     return np.maximum(distances.min(axis=1), 0.0)
 
 
-def drawn_by_distance(distances, rng):
-    """A row index drawn with probability proportional to ``distances`` (k-means++); uniform
-    when every row already sits on a centre."""
+def seed_row(rows, squared_norms, centres, rng, n_components):
+    """The row that seeds the next centre: greedy k-means++, as scikit-learn's ``kmeans_plusplus``.
+
+    ``2 + log(n_components)`` candidates are drawn with probability
+    proportional to their squared distance to the nearest centre so far
+    (uniformly when there is none, or every row sits on one); the one that
+    lowers the sum of those distances most is kept. A single draw (plain
+    k-means++) left the digits table's EM, which starts mostly from seeds
+    there, 0.07 below GaussianMixture's adjusted Rand index over 10 splits.
+    """
+    centres = np.asarray(centres, dtype=float).reshape(-1, rows.shape[1])
+    distances = nearest_squared_distance(rows, squared_norms, centres)
     total = distances.sum()
-    if not total > 0:
+    if len(centres) == 0 or not total > 0:
         return int(rng.randint(len(distances)))
-    return int(rng.choice(len(distances), p=distances / total))
+    trials = 2 + int(np.log(n_components))
+    candidates = rng.choice(len(distances), size=trials, p=distances / total)
+    cross = rows @ rows[candidates].T
+    cross = cross.toarray() if sp.issparse(cross) else np.asarray(cross)
+    to_candidates = np.maximum(squared_norms[:, None] - 2.0 * cross + squared_norms[candidates],
+                               0.0)
+    potentials = np.minimum(distances[:, None], to_candidates).sum(axis=0)
+    return int(candidates[np.argmin(potentials)])
 
 
 def projected_components(weights, means, projection):

@@ -131,8 +131,21 @@ class SphericalParameters:
         return dict(sums, first=responsibilities.T @ X,
                     square=responsibilities.T @ np.einsum("ij,ij->i", X, X))
 
+    def assigned_sums(self, X):
+        """:meth:`sufficient_sums` of each sample given wholly to its nearest mean (a step of
+        Lloyd's k-means), with ``inertia``, the sum of the squared distances."""
+        squared = np.einsum("ij,ij->i", X, X)
+        distances = np.maximum(squared[:, None] - 2.0 * X @ self.means.T
+                               + np.einsum("ij,ij->i", self.means, self.means), 0.0)
+        nearest = np.argmin(distances, axis=1)
+        assignments = np.zeros_like(distances)
+        assignments[np.arange(len(nearest)), nearest] = 1.0
+        return {"n": X.shape[0], "inertia": float(distances[np.arange(len(nearest)), nearest].sum()),
+                "mass": assignments.sum(axis=0), "first": assignments.T @ X,
+                "square": assignments.T @ squared}
+
     def maximized(self, sums):
-        """The M-step from :meth:`sufficient_sums` over all samples."""
+        """The M-step from :meth:`sufficient_sums` (or :meth:`assigned_sums`) over all samples."""
         mass, d = sums["mass"], self.means.shape[1]
         empty = mass < _EMPTY_COMPONENT
         safe_mass = np.where(empty, 1.0, mass)
@@ -199,6 +212,26 @@ def refine(X, parameters, *, max_iter, tol, reseed=None):
         elif n_iter >= settled_from and abs(history[-1] - history[-2]) < tol:
             return EMResult(parameters, n_iter, True, history[-1], tuple(history))
     return EMResult(parameters, max_iter, False, history[-1], tuple(history))
+
+
+def kmeans(X, parameters, *, max_iter, tol):
+    """Lloyd's k-means from the means of ``parameters``, one pass over ``X`` an iteration.
+
+    ``GaussianMixture``'s start (its ``init_params="kmeans"``): each sample
+    goes to its nearest mean, then the M-step of those hard assignments
+    gives the means, the weights (the clusters' shares) and the variances
+    (their spread). Stops once the sum of squared distances falls by less
+    than ``tol`` (relative) or after ``max_iter`` passes. Returns
+    ``(parameters, passes, inertia)``, the inertia of the last assignment.
+    """
+    inertia = []
+    for n_iter in range(1, max_iter + 1):
+        sums = _pass(X, parameters.assigned_sums)
+        parameters = parameters.maximized(sums)
+        inertia.append(sums["inertia"])
+        if n_iter >= 2 and inertia[-2] - inertia[-1] <= tol * inertia[-2]:
+            break
+    return parameters, n_iter, inertia[-1]
 
 
 def merge_gains(X, parameters):

@@ -16,11 +16,10 @@ from ..._checks import check_choice, check_int, check_random_state, is_dask_arra
 from ...targets.dask_moments import MAX_DENSE_ENTRIES, mean_and_second_moment, moment_sums
 from ._base import (
     MomentEstimator,
-    drawn_by_distance,
-    nearest_squared_distance,
     projected_components,
+    seed_row,
 )
-from .em import SphericalParameters, spherical_log_joint
+from .em import SphericalParameters, kmeans, spherical_log_joint
 from .whitening import (
     MixtureMoments,
     check_rank,
@@ -35,6 +34,9 @@ VARIANCES = ("common", "per_component")
 # Variances are kept at least this times the data's mean feature variance (as
 # GaussianMixture's reg_covar, relative to the data's scale).
 _RELATIVE_VARIANCE_FLOOR = 1e-6
+# Lloyd's k-means before EM stops once the sum of squared distances falls by less than
+# this share (scikit-learn's KMeans stops on the centres' shift, 1e-4 of the variance).
+_KMEANS_TOL = 1e-4
 
 
 def _rows(X):
@@ -258,16 +260,15 @@ class SphericalGaussianMixture(DensityMixin, MomentEstimator):
 
     def _seeded(self, X, parameters, count, rng):
         """``parameters`` and ``count`` more components seeded from the rows of ``X``
-        (k-means++: each a row drawn with probability proportional to its squared
-        distance to the nearest mean so far). All components start with equal weight
+        (greedy k-means++, :func:`seed_row`: rows drawn with probability proportional to
+        their squared distance to the nearest mean so far). All components start with equal weight
         and the moments' variance (the data's mean feature variance when the moments
         found nothing)."""
         X = np.asarray(X, dtype=float)
         means = list(parameters.means)
         squared = np.einsum("ij,ij->i", X, X)
         for _ in range(count):
-            distances = nearest_squared_distance(X, squared, np.array(means).reshape(-1, X.shape[1]))
-            means.append(X[drawn_by_distance(distances, rng)])
+            means.append(X[seed_row(X, squared, means, rng, len(means) + count)])
         variance = (parameters.variances.mean() if len(parameters.variances)
                     else float(np.mean(np.var(X, axis=0))))
         k = len(means)
@@ -275,6 +276,25 @@ class SphericalGaussianMixture(DensityMixin, MomentEstimator):
                                    variances=np.full(k, max(variance, parameters.variance_floor)),
                                    common=parameters.common,
                                    variance_floor=parameters.variance_floor)
+
+    def _em_start(self, X, seed_rows, parameters, rng):
+        """Lloyd's k-means from the moment estimate (completed) and from a k-means++
+        seeding of all components; EM starts from the one of smaller inertia.
+
+        As ``GaussianMixture`` starts EM from k-means. From the means directly,
+        EM settled in poorer optima on scikit-learn's digits projected to 20
+        dimensions: adjusted Rand index 0.39 against GaussianMixture's 0.46
+        over 10 splits. There the moments find 0 to 5 of the 10 components,
+        blends of the classes (which are not spherical Gaussians): k-means
+        from them alone reached 0.26 to 0.42 where a k-means++ start reached
+        0.44 to 0.49. The seeding draws from ``rng``, as the completion does.
+        """
+        seeded = self._seeded(seed_rows(), parameters.reordered([]),
+                              len(parameters.weights), rng)
+        starts = [kmeans(X, start, max_iter=self.max_iter, tol=_KMEANS_TOL)
+                  for start in (parameters, seeded)]
+        best = min(starts, key=lambda start: start[2])[0]
+        return best, sum(start[1] for start in starts)
 
     def _implied_components(self, parameters):
         """Weights and unit directions of ``sum_i w_i (P^T mu_i)^(x)3``."""

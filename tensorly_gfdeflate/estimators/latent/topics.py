@@ -19,8 +19,7 @@ from ..._checks import check_positive, is_dask_array, user_stacklevel
 from ...targets.dask_moments import chunk_sums
 from ._base import (
     MomentEstimator,
-    drawn_by_distance,
-    nearest_squared_distance,
+    seed_row,
     projected_components,
 )
 from .em import TopicParameters, topic_log_joint
@@ -341,9 +340,9 @@ class SingleTopicModel(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Moment
     def _seeded(self, X, parameters, count, rng):
         """``parameters`` and ``count`` more topics seeded from the documents of ``X``.
 
-        k-means++ on word frequencies: each seed is a document drawn with
-        probability proportional to its squared distance to the nearest topic
-        so far, and its topic is that document's frequencies mixed half and
+        Greedy k-means++ on word frequencies (:func:`seed_row`): each seed is a
+        document drawn with probability proportional to its squared distance to
+        the nearest topic so far, and its topic is that document's frequencies mixed half and
         half with the corpus's. All topics start with equal weight.
         """
         lengths = np.asarray(X.sum(axis=1)).ravel()
@@ -353,8 +352,7 @@ class SingleTopicModel(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Moment
         topics = list(parameters.topics)
         squared = np.asarray(frequencies.multiply(frequencies).sum(axis=1)).ravel()
         for _ in range(count):
-            distances = nearest_squared_distance(frequencies, squared, np.array(topics))
-            chosen = drawn_by_distance(distances, rng)
+            chosen = seed_row(frequencies, squared, topics, rng, len(topics) + count)
             document = frequencies[chosen].toarray().ravel()
             topics.append(0.5 * document + 0.5 * corpus)
         k = len(topics)
