@@ -146,6 +146,26 @@ def test_observed_als_fits_the_observed_entries_of_an_exact_tensor(truth, mask):
     assert 1 <= sweeps and np.all(np.isfinite(weights))
 
 
+def test_observed_als_dense_and_sparse_routes_agree(noisy, mask, monkeypatch):
+    # At 40% observed the dense route runs; a share of 1 forces the sparse one.
+    from tensorly_gfdeflate.flow import alternating
+
+    target = as_general_operator(noisy, mask=mask)
+    rng = np.random.RandomState(2)
+    blocks = [rng.standard_normal((n, 4)) for n in SHAPE]
+    vectors = stack_blocks([block / np.linalg.norm(block, axis=0) for block in blocks])
+    weights = np.array([1.0, 0.5, 0.2, 0.1])
+    assert isinstance(alternating._slices(target.observed_indices(),
+                                          target.observed_values(), SHAPE),
+                      alternating._DenseSlices)
+    dense = observed_als(target, weights, vectors, max_sweeps=7)
+    monkeypatch.setattr(alternating, "_DENSE_SHARE", 1)
+    sparse = observed_als(target, weights, vectors, max_sweeps=7)
+    assert dense[2] == sparse[2] == 7
+    np.testing.assert_allclose(dense[0], sparse[0], rtol=1e-9)
+    np.testing.assert_allclose(dense[1], sparse[1], rtol=1e-9, atol=1e-12)
+
+
 # --- scoring and transform ------------------------------------------------------------------------
 
 def test_score_takes_the_entries_to_score_never_the_training_mask(noisy, mask):
