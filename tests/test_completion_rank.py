@@ -159,7 +159,7 @@ def test_observed_als_dense_and_sparse_routes_agree(noisy, mask, monkeypatch):
                                           target.observed_values(), SHAPE),
                       alternating._DenseSlices)
     dense = observed_als(target, weights, vectors, max_sweeps=7)
-    monkeypatch.setattr(alternating, "_DENSE_SHARE", 1)
+    monkeypatch.setattr(alternating, "DENSE_SHARE", 1)
     sparse = observed_als(target, weights, vectors, max_sweeps=7)
     assert dense[2] == sparse[2] == 7
     np.testing.assert_allclose(dense[0], sparse[0], rtol=1e-9)

@@ -18,7 +18,7 @@ import numpy as np
 import scipy.sparse
 import tensorly as tl
 
-from ..targets.general import split_blocks, stack_blocks
+from ..targets.general import DENSE_SHARE, split_blocks, stack_blocks
 
 __all__ = ["observed_als"]
 
@@ -34,12 +34,9 @@ ALS_MAX_SWEEPS = 100
 _RIDGE = 1.0
 # Entries per chunk times r^2: the r x r outer products are built a chunk at a time.
 _CHUNK_CELLS = 2**22
-# The dense route (_DenseSlices) where the tensor has at most this many times the observed
-# entries, and at most _DENSE_CELLS entries (its mask and values are dense arrays). Its
-# sweep costs about the same at any observed fraction, the sparse one grows with it:
-# measured on the kinetic tensor (460,800 entries), rank 8, seconds a sweep dense / sparse:
-# .040 / .023 at 5% observed, .032 / .048 at 10%, .031 / .107 at 20%, .042 / .34 at 50%.
-_DENSE_SHARE = 12
+# The dense route (_DenseSlices) where the tensor has at most DENSE_SHARE times the observed
+# entries (see targets.general, measured for this ALS), and at most this many entries (its
+# mask and values are dense arrays).
 _DENSE_CELLS = 2**24
 
 
@@ -99,7 +96,7 @@ class _DenseSlices:
     entry): BLAS products over the whole tensor, where the sparse route
     gathers and multiplies row by row. Measured on the kinetic tensor
     (460,800 entries, 50% observed), rank 8: 0.042 s a sweep, against 0.34 s
-    the sparse way (see ``_DENSE_SHARE``); same sums, same result up to
+    the sparse way (see ``DENSE_SHARE``); same sums, same result up to
     rounding.
     """
 
@@ -131,10 +128,10 @@ class _DenseSlices:
 
 
 def _slices(indices, values, shape):
-    """The dense route where the tensor has at most ``_DENSE_SHARE`` times the observed
+    """The dense route where the tensor has at most ``DENSE_SHARE`` times the observed
     entries (and at most ``_DENSE_CELLS`` of them), else the sparse one."""
     cells = math.prod(shape)
-    if cells <= _DENSE_SHARE * len(indices) and cells <= _DENSE_CELLS:
+    if cells <= DENSE_SHARE * len(indices) and cells <= _DENSE_CELLS:
         return _DenseSlices(indices, values, shape)
     return _Slices(indices, values, shape)
 
