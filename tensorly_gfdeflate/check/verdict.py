@@ -68,7 +68,7 @@ class Verdict:
         iterations settled).
     status : str
         How the run ended: the flow's stop reason (``"tolerance"``,
-        ``"nothing_to_fit"``, ``"rank_reached"``, ``"stalled"``,
+        ``"nothing_to_fit"``, ``"rank_reached"``, ``"stalled"``, ``"held_out"``,
         ``"callback"``, ``"max_time"``), ``"completed"`` for the power
         method, and for the latent models how EM ended (``"converged"``,
         ``"max_iter"``, or ``"moments_only"`` with ``refine=False``).

@@ -56,6 +56,7 @@ class FlowTrace:
         The slots read out into each returned component.
     stop_reason : str
         ``"tolerance"``, ``"nothing_to_fit"``, ``"rank_reached"``, ``"stalled"``,
+        ``"held_out"`` (general CP, see :ref:`automatic-rank-rules`),
         ``"callback"`` or ``"max_time"``.
     step_size : float
         The step size in use at the end (the default one adapts to the flow;
