@@ -106,6 +106,33 @@ def test_held_out_rank_is_deterministic_from_random_state(noisy, mask):
     np.testing.assert_array_equal(first[0].weights, again[0].weights)
 
 
+def test_a_flow_stuck_on_a_partly_observed_target_hands_over_to_held_out():
+    # Order 4, weights halving down to the noise: the flow fits the largest components, then
+    # its refined fits keep failing at one count; it stops for the held-out path instead of
+    # running to max_time (issue 20, the kinetic tensor's 625 s).
+    shape = (6, 7, 8, 9)
+    clean = tl.cp_to_tensor(random_cp(shape, 5, weights=[1.0, 0.5, 0.25, 0.12, 0.06],
+                                      random_state=0))
+    rng = np.random.RandomState(0)
+    noise = rng.standard_normal(shape)
+    tensor = clean + 0.05 * np.linalg.norm(clean) / np.linalg.norm(noise) * noise
+    observed = rng.rand(*shape) < 0.5
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ConvergenceWarning)
+        cp, trace = gradient_flow_parafac(tensor, mask=observed, random_state=0,
+                                          return_trace=True)
+    assert trace.stop_reason == "held_out" and trace.times[-1] < 5000
+    assert trace.validation is not None and tl.shape(cp.weights)[0] == trace.validation.chosen
+    assert trace.converged and not trace.verdict.shortfalls
+    assert held_out(clean, cp, observed) < 0.1
+    # With a rank given there is no held-out path to hand over to.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        _, given = gradient_flow_parafac(tensor, 5, mask=observed, random_state=0,
+                                         return_trace=True)
+    assert given.stop_reason != "held_out"
+
+
 def test_clearly_low_rank_completion_keeps_the_noise_floor_rule(truth, mask):
     cp, trace = gradient_flow_parafac(tl.cp_to_tensor(truth), mask=mask, random_state=0,
                                       return_trace=True)
@@ -144,6 +171,26 @@ def test_observed_als_fits_the_observed_entries_of_an_exact_tensor(truth, mask):
     fitted = (weights, split_blocks(vectors, SHAPE))
     assert start > 1e-2 and relative_error(target, fitted) < 1e-5
     assert 1 <= sweeps and np.all(np.isfinite(weights))
+
+
+def test_observed_als_dense_and_sparse_routes_agree(noisy, mask, monkeypatch):
+    # At 40% observed the dense route runs; a share of 1 forces the sparse one.
+    from tensorly_gfdeflate.flow import alternating
+
+    target = as_general_operator(noisy, mask=mask)
+    rng = np.random.RandomState(2)
+    blocks = [rng.standard_normal((n, 4)) for n in SHAPE]
+    vectors = stack_blocks([block / np.linalg.norm(block, axis=0) for block in blocks])
+    weights = np.array([1.0, 0.5, 0.2, 0.1])
+    assert isinstance(alternating._slices(target.observed_indices(),
+                                          target.observed_values(), SHAPE),
+                      alternating._DenseSlices)
+    dense = observed_als(target, weights, vectors, max_sweeps=7)
+    monkeypatch.setattr(alternating, "DENSE_SHARE", 1)
+    sparse = observed_als(target, weights, vectors, max_sweeps=7)
+    assert dense[2] == sparse[2] == 7
+    np.testing.assert_allclose(dense[0], sparse[0], rtol=1e-9)
+    np.testing.assert_allclose(dense[1], sparse[1], rtol=1e-9, atol=1e-12)
 
 
 # --- scoring and transform ------------------------------------------------------------------------

@@ -245,6 +245,27 @@ def test_power_deflation_recovers_orthogonal_components_and_warns_otherwise():
     assert relative_error(oblique, cp) > 1e-2
 
 
+def test_power_deflation_on_observed_entries_is_never_silently_wrong():
+    # Issue 20: with a mask and 1% noise, 5 of 30 such runs were wrong (held-out error .21 to
+    # .59) with no warning. Every run must now be right or say what fell short.
+    shape, silent = (10, 12, 14), []
+    for seed in range(30):
+        clean = dense(random_cp(shape, 3, random_state=1000 + seed))
+        rng = np.random.RandomState(seed)
+        noise = rng.standard_normal(shape)
+        tensor = clean + 0.01 * np.linalg.norm(clean) / np.linalg.norm(noise) * noise
+        mask = rng.rand(*shape) < 0.3
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            cp, trace = power_deflation_parafac(tensor, 3, mask=mask, random_state=seed,
+                                                return_trace=True)
+        warned = any(issubclass(w.category, ConvergenceWarning) for w in caught)
+        assert warned == (not trace.converged)
+        if heldout_error(clean, cp, mask) > 0.05 and not warned:
+            silent.append(seed)
+    assert silent == []
+
+
 # --- the estimator -------------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")

@@ -11,6 +11,7 @@ import tensorly as tl
 from tensorly.cp_tensor import CPTensor
 
 from tensorly_gfdeflate.targets.general import (
+    DENSE_SHARE,
     DenseTensor,
     GeneralCPOperator,
     MaskedTensor,
@@ -173,6 +174,14 @@ def test_masked_and_observed_entries_agree():
     np.testing.assert_array_equal(masked.observed_indices(), entries.observed_indices())
     np.testing.assert_array_equal(masked.observed_values(), entries.observed_values())
     np.testing.assert_array_equal(entries.to_dense(), masked.to_dense())
+    # The least-squares image: GEMMs over the masked array, gathered rows on the entries.
+    assert masked.observed_fraction * DENSE_SHARE >= 1.0
+    blocks = split_blocks(V, SHAPES[1])
+    for k in range(len(SHAPES[1])):
+        np.testing.assert_allclose(masked.least_squares_image(blocks, k),
+                                   entries.least_squares_image(blocks, k), rtol=1e-10)
+        np.testing.assert_allclose(masked.rescaled(3.0).least_squares_image(blocks, k),
+                                   3.0 * entries.least_squares_image(blocks, k), rtol=1e-10)
 
 
 def test_fully_observed_mask_is_the_full_tensor():

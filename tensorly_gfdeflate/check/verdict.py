@@ -44,6 +44,9 @@ class Shortfall(str, Enum):
     RANK_FILLED = "rank_filled"
     #: Power method: power iterations stopped at ``n_iter_max`` before they settled.
     NOT_SETTLED = "not_settled"
+    #: Power method on a partly observed tensor: a least-squares fit of the same rank,
+    #: started from its components, leaves far less residual on the observed entries.
+    OBSERVED_MISFIT = "observed_misfit"
     #: Latent models: components whose moment weight is within the noise of zero.
     WEAK_COMPONENTS = "weak_components"
     #: Latent models: the data's third moment holds structure the fitted model lacks,
@@ -66,7 +69,7 @@ class Verdict:
     status : str
         How the run ended: the flow's stop reason (``"tolerance"``,
         ``"nothing_to_fit"``, ``"rank_reached"``, ``"stalled"``, ``"plateau"``,
-        ``"callback"``, ``"max_time"``), ``"completed"`` for the power
+        ``"held_out"``, ``"callback"``, ``"max_time"``), ``"completed"`` for the power
         method, and for the latent models how EM ended (``"converged"``,
         ``"max_iter"``, or ``"moments_only"`` with ``refine=False``).
     message : str

@@ -21,7 +21,7 @@ from ..check.probe import NOISE_MARGIN, signal_to_noise
 from .alternating import observed_als
 from ..targets.general import Coordinates, ObservedEntries, split_blocks
 
-__all__ = ["ValidationCurve", "extend_fit", "held_out_path", "needs_held_out", "weak_components",
+__all__ = ["ValidationCurve", "extend_fit", "held_out_path", "needs_held_out", "can_hold_out", "weak_components",
            "unobserved_slices", "polish", "N_FOLDS", "ENOUGH_HELD_OUT", "PATIENCE", "CLEAR_SNR"]
 
 # The noise floor's automatic rank is kept on a partly observed target only when every
@@ -227,6 +227,16 @@ def held_out_path(selection, width, rng):
     return curve, steps
 
 
+def can_hold_out(selection):
+    """Whether ``selection``'s target has entries to hold out: partly observed (not sample
+    statistics), with enough for a fold's complement to determine one component."""
+    target = selection.target
+    if not selection.partly_observed or target.is_sampled:
+        return False
+    per_fold = target.n_observed * (N_FOLDS - 1) / N_FOLDS
+    return per_fold >= _ENTRIES_PER_PARAMETER * selection.model.parameters(1)
+
+
 def needs_held_out(selection, weights, check, found):
     """Whether the rank of this noise-floor result is chosen by held-out error instead.
 
@@ -236,11 +246,7 @@ def needs_held_out(selection, weights, check, found):
     ``CLEAR_SNR`` times above the noise. Too few entries for a fold to
     determine one component leave the noise floor's rule too.
     """
-    target = selection.target
-    if not selection.partly_observed or target.is_sampled:
-        return False
-    per_fold = target.n_observed * (N_FOLDS - 1) / N_FOLDS
-    if per_fold < _ENTRIES_PER_PARAMETER * selection.model.parameters(1):
+    if not can_hold_out(selection):
         return False
     if found == 0 or not check.explained or selection.underdetermined(found):
         return True

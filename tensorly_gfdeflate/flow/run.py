@@ -27,8 +27,8 @@ from .._checks import check_random_state
 from ..check.probe import below_every_floor, noise_floors, probe_residual, signal_to_noise
 from ..check.readout import canonical_signs, read_out, to_cp_tensor
 from ..targets.symmetric import normalize
-from .held_out import (extend_fit, held_out_path, needs_held_out, polish, unobserved_slices,
-                       weak_components)
+from .held_out import (can_hold_out, extend_fit, held_out_path, needs_held_out, polish,
+                       unobserved_slices, weak_components)
 from .epochs import count_fitted, merge_aligned, redraw, seed_slots, slots_still_pooling
 from .integration import Integrator
 from .report import RunOutcome, flow_verdict
@@ -58,6 +58,13 @@ STUCK_CHECKS = 2
 # On a partly observed target, each refined fit that fails to explain it multiplies the
 # settled checks before the next try by this.
 REFIT_WAIT_GROWTH = 2
+# Without a rank, on a partly observed target whose rank the held-out error may choose:
+# after this many refined fits in a row at the same count that fail to explain it, the
+# flow hands over to the held-out path (StopReason.HELD_OUT). Measured on the kinetic
+# tensor (order 4, 50% observed): one component fitted at t = 92, the slots re-drawn on
+# the residual's next component (probed weight .10, floor .008) never grew before
+# max_time = 5000 (125 s of the 125 s fit), and the result went to the held-out path.
+HELD_OUT_REFITS = 3
 
 
 class StopReason(str, Enum):
@@ -70,6 +77,7 @@ class StopReason(str, Enum):
     STALLED = "stalled"
     PLATEAU = "plateau"
     CALLBACK = "callback"
+    HELD_OUT = "held_out"
 
     def __str__(self):
         return self.value
@@ -88,7 +96,8 @@ class StopState:
     ``most_fitted``: the most distinct components held at any check.
     ``polish_wait`` and ``polish_skipped``: growable settled checks to let pass
     before the next seeded polish, and how many have (each failed polish
-    doubles the wait).
+    doubles the wait). ``refits_failed``: refined fits that failed in a row
+    at the current count.
     """
 
     stuck_checks: int = 0
@@ -98,6 +107,7 @@ class StopState:
     most_fitted: int = 0
     polish_wait: int = 0
     polish_skipped: int = 0
+    refits_failed: int = 0
 
     def saw(self, fitted):
         """A check counted ``fitted`` distinct components."""
@@ -113,8 +123,9 @@ class StopState:
 
     def count_checked(self, fitted):
         """A growable settled check with ``fitted`` components."""
-        same = self.same_count + 1 if self.counted == fitted else 0
-        return replace(self, counted=fitted, same_count=same)
+        if self.counted == fitted:
+            return replace(self, same_count=self.same_count + 1)
+        return replace(self, counted=fitted, same_count=0, refits_failed=0)
 
     def refit_due(self, rank):
         """Whether the refined read-out is tried now: enough checks with the same count (and the rank)."""
@@ -138,7 +149,8 @@ class StopState:
         """A refined read-out did not explain the target: on partly observed ones, wait longer."""
         if not partly_observed:
             return self
-        return replace(self, refit_wait=self.refit_wait * REFIT_WAIT_GROWTH)
+        return replace(self, refit_wait=self.refit_wait * REFIT_WAIT_GROWTH,
+                       refits_failed=self.refits_failed + 1)
 
 
 def _relative_drop(before, after):
@@ -583,7 +595,24 @@ class FlowRun:
         if selection.explains(*selection.refine(*model)[:2]):
             return done
         self.state = self.state.refit_failed(self.partly_observed)
+        if self._hands_over_to_held_out(selection):
+            return StopReason.HELD_OUT
         return None
+
+    def _hands_over_to_held_out(self, selection):
+        """Whether the flow stops for the held-out path: ``HELD_OUT_REFITS`` refined fits in a
+        row at the same count failed to explain a partly observed target (no rank given).
+
+        Such a result is not clearly low rank plus noise (it does not explain
+        the observed entries), so its rank would be chosen by held-out error
+        (:func:`~tensorly_gfdeflate.flow.held_out.needs_held_out`); more flow
+        time could only change that by growing what the flow has not grown
+        over those checks (on an order-4 tensor a re-drawn slot grows from
+        ``init_scale`` in hundreds of time units, see ``HELD_OUT_REFITS``).
+        """
+        return (self.rank_rules and self.settings.rank is None
+                and self.state.refits_failed >= HELD_OUT_REFITS
+                and can_hold_out(selection))
 
     def _debiased_model(self):
         """The fitted directions with least-squares weights, ``(weights, vectors)``, or None.
@@ -697,7 +726,8 @@ class FlowRun:
         found = 0 if weights is None or not np.any(tl.to_numpy(weights)) else len(groups)
         rank = s.rank
         if rank is None:
-            if not needs_held_out(selection, weights, check, found):
+            handed_over = self.stop_reason == StopReason.HELD_OUT
+            if not handed_over and not needs_held_out(selection, weights, check, found):
                 return weights, vectors, groups, check, None, 0
             rng = np.random.RandomState(self.check_seed)
             curve, steps = held_out_path(selection, s.width, rng)

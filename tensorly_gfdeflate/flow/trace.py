@@ -55,7 +55,8 @@ class FlowTrace:
     component_slots : list of list of int
         The slots read out into each returned component.
     stop_reason : str
-        ``"tolerance"``, ``"nothing_to_fit"``, ``"rank_reached"``, ``"stalled"``, ``"plateau"``,
+        ``"tolerance"``, ``"nothing_to_fit"``, ``"rank_reached"``, ``"stalled"``,
+        ``"plateau"``, ``"held_out"`` (general CP, see :ref:`automatic-rank-rules`),
         ``"callback"`` or ``"max_time"``.
     step_size : float
         The step size in use at the end (the default one adapts to the flow;

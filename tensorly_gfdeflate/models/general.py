@@ -120,7 +120,7 @@ def alternating_power_iterate(operator, V, n_iter_max, tol):
         change = 0.0
         for k in range(len(shape)):
             if operator.observed_fraction < 1.0:
-                image = _observed_least_squares_image(operator, blocks, k)
+                image = operator.least_squares_image(blocks, k)
             else:
                 image = operator.contract_mode(stack_blocks(blocks), k)
             image = normalize_columns(image, blocks[k])
@@ -129,31 +129,6 @@ def alternating_power_iterate(operator, V, n_iter_max, tol):
         if change < tol:
             break
     return stack_blocks(blocks), iteration
-
-
-def _observed_least_squares_image(operator, blocks, k):
-    """``T(.., I, ..) / mode_overlap`` of a partly observed operator, from one pass over its entries.
-
-    Both sums run over the products ``z`` of the other modes' rows at each
-    observed entry (``T_e z`` and ``z^2``, scattered to the mode-``k``
-    index), so the rows are gathered once for both; the ``1 / p`` of the
-    operator's inner product cancels in the ratio.
-    """
-    pattern, values = operator.observation_pattern, operator.observed_values()
-    n = operator.shape[k]
-    image = sizes = 0.0
-    for rows in pattern.slices(blocks[0].shape[1]):
-        gathered = pattern.gather(blocks, rows)
-        z = _product([part for l, part in enumerate(gathered) if l != k])
-        image = image + pattern.scatter(k, rows, values[rows].reshape(-1, 1) * z, n)
-        sizes = sizes + pattern.scatter(k, rows, z * z, n)
-    return _least_squares_image(image, sizes)
-
-
-def _least_squares_image(image, sizes):
-    """``image / sizes`` entry by entry, 0 where no observed entry is met (``sizes == 0``)."""
-    met = sizes > 0
-    return tl.where(met, image, 0.0 * image) / tl.where(met, sizes, 1.0 + 0.0 * sizes)
 
 
 class GeneralModel:

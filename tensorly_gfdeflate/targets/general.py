@@ -54,6 +54,7 @@ __all__ = [
     "as_general_operator",
     "split_blocks",
     "stack_blocks",
+    "DENSE_SHARE",
 ]
 
 # Observed entries per block times columns (rounded down to a power of two): a block's
@@ -63,6 +64,12 @@ __all__ = [
 _BLOCK_CELLS = 2**15
 # Observed entries are densified (to_dense) only up to this many tensor entries.
 _DENSE_ENTRIES = 2**24
+# Sums over the observed entries run as GEMMs over the dense arrays (mask and values, zero
+# where unobserved) where at least 1 / DENSE_SHARE of the tensor is observed: such a pass
+# costs about the same at any fraction, gathering rows at each entry grows with it. Measured
+# on the kinetic tensor (460,800 entries), ALS at rank 8, seconds a sweep dense / gathered:
+# .040 / .023 at 5% observed, .032 / .048 at 10%, .031 / .107 at 20%, .042 / .34 at 50%.
+DENSE_SHARE = 12
 
 
 # --- stacked columns -------------------------------------------------------------------------
@@ -272,6 +279,12 @@ def _selection(index, length, dtype):
                              shape=(count, length))
 
 
+def _least_squares_image(image, sizes):
+    """``image / sizes`` entry by entry, 0 where no observed entry is met (``sizes == 0``)."""
+    met = sizes > 0
+    return tl.where(met, image, 0.0 * image) / tl.where(met, sizes, 1.0 + 0.0 * sizes)
+
+
 def _observed_contract(coordinates, values, blocks, shape, modes):
     """``sum_i values_i prod_{l != k} B_l[idx_l(i)]`` scattered to ``idx_k(i)``, ``k`` in modes."""
     m = tl.shape(blocks[0])[1]
@@ -453,6 +466,9 @@ class _ScaledGeneral(GeneralOperator):
     def mode_overlap(self, V, k):
         return self.base.mode_overlap(V, k)
 
+    def least_squares_image(self, blocks, k):
+        return self.factor * self.base.least_squares_image(blocks, k)
+
     def start_subspaces(self):
         return self.base.start_subspaces()
 
@@ -624,6 +640,26 @@ class _ObservedInner:
         """The observed coordinates, an ``(n_observed, N)`` int64 numpy array (read-only)."""
         return self._indices
 
+    def least_squares_image(self, blocks, k):
+        """``T(.., I, ..) / mode_overlap`` for the mode blocks ``blocks``: ``(n_k, m)``.
+
+        Each column's least-squares mode-``k`` vector of a rank-one fit with
+        the other modes fixed (0 at an index no observed entry meets). Both
+        sums run over the products ``z`` of the other modes' rows at each
+        observed entry (``T_e z`` and ``z^2``, scattered to the mode-``k``
+        index), so the rows are gathered once for both; the ``1 / p`` of the
+        inner product cancels in the ratio.
+        """
+        pattern, values = self.observation_pattern, self.observed_values()
+        n = self.shape[k]
+        image = sizes = 0.0
+        for rows in pattern.slices(tl.shape(blocks[0])[1]):
+            gathered = pattern.gather(blocks, rows)
+            z = _product([part for l, part in enumerate(gathered) if l != k])
+            image = image + pattern.scatter(k, rows, tl.reshape(values[rows], (-1, 1)) * z, n)
+            sizes = sizes + pattern.scatter(k, rows, z * z, n)
+        return _least_squares_image(image, sizes)
+
     def mode_overlap(self, V, k):
         """For each mode-``k`` index ``i``, the squared norm of each term with ``e_i`` for ``v_k``.
 
@@ -669,6 +705,7 @@ class MaskedTensor(_ObservedInner, DenseTensor):
         self._indices.flags.writeable = False
         self._coordinates = Coordinates(self._indices, context)
         self.observed_fraction = len(self._indices) / math.prod(shape)
+        self._ones = tl.where(self._mask, tl.ones(shape, **context), tl.zeros(shape, **context))
         self._set_values(values)
 
     def minus(self, weights, V):
@@ -676,9 +713,24 @@ class MaskedTensor(_ObservedInner, DenseTensor):
         # Zero again where unobserved: P_Omega of the residual, as the values were.
         residual = tl.where(self._mask, self._values - self._model(weights, V),
                             tl.zeros(self.shape, **self.context))
-        return MaskedTensor._trusted(residual, _mask=self._mask, _indices=self._indices,
-                                     _coordinates=self._coordinates,
+        return MaskedTensor._trusted(residual, _mask=self._mask, _ones=self._ones,
+                                     _indices=self._indices, _coordinates=self._coordinates,
                                      observed_fraction=self.observed_fraction)
+
+    def least_squares_image(self, blocks, k):
+        """As :meth:`_ObservedInner.least_squares_image`, from two GEMMs over the dense arrays.
+
+        ``P_Omega(T)(.., I, ..)`` and the mask contracted with the squared
+        blocks. Where at least ``1 / DENSE_SHARE`` of the tensor is observed
+        this is faster than gathering rows at each observed entry: measured on
+        the kinetic tensor (460,800 entries, 50% observed), the probes of the
+        flow's checks took 55% of an automatic-rank fit the sparse way.
+        """
+        if self.observed_fraction * DENSE_SHARE < 1.0:
+            return super().least_squares_image(blocks, k)
+        image = _dense_contract_mode(self._values, blocks, k)
+        sizes = _dense_contract_mode(self._ones, [block * block for block in blocks], k)
+        return _least_squares_image(image, sizes)
 
     def to_dense(self):
         """The observed entries, zero elsewhere (``P_Omega(T)``, not divided by ``p``)."""
