@@ -128,7 +128,8 @@ class SphericalGaussianMixture(DensityMixin, MomentEstimator):
         shortfalls are ``WEAK_COMPONENTS``, ``MODEL_MISFIT`` and
         ``EM_NOT_CONVERGED``.
     n_iter_ : int
-        EM passes, split-and-merge moves included (0 with ``refine=False``).
+        Passes over ``X`` of the k-means iterations that start EM and of EM,
+        split-and-merge moves included (0 with ``refine=False``).
     log_likelihood_history_ : tuple of float
         Mean log-likelihood per sample at each EM pass.
     trace_ : FlowTrace or PowerTrace
