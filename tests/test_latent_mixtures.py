@@ -1,5 +1,7 @@
 """SphericalGaussianMixture and its corrected third moment: operators, recovery, likelihoods."""
 
+import warnings
+
 import numpy as np
 import pytest
 from scipy.optimize import linear_sum_assignment
@@ -302,3 +304,29 @@ def test_digits_in_20_principal_directions_cluster_as_gaussian_mixture():
     (our_score, our_ari), (peer_score, peer_ari) = np.mean(ours, axis=0), np.mean(peers, axis=0)
     assert our_score >= peer_score - 0.02 * abs(peer_score)
     assert our_ari >= peer_ari - 0.05
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_a_moment_estimate_far_from_the_likelihood_peak_warns(seed):
+    # Issue 19: means 30 from the origin on the raw route, moments only: every moment
+    # matched (no misfit found) while the means were off by 2.6 to 17.7, silently.
+    rng = np.random.RandomState(seed)
+    means = 3.0 * rng.standard_normal((3, 10)) + 30.0
+    X = means[rng.choice(3, 20_000, p=[0.4, 0.35, 0.25])] + rng.standard_normal((20_000, 10))
+    with pytest.warns(ConvergenceWarning, match="far from the likelihood's peak"):
+        model = SphericalGaussianMixture(3, whiten=False, refine=False, random_state=seed).fit(X)
+    cost = np.linalg.norm(means[:, None] - model.means_[None], axis=2)
+    assert cost[linear_sum_assignment(cost)].max() > 0.3 and not model.converged_
+    # EM from the same start is right, and says nothing.
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ConvergenceWarning)
+        refined = SphericalGaussianMixture(3, whiten=False, random_state=seed).fit(X)
+    cost = np.linalg.norm(means[:, None] - refined.means_[None], axis=2)
+    assert cost[linear_sum_assignment(cost)].max() <= 0.3
+
+
+def test_a_moment_estimate_near_the_likelihood_peak_passes(mixture):
+    # Data that follow the model: the moments alone are right and one EM pass gains less
+    # than the parameters cost.
+    model = SphericalGaussianMixture(3, refine=False, random_state=0).fit(mixture[0])
+    assert model.converged_ and mean_error(model)[0] < 0.3

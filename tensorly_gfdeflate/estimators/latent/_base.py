@@ -146,7 +146,12 @@ class MomentEstimator(BaseEstimator):
         order = np.argsort(-parameters.weights, kind="stable")
         parameters = parameters.reordered(order)
         self._set_parameters(parameters)
-        self._judge(operator, parameters, gains[order], price, em_converged, rng)
+        # The moment estimate alone (refine=False) is also judged by the likelihood: the
+        # moments' checks cannot see an estimate that matches every moment but lies far
+        # from where the likelihood peaks (components nearly parallel).
+        gap = 0.0 if self.refine else _likelihood_gap(X, parameters)
+        self._judge(operator, parameters, gains[order], price, em_converged,
+                    (gap, price * len(parameters.weights)), rng)
 
     def _refined(self, X, seed_rows, parameters, price, rng):
         """EM from ``parameters``, then split-and-merge moves while they pay.
@@ -190,9 +195,10 @@ class MomentEstimator(BaseEstimator):
         (completed to ``n_components``) itself."""
         return parameters, 0
 
-    def _judge(self, operator, parameters, gains, price, em_converged, rng):
+    def _judge(self, operator, parameters, gains, price, em_converged, gap, rng):
         """Set ``component_snr_``, ``component_gain_``, ``moment_discrepancy_``,
-        ``verdict_`` and ``converged_``; warn once when anything fell short."""
+        ``verdict_`` and ``converged_``; warn once when anything fell short. ``gap``:
+        ``(likelihood gap, the model's BIC price)``, see :func:`_likelihood_gap`."""
         target, scale = normalize(self._check_target(operator, parameters))
         weights, vectors = self._implied_components(parameters)
         weights = tl.tensor(weights / scale, **target.context)
@@ -207,7 +213,7 @@ class MomentEstimator(BaseEstimator):
         # supports it: the moments cannot tell it from noise, and BIC would rather do
         # without it.
         weak = (self.component_snr_ < NOISE_STANDARD_ERRORS) & (self.component_gain_ < price)
-        self.verdict_ = self._verdict(check, em_converged, np.flatnonzero(weak), price)
+        self.verdict_ = self._verdict(check, gap, em_converged, np.flatnonzero(weak), price)
         self.converged_ = self.verdict_.success
         self.verdict_.warn()
 
@@ -220,7 +226,7 @@ class MomentEstimator(BaseEstimator):
         """The third moment the fitted ``parameters`` are judged against: the decomposed one."""
         return operator
 
-    def _verdict(self, check, em_converged, weak, price):
+    def _verdict(self, check, gap, em_converged, weak, price):
         """The fit's :class:`Verdict`: weak components, misfit, EM that did not settle."""
         name, n = f"{type(self).__name__}.fit", len(self.component_snr_)
         problems, advice = [], []
@@ -241,6 +247,14 @@ class MomentEstimator(BaseEstimator):
                 f"{'' if self.refine else ', or the moment estimate is poor (refine=False)'}")))
             advice.append(self._misfit_advice() if self.refine else
                           "refine=True (EM from the moment estimate)")
+        elif gap[0] > gap[1]:
+            problems.append((Shortfall.MODEL_MISFIT, (
+                f"finds the moment estimate (refine=False) far from the likelihood's peak: "
+                f"one EM pass from it gains {gap[0]:.3g} nats of log-likelihood, more than "
+                f"the {gap[1]:.3g} nats all its parameters cost (BIC's price), although it "
+                "explains the third moment: the moments do not determine these components "
+                "(nearly parallel ones, or data that do not follow the model)")))
+            advice.append("refine=True (EM from the moment estimate)")
         if not em_converged:
             problems.append((Shortfall.EM_NOT_CONVERGED, (
                 f"stopped the likelihood refinement at max_iter={self.max_iter} before the "
@@ -304,6 +318,21 @@ class MomentEstimator(BaseEstimator):
         """The average of :meth:`_log_likelihood`, for Dask computed chunk by chunk."""
         values = self._log_likelihood(X)
         return float(values.mean().compute() if is_dask_array(X) else np.mean(values))
+
+
+def _likelihood_gap(X, parameters):
+    """The log-likelihood of ``X`` (nats) one EM pass from ``parameters`` gains (two passes).
+
+    Near the likelihood's peak, as a consistent moment estimate is on data
+    that follow the model, the gain is of the order of the number of
+    parameters (twice it is a likelihood-ratio statistic); measured on
+    spherical mixtures of 20,000 samples that the moments recover: 5 to 63
+    nats, against a BIC price of 104. A moment estimate 30 from the origin on
+    the raw route (reliability scenario 10d), means off by 2.6 to 17.7 while
+    every moment matched: 37,000 to 235,000 nats.
+    """
+    history = em_refine(X, parameters, max_iter=2, tol=0.0).history
+    return float((history[-1] - history[0]) * X.shape[0])
 
 
 def _seed_rows(X):
