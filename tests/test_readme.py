@@ -70,3 +70,17 @@ def test_readme_layout_lists_every_module():
                if path.name not in ("__init__.py", "__main__.py")
                and "latent" not in path.parts}
     assert listed == modules
+
+
+def test_no_merge_conflict_markers_in_tracked_text():
+    # A conflict left in the README passed every other check for a whole session.
+    import subprocess
+
+    tracked = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True)
+    if tracked.returncode != 0:  # not a git checkout (an sdist): nothing to check
+        return
+    marker = re.compile(r"^(<{7}|>{7}) ", re.M)
+    offending = [name for name in tracked.stdout.split()
+                 if name.endswith((".py", ".rst", ".md", ".txt", ".toml", ".cfg", ".yml"))
+                 and marker.search((ROOT / name).read_text(errors="replace"))]
+    assert offending == []
