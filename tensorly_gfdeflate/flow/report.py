@@ -109,7 +109,7 @@ def _advice(outcome, check):
         return (f"Pass a larger width (the path stops at width={o.width}), or observe more "
                 "entries, to try larger ranks.")
     if o.rank is not None and o.weak:
-        return (f"Lower rank to drop them, or pass rank=None for the rank of least held-out "
+        return ("Lower rank to drop them, or pass rank=None for the rank of least held-out "
                 "error.")
     if o.underdetermined:
         return (f"Observe more entries: {o.found} components need more than "
@@ -125,6 +125,11 @@ def _advice(outcome, check):
         return (f"The flow fitted {o.most_fitted} components and {o.rank} were kept: the "
                 f"tensor needs more than rank={o.rank} components; pass rank=None (automatic "
                 "rank) or a larger rank.")
+    if o.rank is not None and o.stop_reason == "stalled" and not check.explained:
+        return ("The flow grew no further component for many checks and the missing ones "
+                f"were added on the residual's leading directions: rank={o.rank} components "
+                "do not explain the tensor; pass rank=None (the automatic rank) or a larger "
+                "rank.")
     if o.stop_reason == "max_time":
         return ("The flow was still fitting: increase max_time; if what is left is noise, "
                 "raise regularization (or pass rank).")

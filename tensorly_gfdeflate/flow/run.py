@@ -65,6 +65,10 @@ REFIT_WAIT_GROWTH = 2
 # the residual's next component (probed weight .10, floor .008) never grew before
 # max_time = 5000 (125 s of the 125 s fit), and the result went to the held-out path.
 HELD_OUT_REFITS = 3
+# The growable settled checks at one count those refits take (waits of 3, 6 and 12): with
+# a rank given, a flow that has grown nothing more over as many stops growing (see
+# FlowRun._hands_over_to_the_rank_fill).
+HELD_OUT_CHECKS = (STUCK_CHECKS + 1) * (2**HELD_OUT_REFITS - 1)
 
 
 class StopReason(str, Enum):
@@ -316,7 +320,12 @@ class FlowRun:
         self.checkpoint_loss = loss
         if not self._is_settled(drop):
             return None
-        if s.rank is not None and s.rank > self._count_fitted():
+        fitted = self._count_fitted()
+        if s.rank is not None and s.rank > fitted:
+            if self.rank_rules and self.partly_observed:
+                # No seeded polish on observed entries: count the settled checks instead.
+                self.state = self.state.count_checked(fitted)
+                return StopReason.STALLED if self._hands_over_to_the_rank_fill(fitted) else None
             return self._seeded_polish_reason()
         return self._explained_reason()[0]
 
@@ -598,6 +607,22 @@ class FlowRun:
         if self._hands_over_to_held_out(selection):
             return StopReason.HELD_OUT
         return None
+
+    def _hands_over_to_the_rank_fill(self, fitted):
+        """Whether the flow stops growing (``"stalled"``) and lets the rank rules add the
+        components it lacks: a rank given on a partly observed target, fewer components
+        fitted, and as many settled checks at that count as the automatic rank waits
+        before its hand-over (``HELD_OUT_CHECKS``).
+
+        The given rank's counterpart of :meth:`_hands_over_to_held_out`: on the kinetic
+        tensor (order 4, 50% observed) ``rank=5`` fitted one component and ran to
+        ``max_time`` (50 s, a ``max_time`` warning); the missing components are added on
+        the residual's leading directions and fitted with the rest by ALS on the observed
+        entries (:func:`~tensorly_gfdeflate.flow.held_out.extend_fit`) either way.
+        """
+        rank = self.settings.rank
+        return (self.rank_rules and rank is not None and fitted < rank
+                and self.partly_observed and self.state.same_count >= HELD_OUT_CHECKS)
 
     def _hands_over_to_held_out(self, selection):
         """Whether the flow stops for the held-out path: ``HELD_OUT_REFITS`` refined fits in a
