@@ -19,7 +19,6 @@ Every fit runs the same steps (see :ref:`theory-moments` and
 from functools import cache, partial
 
 import numpy as np
-import scipy.sparse as sp
 import tensorly as tl
 from scipy.special import logsumexp
 from sklearn.base import BaseEstimator
@@ -45,7 +44,7 @@ from ...models.symmetric import SymmetricModel
 from ...targets.dask_moments import check_dask_matrix
 from ...targets.symmetric import normalize
 from ..symmetric import GradientFlowCP, PowerDeflationCP
-from .em import merge_gains
+from .em import merge_gains, squared_distances
 from .em import refine as em_refine
 
 SOLVERS = {"gradient_flow": GradientFlowCP, "power_deflation": PowerDeflationCP}
@@ -346,9 +345,8 @@ def nearest_squared_distance(rows, squared_norms, centres):
     ``squared_norms`` are the rows' own. With no centre, every distance is 1."""
     if len(centres) == 0:
         return np.ones(rows.shape[0])
-    cross = np.asarray(rows @ centres.T)
-    distances = squared_norms[:, None] - 2.0 * cross + np.einsum("ij,ij->i", centres, centres)
-    return np.maximum(distances.min(axis=1), 0.0)
+    return squared_distances(rows, squared_norms, centres,
+                             np.einsum("ij,ij->i", centres, centres)).min(axis=1)
 
 
 def seed_row(rows, squared_norms, centres, rng, n_components):
@@ -368,10 +366,8 @@ def seed_row(rows, squared_norms, centres, rng, n_components):
         return int(rng.randint(len(distances)))
     trials = 2 + int(np.log(n_components))
     candidates = rng.choice(len(distances), size=trials, p=distances / total)
-    cross = rows @ rows[candidates].T
-    cross = cross.toarray() if sp.issparse(cross) else np.asarray(cross)
-    to_candidates = np.maximum(squared_norms[:, None] - 2.0 * cross + squared_norms[candidates],
-                               0.0)
+    to_candidates = squared_distances(rows, squared_norms, rows[candidates],
+                                      squared_norms[candidates])
     potentials = np.minimum(distances[:, None], to_candidates).sum(axis=0)
     return int(candidates[np.argmin(potentials)])
 

@@ -12,6 +12,7 @@ computed whole.
 from dataclasses import dataclass, replace
 from functools import partial
 import numpy as np
+import scipy.sparse as sp
 from scipy.special import logsumexp
 
 from ..._checks import is_dask_array
@@ -19,7 +20,7 @@ from ...targets.dask_moments import chunk_sums
 
 __all__ = ["TopicParameters", "SphericalParameters", "EMResult", "refine",
            "merge_gains",
-           "topic_log_joint", "spherical_log_joint"]
+           "topic_log_joint", "spherical_log_joint", "squared_distances"]
 
 # Variances are kept at least this (times the data's mean squared scale, see
 # SphericalParameters), as GaussianMixture's reg_covar keeps them positive: a
@@ -135,8 +136,8 @@ class SphericalParameters:
         """:meth:`sufficient_sums` of each sample given wholly to its nearest mean (a step of
         Lloyd's k-means), with ``inertia``, the sum of the squared distances."""
         squared = np.einsum("ij,ij->i", X, X)
-        distances = np.maximum(squared[:, None] - 2.0 * X @ self.means.T
-                               + np.einsum("ij,ij->i", self.means, self.means), 0.0)
+        distances = squared_distances(X, squared, self.means,
+                                      np.einsum("ij,ij->i", self.means, self.means))
         nearest = np.argmin(distances, axis=1)
         assignments = np.zeros_like(distances)
         assignments[np.arange(len(nearest)), nearest] = 1.0
@@ -286,11 +287,19 @@ def topic_log_joint(X, weights, topics):
     return np.asarray(X @ np.log(np.maximum(topics, tiny)).T) + np.log(np.maximum(weights, tiny))
 
 
+def squared_distances(rows, squared_norms, centres, centre_norms):
+    """``|x_s - c_i|^2`` for each row (dense or scipy.sparse) and centre (dense, or sparse
+    rows), from the squared norms of both: clipped at 0, where the expansion rounds."""
+    cross = rows @ centres.T
+    cross = cross.toarray() if sp.issparse(cross) else np.asarray(cross)
+    return np.maximum(squared_norms[:, None] - 2.0 * cross + centre_norms, 0.0)
+
+
 def spherical_log_joint(X, weights, means, variances):
     """``log w_i + log N(x; mu_i, sigma_i^2 I)`` per sample and component."""
     d = X.shape[1]
-    distances = np.maximum((np.einsum("ij,ij->i", X, X)[:, None] - 2.0 * X @ means.T
-                            + np.einsum("ij,ij->i", means, means)), 0.0)
+    distances = squared_distances(X, np.einsum("ij,ij->i", X, X), means,
+                                  np.einsum("ij,ij->i", means, means))
     with np.errstate(divide="ignore"):
         return (-0.5 * (distances / variances + d * np.log(2 * np.pi * variances))
                 + np.log(weights))

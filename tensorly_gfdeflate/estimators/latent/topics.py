@@ -19,8 +19,8 @@ from ..._checks import check_positive, is_dask_array, user_stacklevel
 from ...targets.dask_moments import chunk_sums
 from ._base import (
     MomentEstimator,
-    seed_row,
     projected_components,
+    seed_row,
 )
 from .em import TopicParameters, topic_log_joint
 from .whitening import (
