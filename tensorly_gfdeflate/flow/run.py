@@ -65,9 +65,12 @@ REFIT_WAIT_GROWTH = 2
 # the residual's next component (probed weight .10, floor .008) never grew before
 # max_time = 5000 (125 s of the 125 s fit), and the result went to the held-out path.
 HELD_OUT_REFITS = 3
-# The growable settled checks at one count those refits take (waits of 3, 6 and 12): with
-# a rank given, a flow that has grown nothing more over as many stops growing (see
-# FlowRun._hands_over_to_the_rank_fill).
+# The growable settled checks at one count those refits take (waits of 3, 6 and 12). With
+# a rank given on a partly observed target, a flow that has grown nothing more over as
+# many settled checks stops ("stalled"), and the rank rules add the components it lacks on
+# the residual's leading directions, fitted with the rest by ALS on the observed entries
+# (held_out.extend_fit). Measured on the kinetic tensor at rank=5: one component fitted,
+# then the flow ran to max_time (50 s, a max_time warning); now 13 s, same held-out error.
 HELD_OUT_CHECKS = (STUCK_CHECKS + 1) * (2**HELD_OUT_REFITS - 1)
 
 
@@ -126,7 +129,7 @@ class StopState:
         return self.stuck_checks >= STUCK_CHECKS
 
     def count_checked(self, fitted):
-        """A growable settled check with ``fitted`` components."""
+        """A settled check with ``fitted`` components (growable, where the residual was probed)."""
         if self.counted == fitted:
             return replace(self, same_count=self.same_count + 1)
         return replace(self, counted=fitted, same_count=0, refits_failed=0)
@@ -155,6 +158,15 @@ class StopState:
             return self
         return replace(self, refit_wait=self.refit_wait * REFIT_WAIT_GROWTH,
                        refits_failed=self.refits_failed + 1)
+
+
+def _mostly_one_direction(check, left):
+    """Whether the strongest direction ``check`` found above the floor holds at least
+    ``_PARTIAL_POLISH_GAIN`` of the squared residual ``left``: a polish with it alone can
+    then be taken. On the order-4 CP target of the speed benchmark (50 components, 21
+    placed by the first polish) it held far less, and the polish with it, not taken, cost
+    as much as 20 flow steps."""
+    return float(check.unexplained_weights[0]) ** 2 >= _PARTIAL_POLISH_GAIN * left
 
 
 def _relative_drop(before, after):
@@ -323,9 +335,12 @@ class FlowRun:
         fitted = self._count_fitted()
         if s.rank is not None and s.rank > fitted:
             if self.rank_rules and self.partly_observed:
-                # No seeded polish on observed entries: count the settled checks instead.
+                # No seeded polish on observed entries. A flow that has grown nothing more
+                # over as many settled checks as the automatic rank waits before its
+                # hand-over stops growing, and the rank rules add the components it lacks
+                # (see HELD_OUT_CHECKS).
                 self.state = self.state.count_checked(fitted)
-                return StopReason.STALLED if self._hands_over_to_the_rank_fill(fitted) else None
+                return StopReason.STALLED if self.state.same_count >= HELD_OUT_CHECKS else None
             return self._seeded_polish_reason()
         return self._explained_reason()[0]
 
@@ -474,11 +489,11 @@ class FlowRun:
         if not due or not free:
             return False
         for _ in range(_PARTIAL_POLISH_ROUNDS):
-            model, check, taken = self._polish_with(model, seeds, free)
+            model, check, left, taken = self._polish_with(model, seeds, free)
             if check.explained and taken:
                 return True
             free = self._free_slots()
-            if not taken or not free or not self._mostly_one_direction(model, check):
+            if not taken or not free or not _mostly_one_direction(check, left):
                 break
             # Part of what is missing, found at once: the slots took it; what is left
             # (the check's probe found it) is polished again now, not after the flow's
@@ -491,33 +506,23 @@ class FlowRun:
         self.state = self.state.polish_failed()
         return False
 
-    def _mostly_one_direction(self, model, check):
-        """Whether the strongest direction ``check`` found above the floor holds at least
-        ``_PARTIAL_POLISH_GAIN`` of ``model``'s squared residual: a polish with it alone
-        can then be taken. On the order-4 CP target of the speed benchmark (50 components,
-        21 placed by the first polish) it held far less, and the polish with it, not
-        taken, cost as much as 20 flow steps."""
-        strongest = float(check.unexplained_weights[0]) ** 2
-        return strongest >= _PARTIAL_POLISH_GAIN * self.target.minus(*model).norm_sq
-
     def _polish_with(self, model, seeds, free):
         """Polish ``model`` and the probe's ``seeds`` together: ``((weights, vectors), check,
-        taken)``; the slots take the result when it explains the tensor or leaves at most
-        ``_PARTIAL_POLISH_GAIN`` of the model's squared residual."""
+        squared residual left (None when explained), taken)``; the slots take the result
+        when it explains the tensor or leaves at most ``_PARTIAL_POLISH_GAIN`` of the
+        model's squared residual."""
         context, selection = self.target.context, self.selection()
         count = min(len(seeds[1]), len(free))
         weights = tl.concatenate([model[0], tl.tensor(seeds[1][:count], **context)])
         vectors = tl.concatenate([model[1], seeds[0][:, :count]], axis=1)
         weights, vectors, _ = selection.refine(weights, vectors)
         check = selection.check(weights, vectors)
-        taken = ((check.explained or self._halves_residual(model, weights, vectors))
-                 and self._take(weights, vectors, free))
-        return (weights, vectors), check, taken
-
-    def _halves_residual(self, model, weights, vectors):
-        """Whether the polished fit leaves at most ``_PARTIAL_POLISH_GAIN`` of the model's squared residual."""
-        before = self.target.minus(*model).norm_sq
-        return self.target.minus(weights, vectors).norm_sq <= _PARTIAL_POLISH_GAIN * before
+        # What is left matters only to a fit that does not explain the tensor.
+        left = None if check.explained else self.target.minus(weights, vectors).norm_sq
+        halves = (not check.explained
+                  and left <= _PARTIAL_POLISH_GAIN * self.target.minus(*model).norm_sq)
+        taken = (check.explained or halves) and self._take(weights, vectors, free)
+        return (weights, vectors), check, left, taken
 
     def _polishes_seeds(self):
         """The seeded polish runs in the merge variant on fully observed targets, debiased, only.
@@ -607,22 +612,6 @@ class FlowRun:
         if self._hands_over_to_held_out(selection):
             return StopReason.HELD_OUT
         return None
-
-    def _hands_over_to_the_rank_fill(self, fitted):
-        """Whether the flow stops growing (``"stalled"``) and lets the rank rules add the
-        components it lacks: a rank given on a partly observed target, fewer components
-        fitted, and as many settled checks at that count as the automatic rank waits
-        before its hand-over (``HELD_OUT_CHECKS``).
-
-        The given rank's counterpart of :meth:`_hands_over_to_held_out`: on the kinetic
-        tensor (order 4, 50% observed) ``rank=5`` fitted one component and ran to
-        ``max_time`` (50 s, a ``max_time`` warning); the missing components are added on
-        the residual's leading directions and fitted with the rest by ALS on the observed
-        entries (:func:`~tensorly_gfdeflate.flow.held_out.extend_fit`) either way.
-        """
-        rank = self.settings.rank
-        return (self.rank_rules and rank is not None and fitted < rank
-                and self.partly_observed and self.state.same_count >= HELD_OUT_CHECKS)
 
     def _hands_over_to_held_out(self, selection):
         """Whether the flow stops for the held-out path: ``HELD_OUT_REFITS`` refined fits in a
